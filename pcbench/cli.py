@@ -1,0 +1,97 @@
+"""The `pcbench` command: headless entry points over the same code the notebooks use."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+DEFAULT_POLICY = "data/tiny-policy"
+DEFAULT_ARITH = "data/arith"
+
+
+def cmd_data_arith(args) -> None:
+    from pcbench.tasks.arith import write_splits
+
+    paths = write_splits(args.out, seed=args.seed, n_train=args.train, n_test=args.test)
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+
+
+def cmd_tiny_train(args) -> None:
+    from pcbench.tiny.train import TinyConfig, train_tiny
+
+    cfg = TinyConfig(seed=args.seed, **({"steps": args.steps} if args.steps else {}))
+    stats = train_tiny(args.train_split, args.out, cfg)
+    print(json.dumps({k: v for k, v in stats.items() if k != "config"}, indent=2))
+    print(f"saved to {args.out}; next: pcbench tiny profile --model {args.out} --card")
+
+
+def cmd_tiny_profile(args) -> None:
+    from pcbench.tiny.profile import profile_policy
+
+    profile = profile_policy(
+        args.model,
+        args.test_split,
+        prompts=args.prompts,
+        samples=args.samples,
+        temperature=args.temperature,
+        seed=args.seed,
+    )
+    print(json.dumps(profile.summary(), indent=2))
+    print(profile.by_difficulty())
+    print(profile.histogram())
+    if args.card:
+        from pcbench.tiny.card import write_card
+
+        command = "pcbench tiny profile " + " ".join(sys.argv[3:])
+        print(f"wrote {write_card(args.model, profile, command.strip())}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pcbench", description=__doc__)
+    top = parser.add_subparsers(dest="command", required=True)
+
+    data = top.add_parser("data", help="make the embedded task's data").add_subparsers(
+        dest="what", required=True
+    )
+    arith = data.add_parser("arith", help="write data/arith/{train,test}.parquet")
+    arith.add_argument("--out", default=DEFAULT_ARITH)
+    arith.add_argument("--seed", type=int, default=0)
+    arith.add_argument("--train", type=int, default=20_000, help="train prompts")
+    arith.add_argument("--test", type=int, default=1_000, help="test prompts")
+    arith.set_defaults(func=cmd_data_arith)
+
+    tiny = top.add_parser("tiny", help="the embedded tiny policy").add_subparsers(
+        dest="what", required=True
+    )
+    train = tiny.add_parser("train", help="SFT a tiny Llama on the arithmetic train split")
+    train.add_argument("--out", default=DEFAULT_POLICY)
+    train.add_argument("--train-split", default=f"{DEFAULT_ARITH}/train.parquet")
+    train.add_argument("--steps", type=int, help="optimizer steps (default: TinyConfig.steps)")
+    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(func=cmd_tiny_train)
+    prof = tiny.add_parser("profile", help="per-prompt pass rates at temperature 1 (vLLM)")
+    prof.add_argument("--model", default=DEFAULT_POLICY)
+    prof.add_argument("--test-split", default=f"{DEFAULT_ARITH}/test.parquet")
+    prof.add_argument("--prompts", type=int, default=500)
+    prof.add_argument("--samples", type=int, default=16)
+    prof.add_argument("--temperature", type=float, default=1.0)
+    prof.add_argument("--seed", type=int, default=0)
+    prof.add_argument("--card", action="store_true", help="write the result into CARD.md")
+    prof.set_defaults(func=cmd_tiny_profile)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"pcbench: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,289 @@
+"""Configuration: small frozen dataclasses, one per step, and RunConfig that holds them.
+
+Every field is checked in `__post_init__` with a message that says what to change. TOML files
+map onto the dataclasses section by section; unknown keys are errors (with a suggestion), so a
+typo never silently falls back to a default.
+
+Official-code names (verl recipe `recipe/pc/`) for the score thresholds:
+    diversity_threshold_lower = keep_min
+    diversity_threshold_upper = 1 - keep_max   (skip when mean > 1 - diversity_threshold_upper)
+    exclude_threshold_upper   = evict_at
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message says which and what to change."""
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _positive(obj, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        _require(value > 0, f"{type(obj).__name__}.{name} = {value}: must be > 0")
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    temperature: float = 1.0  # rollout sampling temperature (paper: 1.0)
+    top_p: float = 1.0  # nucleus sampling for training rollouts
+    max_tokens: int = 160  # longest completion; longer ones finish with "length"
+
+    def __post_init__(self):
+        _require(self.temperature >= 0, f"temperature = {self.temperature}: use 0 (greedy) or more")
+        _require(0 < self.top_p <= 1, f"top_p = {self.top_p}: must be in (0, 1]")
+        _positive(self, "max_tokens")
+
+
+@dataclass(frozen=True)
+class PilotConfig:
+    n_pilot: int = 4  # rollouts per fresh prompt in its pilot group (paper 1.5B: 32)
+
+    def __post_init__(self):
+        _positive(self, "n_pilot")
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    keep_min: float = 0.125  # keep if pilot mean correctness >= this (else too_hard: deferred)
+    keep_max: float = 0.75  # keep if pilot mean correctness <= this (else too_easy: skipped)
+    evict_at: float = 1.0  # evict from later epochs if pilot mean >= this; > 1 disables
+
+    def __post_init__(self):
+        _require(0 <= self.keep_min <= 1, f"keep_min = {self.keep_min}: must be in [0, 1]")
+        _require(0 <= self.keep_max <= 1, f"keep_max = {self.keep_max}: must be in [0, 1]")
+        _require(
+            self.keep_min <= self.keep_max,
+            f"keep_min = {self.keep_min} > keep_max = {self.keep_max}: lower keep_min or raise "
+            "keep_max (the keep band would be empty)",
+        )
+        _require(
+            self.evict_at > self.keep_max,
+            f"evict_at = {self.evict_at} <= keep_max = {self.keep_max}: a kept prompt would also be "
+            "evicted; set evict_at above keep_max (1.0 evicts solved prompts, 1.01 never evicts)",
+        )
+
+    def official(self) -> dict[str, float]:
+        """The same thresholds under the official recipe's names."""
+        return {
+            "diversity_threshold_lower": self.keep_min,
+            "diversity_threshold_upper": round(1 - self.keep_max, 12),
+            "exclude_threshold_upper": self.evict_at,
+        }
+
+
+ORDERS = ("max_std", "random")
+
+
+@dataclass(frozen=True)
+class CommitConfig:
+    n_commit: int = 12  # rollouts per committed prompt on top of its pilot (paper 1.5B: 96)
+    order: str = "max_std"  # which buffered prompts are taken first: max_std | random
+    max_staleness: int = 4  # drop buffered pilots older than this many updates
+    n_reuse: int | None = None  # pilot rollouts reused in the group (None: all of them)
+
+    def __post_init__(self):
+        _positive(self, "n_commit")
+        _require(self.order in ORDERS, f"order = {self.order!r}: use one of {ORDERS}")
+        _require(self.max_staleness >= 0, f"max_staleness = {self.max_staleness}: must be >= 0")
+        _require(
+            self.n_reuse is None or self.n_reuse >= 0,
+            f"n_reuse = {self.n_reuse}: use None (all) or a count >= 0",
+        )
+
+
+LOSS_AGG = ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean")
+ADVANTAGES = ("grpo", "drgrpo")
+
+
+@dataclass(frozen=True)
+class UpdateConfig:
+    lr: float = 1e-4  # AdamW learning rate (paper: 1e-6 for 1.5B)
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW betas
+    weight_decay: float = 0.1  # AdamW weight decay (paper: 0.1)
+    warmup_steps: int = 10  # linear learning-rate warm-up (paper: 10)
+    grad_clip: float = 1.0  # max gradient norm (paper: 1.0)
+    clip_low: float = 0.2  # PPO ratio clip below 1 (paper: 0.2)
+    clip_high: float = 0.28  # PPO ratio clip above 1, "clip-higher" (paper: 0.28)
+    dual_clip: float = 10.0  # dual-clip bound c for negative advantages (paper: 10)
+    loss_agg: str = "token-mean"  # token-mean | seq-mean-token-sum | seq-mean-token-mean
+    advantage: str = "grpo"  # grpo (z-score, ddof 1) | drgrpo (centred only)
+    kl_coef: float = 0.0  # KL penalty to the reference policy (paper: none)
+
+    def __post_init__(self):
+        _positive(self, "lr", "grad_clip", "clip_low", "clip_high")
+        _require(self.dual_clip > 1, f"dual_clip = {self.dual_clip}: must be > 1")
+        _require(self.loss_agg in LOSS_AGG, f"loss_agg = {self.loss_agg!r}: use one of {LOSS_AGG}")
+        _require(
+            self.advantage in ADVANTAGES, f"advantage = {self.advantage!r}: use one of {ADVANTAGES}"
+        )
+        _require(
+            self.warmup_steps >= 0 and self.weight_decay >= 0 and self.kl_coef >= 0,
+            "warmup_steps, weight_decay and kl_coef must be >= 0",
+        )
+        _require(all(0 <= b < 1 for b in self.betas), f"betas = {self.betas}: each in [0, 1)")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    every: int = 5  # evaluate every this many steps (and at step 0)
+    k: int = 4  # samples per eval prompt, for mean@k and pass@k
+    temperature: float = 1.0
+    top_p: float = 0.7  # paper: eval top_p 0.7
+    max_prompts: int | None = 200  # first this many test prompts (None: all)
+
+    def __post_init__(self):
+        _positive(self, "every", "k")
+        _require(0 < self.top_p <= 1, f"top_p = {self.top_p}: must be in (0, 1]")
+        _require(
+            self.max_prompts is None or self.max_prompts > 0,
+            f"max_prompts = {self.max_prompts}: use None (all) or a positive count",
+        )
+
+
+STRATEGIES = ("pilot_commit", "grpo", "dapo")
+ON_MAX_ROUNDS = ("raise", "train_partial")
+SECTIONS = {
+    "sampling": SamplingConfig,
+    "pilot": PilotConfig,
+    "score": ScoreConfig,
+    "commit": CommitConfig,
+    "update": UpdateConfig,
+    "eval": EvalConfig,
+}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = "tiny-pc"  # run directory name under runs/
+    strategy: str = "pilot_commit"  # pilot_commit | grpo | dapo
+    model: str = "data/tiny-policy"  # HF model dir or hub id
+    train: str = "data/arith/train.parquet"  # PROMPTS parquet of training prompts
+    test: str = "data/arith/test.parquet"  # PROMPTS parquet of evaluation prompts
+    batch_prompts: int = 8  # B: prompts per training step (paper: 128)
+    pool_prompts: int = 24  # G: fresh prompts per round (paper: 384, pool factor 3)
+    max_rounds: int = 10  # rounds per step before on_max_rounds applies (paper: 10)
+    on_max_rounds: str = "raise"  # raise (as the official code) | train_partial
+    steps: int = 20  # training steps
+    seed: int = 0
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    pilot: PilotConfig = field(default_factory=PilotConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+    commit: CommitConfig = field(default_factory=CommitConfig)
+    update: UpdateConfig = field(default_factory=UpdateConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self):
+        _require(
+            self.strategy in STRATEGIES, f"strategy = {self.strategy!r}: use one of {STRATEGIES}"
+        )
+        _require(
+            self.on_max_rounds in ON_MAX_ROUNDS,
+            f"on_max_rounds = {self.on_max_rounds!r}: use one of {ON_MAX_ROUNDS}",
+        )
+        _positive(self, "batch_prompts", "pool_prompts", "max_rounds", "steps")
+        _require(
+            bool(self.name) and "/" not in self.name,
+            f"name = {self.name!r}: use a non-empty name without '/'",
+        )
+        n_reuse = self.commit.n_reuse
+        _require(
+            n_reuse is None or n_reuse <= self.pilot.n_pilot,
+            f"commit.n_reuse = {n_reuse} > pilot.n_pilot = {self.pilot.n_pilot}: "
+            "reuse at most the pilot rollouts there are",
+        )
+
+    @property
+    def group_size(self) -> int:
+        """n = n_pilot + n_commit: rollouts per trained prompt (GRPO and DAPO use it whole)."""
+        return self.pilot.n_pilot + self.commit.n_commit
+
+    @property
+    def pilot_fraction(self) -> float:
+        return self.pilot.n_pilot / self.group_size
+
+    def with_pilot_fraction(self, fraction: float, group_size: int | None = None) -> RunConfig:
+        """The same config with n_pilot = round(fraction * n) at a fixed group size n."""
+        n = group_size or self.group_size
+        _require(0 < fraction < 1, f"pilot_fraction = {fraction}: must be in (0, 1)")
+        n_pilot = round(fraction * n)
+        _require(
+            0 < n_pilot < n,
+            f"pilot_fraction = {fraction} of group size {n} leaves "
+            f"{n_pilot} pilot and {n - n_pilot} commit rollouts; both must be >= 1",
+        )
+        return replace(
+            self,
+            pilot=replace(self.pilot, n_pilot=n_pilot),
+            commit=replace(self.commit, n_commit=n - n_pilot),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _build(cls, values: dict[str, Any], where: str):
+    known = {f.name: f for f in fields(cls)}
+    for key in values:
+        if key not in known:
+            hint = difflib.get_close_matches(key, known, n=1)
+            raise ConfigError(
+                f"unknown key {where}{key}" + (f"; did you mean {hint[0]!r}?" if hint else "")
+            )
+    kwargs = {}
+    for key, value in values.items():
+        if key in SECTIONS and cls is RunConfig:
+            _require(isinstance(value, dict), f"[{key}] must be a table")
+            kwargs[key] = _build(SECTIONS[key], value, f"{key}.")
+        else:
+            kwargs[key] = tuple(value) if isinstance(value, list) else value
+    try:
+        return cls(**kwargs)
+    except TypeError as e:  # e.g. a wrongly typed value reaching a comparison
+        raise ConfigError(f"{where or 'config'}: {e}") from None
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    """'update.lr=1e-5' -> (['update', 'lr'], 1e-05); the value is read as a TOML value."""
+    key, sep, raw = text.partition("=")
+    _require(bool(sep) and bool(key.strip()), f"override {text!r}: write it as key=value")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # a bare word such as strategy=grpo
+    return key.strip().split("."), value
+
+
+def from_dict(values: dict[str, Any], overrides: list[str] = ()) -> RunConfig:
+    values = {k: dict(v) if isinstance(v, dict) else v for k, v in values.items()}
+    for text in overrides:
+        path, value = _parse_override(text)
+        target = values
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+        target[path[-1]] = value
+    return _build(RunConfig, values, "")
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
+    """Read a TOML run config, apply `key=value` overrides, validate."""
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        values = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    return from_dict(values, overrides)

@@ -1,0 +1,20 @@
+"""Tasks: the embedded arithmetic task, prompt templates and benchmark loaders."""
+
+from pcbench.tasks.arith import LEVELS, generate, write_splits
+from pcbench.tasks.benchmarks import Benchmark, DatasetError, load_benchmark
+from pcbench.tasks.boxed import last_boxed
+from pcbench.tasks.templates import ARITH_TEMPLATE, ChatTemplate, TextTemplate, template_for
+
+__all__ = [
+    "ARITH_TEMPLATE",
+    "LEVELS",
+    "Benchmark",
+    "ChatTemplate",
+    "DatasetError",
+    "TextTemplate",
+    "generate",
+    "last_boxed",
+    "load_benchmark",
+    "template_for",
+    "write_splits",
+]

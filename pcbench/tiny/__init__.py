@@ -1,0 +1,1 @@
+"""The embedded tiny policy: tokenizer, SFT training on the arithmetic task, and its profile."""

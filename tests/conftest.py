@@ -1,0 +1,27 @@
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+BENCHMARKS = SHARED / "benchmarks"
+TINY_POLICY = ROOT / "data" / "tiny-policy"
+ARITH = ROOT / "data" / "arith"
+
+# vLLM in the test process, with a small explicit CPU KV cache (DESIGN §5).
+os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not BENCHMARKS.exists():
+        skip = pytest.mark.skip(reason=f"shared benchmarks not found at {BENCHMARKS}")
+        for item in items:
+            if "benchmarks" in item.fixturenames:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def benchmarks() -> Path:
+    return BENCHMARKS

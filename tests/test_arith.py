@@ -1,0 +1,103 @@
+import hashlib
+import random
+
+import polars as pl
+import pytest
+
+from pcbench.schema import PROMPTS
+from pcbench.tasks import ARITH_TEMPLATE, LEVELS, generate, last_boxed, write_splits
+from pcbench.tasks.arith import evaluate, random_problem, reduce_once, render, worked_solution
+
+from conftest import ARITH
+
+
+def python_value(text: str) -> int:
+    # The rendered text only ever holds digits, + - * and parentheses (asserted first).
+    assert set(text) <= set("0123456789+-*()")
+    return eval(text)  # noqa: S307
+
+
+@pytest.mark.parametrize("difficulty", sorted(LEVELS))
+def test_rendering_parses_back_to_the_same_value(difficulty):
+    rng = random.Random(difficulty)
+    for _ in range(300):
+        e = random_problem(rng, difficulty)
+        assert python_value(render(e)) == evaluate(e)
+
+
+def test_worked_solution_steps_are_each_correct():
+    rng = random.Random(7)
+    for difficulty in LEVELS:
+        for _ in range(100):
+            e = random_problem(rng, difficulty)
+            solution = worked_solution(e)
+            steps = solution.split(". \\boxed{")[0].strip().split(" = ")
+            assert len(steps) == LEVELS[difficulty].n_ops + 1
+            assert {python_value(s) for s in steps} == {evaluate(e)}
+            assert last_boxed(solution) == str(evaluate(e))
+
+
+def test_hand_checked_examples():
+    e = ("+", 3, ("*", 4, 5))
+    assert render(e) == "3+4*5"
+    assert reduce_once(e) == ("+", 3, 20)
+    assert worked_solution(e) == " 3+4*5 = 3+20 = 23. \\boxed{23}"
+    assert render(("-", 9, ("+", 4, 2))) == "9-(4+2)"
+    assert render(("*", ("-", 9, 4), 2)) == "(9-4)*2"
+
+
+def test_intermediate_values_are_never_negative():
+    rng = random.Random(3)
+    for _ in range(500):
+        e = random_problem(rng, 5)
+        while isinstance(e, tuple):
+            assert "--" not in render(e) and not render(e).startswith("-")
+            e = reduce_once(e)
+        assert e >= 0
+
+
+def test_generate_is_a_valid_prompts_frame_with_graded_difficulty():
+    frame = generate(2000, seed=1, split="train")
+    PROMPTS.check(frame)
+    assert frame["prompt_id"].n_unique() == 2000 and frame["prompt"].n_unique() == 2000
+    assert set(frame["difficulty"].unique()) == set(LEVELS)
+    first = frame.row(0, named=True)
+    problem = first["prompt"].split("Q: ")[1].split("\n")[0]
+    assert first["prompt"] == ARITH_TEMPLATE.render(problem)
+    # Harder levels need longer worked solutions.
+    lengths = (
+        frame.group_by("difficulty")
+        .agg(pl.col("solution").str.len_chars().mean())
+        .sort("difficulty")["solution"]
+        .to_list()
+    )
+    assert lengths == sorted(lengths)
+
+
+def test_weights_select_levels_and_unknown_levels_fail():
+    frame = generate(50, seed=0, split="x", weights={1: 1.0})
+    assert frame["difficulty"].unique().to_list() == [1]
+    with pytest.raises(ValueError, match="unknown difficulty levels \\[9\\]"):
+        generate(5, seed=0, split="x", weights={9: 1.0})
+
+
+def test_same_seed_gives_byte_identical_files(tmp_path):
+    digests = []
+    for run in ("a", "b"):
+        paths = write_splits(tmp_path / run, seed=5, n_train=3000, n_test=300)
+        digests.append({k: hashlib.sha256(p.read_bytes()).hexdigest() for k, p in paths.items()})
+    assert digests[0] == digests[1]
+    other = write_splits(tmp_path / "c", seed=6, n_train=3000, n_test=300)
+    assert hashlib.sha256(other["train"].read_bytes()).hexdigest() != digests[0]["train"]
+
+
+def test_shipped_splits_are_what_the_generator_makes(tmp_path):
+    train, test = (pl.read_parquet(ARITH / f"{s}.parquet") for s in ("train", "test"))
+    assert len(train) >= 20_000 and len(test) >= 1_000
+    PROMPTS.check(train)
+    PROMPTS.check(test)
+    regenerated = write_splits(tmp_path, seed=0, n_train=len(train), n_test=len(test))
+    assert pl.read_parquet(regenerated["train"]).equals(train)
+    assert pl.read_parquet(regenerated["test"]).equals(test)
+    # No test problem is also a training problem.
+    assert not set(test["prompt"]) & set(train["prompt"])

@@ -1,0 +1,93 @@
+import pytest
+
+from pcbench.config import (
+    CommitConfig,
+    ConfigError,
+    RunConfig,
+    ScoreConfig,
+    UpdateConfig,
+    from_dict,
+    load_config,
+)
+
+
+def test_defaults_validate_and_derive_group_quantities():
+    cfg = RunConfig()
+    assert cfg.group_size == cfg.pilot.n_pilot + cfg.commit.n_commit
+    assert cfg.pilot_fraction == pytest.approx(cfg.pilot.n_pilot / cfg.group_size)
+
+
+@pytest.mark.parametrize(
+    "section, values, fragment",
+    [
+        ("score", {"keep_min": 0.8, "keep_max": 0.5}, "lower keep_min or raise keep_max"),
+        ("score", {"keep_max": 1.2}, "keep_max = 1.2"),
+        ("score", {"evict_at": 0.7}, "set evict_at above keep_max"),
+        ("commit", {"n_commit": 0}, "n_commit = 0: must be > 0"),
+        ("commit", {"order": "fifo"}, "order = 'fifo'"),
+        ("update", {"loss_agg": "sum"}, "loss_agg = 'sum'"),
+        ("update", {"dual_clip": 1.0}, "dual_clip"),
+        ("pilot", {"n_pilot": -1}, "n_pilot = -1"),
+    ],
+)
+def test_invalid_values_say_what_to_change(section, values, fragment):
+    with pytest.raises(ConfigError, match=fragment.replace("(", r"\(")):
+        from_dict({section: values})
+
+
+def test_cross_section_check_on_reuse():
+    with pytest.raises(ConfigError, match="n_reuse = 9 > pilot.n_pilot = 4"):
+        from_dict({"pilot": {"n_pilot": 4}, "commit": {"n_reuse": 9}})
+
+
+def test_pilot_fraction_keeps_group_size():
+    cfg = RunConfig().with_pilot_fraction(0.5)
+    assert (cfg.pilot.n_pilot, cfg.commit.n_commit) == (8, 8)
+    cfg = RunConfig().with_pilot_fraction(0.25, group_size=128)
+    assert (cfg.pilot.n_pilot, cfg.commit.n_commit) == (32, 96)
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(ConfigError, match="must be in \\(0, 1\\)"):
+            RunConfig().with_pilot_fraction(bad)
+    with pytest.raises(ConfigError, match="both must be >= 1"):
+        RunConfig().with_pilot_fraction(0.01, group_size=16)
+
+
+def test_official_threshold_names():
+    assert ScoreConfig(keep_min=0.125, keep_max=0.75, evict_at=1.0).official() == {
+        "diversity_threshold_lower": 0.125,
+        "diversity_threshold_upper": 0.25,
+        "exclude_threshold_upper": 1.0,
+    }
+
+
+def test_configs_are_frozen():
+    with pytest.raises(AttributeError):
+        UpdateConfig().lr = 1.0  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        CommitConfig().order = "random"  # type: ignore[misc]
+
+
+def test_toml_with_overrides(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text(
+        'name = "x"\nstrategy = "grpo"\n[score]\nkeep_min = 0.25\n[update]\nbetas = [0.9, 0.95]\n'
+    )
+    cfg = load_config(path, ["update.lr=3e-5", "commit.order=random", "steps=7"])
+    assert cfg.strategy == "grpo" and cfg.score.keep_min == 0.25 and cfg.steps == 7
+    assert cfg.update.lr == 3e-5 and cfg.update.betas == (0.9, 0.95)
+    assert cfg.commit.order == "random"
+
+
+def test_toml_errors_name_the_problem(tmp_path):
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+    typo = tmp_path / "typo.toml"
+    typo.write_text("[score]\nkeep_mn = 0.1\n")
+    with pytest.raises(ConfigError, match="score.keep_mn; did you mean 'keep_min'"):
+        load_config(typo)
+    with pytest.raises(ConfigError, match="write it as key=value"):
+        from_dict({}, ["update.lr"])
