@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
 
-.PHONY: test lint install data tiny-policy clean
+.PHONY: test lint install data tiny-policy bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -25,8 +25,8 @@ test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check pcbench tests
-	$(VENV)/bin/ruff format --check pcbench tests
+	$(VENV)/bin/ruff check pcbench tests bench
+	$(VENV)/bin/ruff format --check pcbench tests bench
 
 # Regenerate the shipped artefacts (deterministic for the default seeds).
 data: $(STAMP)
@@ -38,3 +38,6 @@ tiny-policy: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+bench: $(STAMP)
+	$(PY) bench/verifier.py

@@ -1,35 +1,259 @@
-"""Rewards: judge a completion's final answer against the gold answer with math-verify.
+"""Rewards: judge each completion's final answer against its gold answer with math-verify.
 
-`judge` is the single-item, in-process check. Model output is untrusted: math-verify's own
-timeouts use SIGALRM (main thread only) and some inputs hang it, so anything that judges many
-model outputs must run `judge` in killable worker processes (the Verifier of DESIGN §6).
+Model output is untrusted input. math-verify's own timeouts use SIGALRM (main thread only) and
+some inputs hang it or eat memory, and a wrapper that swallows those failures returns reward 0
+for everything -- which Pilot-Commit would read as "every prompt is too hard". So:
+
+- judging runs in worker processes (forkserver, math-verify preloaded); a worker that overruns
+  the per-item timeout is killed and replaced, its item gets `timeout`, the batch goes on;
+- every rollout gets a verify_status (ok / no_answer / timeout / error), and a batch whose
+  error+timeout rate exceeds `max_error_rate` raises VerifierError (carrying the results);
+- predictions are parsed with math-verify's LaTeX extraction only: its expression extraction
+  goes through sympy's parse_expr, which evaluates Python, and model output must never be run;
+- plain integers on both sides are compared in-process (the embedded task's common case), and
+  repeated (answer, gold) pairs come from a bounded LRU cache.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
 
+import polars as pl
+
+from pcbench.rewards_worker import WorkerPool, judge
 from pcbench.tasks.boxed import last_boxed
+
+__all__ = ["Judgement", "VerifierError", "VerifyHealth", "Verifier", "judge"]
+
+EXTRACTIONS = ("boxed", "latex")
+INTEGER = re.compile(r"[+-]?\d{1,60}")
 
 
 @dataclass(frozen=True)
 class Judgement:
-    status: str  # ok / no_answer / error (timeouts are decided by whoever runs judge)
+    status: str  # ok / no_answer / timeout / error
     extracted: str | None  # the final answer the completion gave
     correct: bool
 
 
-def judge(completion: str, gold: str) -> Judgement:
-    """Is the last \\boxed{} answer of `completion` equal to `gold` (math-verify semantics)?"""
-    from math_verify import parse, verify
+@dataclass(frozen=True)
+class VerifyHealth:
+    """What one verify() call saw; `metrics()` feeds the ledger."""
 
-    extracted = last_boxed(completion)
-    if extracted is None or not extracted.strip():
-        return Judgement("no_answer", extracted, False)
-    try:
-        # Wrapped back in \boxed{} so math-verify's boxed extraction reads exactly this answer.
-        predicted = parse(f"\\boxed{{{extracted}}}", raise_on_error=True)
-        target = parse(f"\\boxed{{{gold}}}", raise_on_error=True)
-        return Judgement("ok", extracted, bool(verify(target, predicted, raise_on_error=True)))
-    except Exception:  # noqa: BLE001 — any failure inside math-verify is an `error` status
-        return Judgement("error", extracted, False)
+    items: int
+    ok: int
+    no_answer: int
+    timeout: int
+    error: int
+    cache_hits: int
+    fast_path: int  # integer answers compared without math-verify
+    seconds: float
+
+    @property
+    def error_rate(self) -> float:
+        return (self.timeout + self.error) / self.items if self.items else 0.0
+
+    @property
+    def cache_hit_rate(self) -> float:
+        return self.cache_hits / self.items if self.items else 0.0
+
+    def metrics(self) -> dict[str, float]:
+        out = {f"verifier/{k}": float(v) for k, v in asdict(self).items()}
+        out["verifier/error_rate"] = self.error_rate
+        out["verifier/cache_hit_rate"] = self.cache_hit_rate
+        return out
+
+
+class VerifierError(RuntimeError):
+    """Too many timeouts/errors in a batch: the verifier, not the policy, is broken."""
+
+    def __init__(self, message: str, health: VerifyHealth, results: pl.DataFrame):
+        super().__init__(message)
+        self.health, self.results = health, results
+
+
+def normalise(text: str) -> str:
+    return " ".join(text.strip().strip("$").split())
+
+
+class _LRU:
+    def __init__(self, size: int):
+        self.size, self.data, self.hits, self.misses = size, OrderedDict(), 0, 0
+
+    def get(self, key):
+        if key in self.data:
+            self.hits += 1
+            self.data.move_to_end(key)
+            return self.data[key]
+        self.misses += 1
+        return None
+
+    def put(self, key, value) -> None:
+        self.data[key] = value
+        self.data.move_to_end(key)
+        if len(self.data) > self.size:
+            self.data.popitem(last=False)
+
+
+class Verifier:
+    """Rewards for (completion, gold answer) pairs, judged in killable worker processes."""
+
+    def __init__(
+        self,
+        timeout_s: float = 5.0,
+        workers: int = 2,
+        reward_correct: float = 1.0,
+        reward_wrong: float = 0.0,
+        extraction: str = "boxed",
+        cache_size: int = 100_000,
+        max_error_rate: float = 0.5,
+        min_items_for_check: int = 10,
+        max_answer_chars: int = 2_000,
+        memory_limit_gb: float = 4.0,
+    ):
+        if extraction not in EXTRACTIONS:
+            raise ValueError(f"extraction = {extraction!r}: use one of {EXTRACTIONS}")
+        if timeout_s <= 0 or workers < 1 or cache_size < 0:
+            raise ValueError("timeout_s must be > 0, workers >= 1 and cache_size >= 0")
+        if not 0 < max_error_rate <= 1:
+            raise ValueError(f"max_error_rate = {max_error_rate}: must be in (0, 1]")
+        self.timeout_s, self.extraction = timeout_s, extraction
+        self.reward_correct, self.reward_wrong = reward_correct, reward_wrong
+        self.max_error_rate, self.min_items_for_check = max_error_rate, min_items_for_check
+        self.max_answer_chars = max_answer_chars
+        self.cache = _LRU(cache_size)
+        self.last_health: VerifyHealth | None = None
+        self._lock = threading.Lock()  # one batch at a time; callable from any thread
+        self._pool = WorkerPool(workers, timeout_s, int(memory_limit_gb * 2**30))
+        self._finalizer = weakref.finalize(self, self._pool.close)
+
+    def verify(self, completions: list[str], answers: list[str]) -> pl.DataFrame:
+        """One row per completion: reward, correct, verify_status, extracted."""
+        if len(completions) != len(answers):
+            raise ValueError(f"{len(completions)} completions but {len(answers)} answers")
+        with self._lock:
+            if not self._finalizer.alive:
+                raise RuntimeError("this Verifier is closed; create a new one")
+            start = time.perf_counter()
+            judged, todo, hits, fast = self._prejudge(completions, answers)
+            jobs = [(key, key[0], key[1], self.extraction) for key in todo]
+            for key, (status, extracted, correct) in self._pool.run(jobs).items():
+                if status != "error":  # worker crashes may be transient: never cached
+                    self.cache.put(key, (status, extracted, correct))
+                for i in todo[key]:
+                    # In boxed mode the completion's own box content is the extracted answer.
+                    shown = judged[i].extracted if self.extraction == "boxed" else extracted
+                    judged[i] = Judgement(status, shown, correct)
+            frame = self._frame(judged)
+            counts = frame["verify_status"].value_counts()
+            count = dict(zip(counts["verify_status"], counts["count"], strict=True))
+            self.last_health = VerifyHealth(
+                items=len(judged),
+                ok=count.get("ok", 0),
+                no_answer=count.get("no_answer", 0),
+                timeout=count.get("timeout", 0),
+                error=count.get("error", 0),
+                cache_hits=hits,
+                fast_path=fast,
+                seconds=time.perf_counter() - start,
+            )
+        self._check(frame)
+        return frame
+
+    def _prejudge(self, completions, answers):
+        """Decide in-process what needs no worker; return the rest grouped by cache key."""
+        judged: list[Judgement] = []
+        todo: dict[tuple[str, str], list[int]] = {}
+        hits = fast = 0
+        for i, (completion, gold) in enumerate(zip(completions, answers, strict=True)):
+            if not isinstance(completion, str) or not isinstance(gold, str) or not gold.strip():
+                judged.append(Judgement("error", None, False))
+                continue
+            completion = completion.replace("\x00", "")
+            answer = (
+                last_boxed(completion)
+                if self.extraction == "boxed"
+                else completion[-self.max_answer_chars :]
+            )
+            if answer is None or not answer.strip():
+                judged.append(Judgement("no_answer", answer, False))
+                continue
+            if len(answer) > self.max_answer_chars:
+                judged.append(Judgement("ok", answer[: self.max_answer_chars], False))
+                continue
+            key = (normalise(answer), normalise(gold))
+            if INTEGER.fullmatch(key[0]) and INTEGER.fullmatch(key[1]):
+                fast += 1
+                judged.append(Judgement("ok", answer, int(key[0]) == int(key[1])))
+            elif (cached := self.cache.get(key)) is not None:
+                hits += 1
+                judged.append(
+                    Judgement(
+                        cached[0], answer if self.extraction == "boxed" else cached[1], cached[2]
+                    )
+                )
+            else:
+                judged.append(
+                    Judgement("error", answer if self.extraction == "boxed" else None, False)
+                )
+                todo.setdefault(key, []).append(i)
+        return judged, todo, hits, fast
+
+    def _frame(self, judged: list[Judgement]) -> pl.DataFrame:
+        return pl.DataFrame(
+            {
+                "reward": [self.reward_correct if j.correct else self.reward_wrong for j in judged],
+                "correct": [j.correct for j in judged],
+                "verify_status": [j.status for j in judged],
+                "extracted": [j.extracted for j in judged],
+            },
+            schema={
+                "reward": pl.Float64,
+                "correct": pl.Boolean,
+                "verify_status": pl.String,
+                "extracted": pl.String,
+            },
+        )
+
+    def _check(self, frame: pl.DataFrame) -> None:
+        h = self.last_health
+        if h.items >= self.min_items_for_check and h.error_rate > self.max_error_rate:
+            raise VerifierError(
+                f"verifier failed on {h.timeout + h.error} of {h.items} completions "
+                f"({h.timeout} timeouts, {h.error} errors; limit {self.max_error_rate:.0%}). "
+                "Rewards from a broken verifier would look like 'every prompt is too hard'; "
+                "check the answers' format, raise timeout_s, or raise max_error_rate.",
+                h,
+                frame,
+            )
+
+    def cache_info(self) -> dict[str, float]:
+        total = self.cache.hits + self.cache.misses
+        return {
+            "size": len(self.cache.data),
+            "hits": self.cache.hits,
+            "misses": self.cache.misses,
+            "hit_rate": self.cache.hits / total if total else 0.0,
+        }
+
+    def close(self) -> None:
+        """Stop the worker processes (also done when the Verifier is garbage-collected)."""
+        self._finalizer()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        state = "open" if self._finalizer.alive else "closed"
+        return (
+            f"Verifier({state}, workers={self._pool.size}, timeout_s={self.timeout_s}, "
+            f"extraction={self.extraction!r}, cache={self.cache_info()['size']})"
+        )

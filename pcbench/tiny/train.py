@@ -28,12 +28,14 @@ class TinyConfig:
     layers: int = 4
     intermediate_size: int = 512
     max_positions: int = 256  # prompts plus completions of the arithmetic task fit well inside
-    steps: int = 1100  # optimizer steps
+    steps: int = 2000  # optimizer steps
     batch_size: int = 48  # sequences per step
-    lr: float = 3e-3  # peak learning rate, after linear warm-up
+    lr: float = 1.5e-3  # peak learning rate, after linear warm-up
     warmup_steps: int = 50
     min_lr_ratio: float = 0.1  # cosine decay ends at lr * this
     weight_decay: float = 0.01
+    # Sampling weight of difficulty levels 1-5 in the SFT data (the split itself is uniform).
+    difficulty_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0)
     seed: int = 0
     threads: int = 2  # torch CPU threads
 
@@ -42,6 +44,8 @@ class TinyConfig:
             raise ValueError(f"hidden_size={self.hidden_size}: use a multiple of 64 (head size 64)")
         if min(self.layers, self.steps, self.batch_size) < 1 or self.lr <= 0:
             raise ValueError("layers, steps, batch_size and lr must be positive")
+        if len(self.difficulty_weights) != 5 or min(self.difficulty_weights) < 0:
+            raise ValueError("difficulty_weights: give 5 non-negative weights, for levels 1-5")
 
 
 def model_config(cfg: TinyConfig, tokenizer):
@@ -88,14 +92,14 @@ def collate(batch, pad_id: int):
 
 
 def length_bucketed_batches(
-    lengths: list[int], batch_size: int, rng: random.Random
+    indices: list[int], lengths: list[int], batch_size: int, rng: random.Random
 ) -> list[list[int]]:
     """Shuffled batches of similar-length examples: padding to the batch maximum costs little.
 
     Examples are shuffled, cut into chunks of 32 batches, sorted by length inside each chunk and
     batched; the batch order is shuffled again so that lengths do not trend within an epoch.
     """
-    order = rng.sample(range(len(lengths)), len(lengths))
+    order = rng.sample(indices, len(indices))
     chunk = 32 * batch_size
     batches = []
     for c in range(0, len(order), chunk):
@@ -126,6 +130,8 @@ def train_tiny(
     data = pl.read_parquet(train_split)
     tokenizer = build_tokenizer()
     examples = encode_examples(tokenizer, data["prompt"].to_list(), data["solution"].to_list())
+    lengths = [len(ids) for ids, _ in examples]
+    weights = [cfg.difficulty_weights[d - 1] for d in data["difficulty"]]
     model = LlamaForCausalLM(model_config(cfg, tokenizer))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
@@ -133,8 +139,9 @@ def train_tiny(
     losses, start = [], time.perf_counter()
     bar = tqdm(range(cfg.steps), desc="tiny SFT", mininterval=5)
     for step in bar:
-        if not batches:  # a new epoch
-            batches = length_bucketed_batches([len(x) for x, _ in examples], cfg.batch_size, rng)
+        if not batches:  # a new epoch: a weighted draw of len(examples) examples
+            drawn = rng.choices(range(len(examples)), weights=weights, k=len(examples))
+            batches = length_bucketed_batches(drawn, lengths, cfg.batch_size, rng)
         batch = [examples[i] for i in batches.pop()]
         ids, attn, labels = collate(batch, tokenizer.token_to_id(PAD))
         for group in opt.param_groups:

@@ -1,0 +1,71 @@
+"""Verifier throughput on 2 cores: embedded-task rollouts and MATH-style answers.
+
+    .venv/bin/python bench/verifier.py [--prompts 200] [--samples 16]
+
+Prints verifications per second with a cold and a warm cache, and the verification time as
+a share of the vLLM generation time for the same embedded-task rollouts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import polars as pl
+
+from pcbench.rewards import Verifier
+from pcbench.tiny.profile import sample_with_vllm, tiny_llm
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def rate(verifier: Verifier, completions: list[str], golds: list[str]) -> tuple[float, float]:
+    start = time.perf_counter()
+    verifier.verify(completions, golds)
+    seconds = time.perf_counter() - start
+    return len(completions) / seconds, seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--prompts", type=int, default=200)
+    parser.add_argument("--samples", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+
+    test = pl.read_parquet(ROOT / "data/arith/test.parquet").head(args.prompts)
+    llm = tiny_llm(ROOT / "data/tiny-policy")
+    sample_with_vllm(llm, test["prompt"].head(8).to_list(), 2, 1.0, 160)  # warm-up
+    start = time.perf_counter()
+    outs = sample_with_vllm(llm, test["prompt"].to_list(), args.samples, 1.0, 160)
+    generation_s = time.perf_counter() - start
+    completions = [c for o in outs for c in o]
+    golds = [g for g in test["answer"] for _ in range(args.samples)]
+
+    math500 = [
+        json.loads(line) for line in (ROOT.parent / "shared/data/benchmarks/math500.jsonl").open()
+    ]
+    solutions, answers = [r["solution"] for r in math500], [r["answer"] for r in math500]
+
+    results = {}
+    with Verifier(workers=args.workers) as v:
+        results["arith_cold_per_s"], arith_s = rate(v, completions, golds)
+        results["arith_warm_per_s"], _ = rate(v, completions, golds)
+    with Verifier(workers=args.workers) as v:
+        results["math500_cold_per_s"], _ = rate(v, solutions, answers)
+        results["math500_warm_per_s"], _ = rate(v, solutions, answers)
+    results["arith_rollouts"] = len(completions)
+    results["generation_s"] = round(generation_s, 2)
+    results["verify_share_of_generation"] = round(arith_s / generation_s, 4)
+    print(
+        json.dumps(
+            {k: round(v, 1) if isinstance(v, float) and v > 10 else v for k, v in results.items()},
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

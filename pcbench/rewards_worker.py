@@ -1,0 +1,157 @@
+"""The verifier's worker processes: math-verify behind a pipe, killable from the parent.
+
+Workers start from a forkserver that has already imported math-verify, so replacing a killed
+worker costs milliseconds, not the seconds of a fresh interpreter importing sympy.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import multiprocessing.forkserver
+import time
+from collections import deque
+from multiprocessing.connection import wait
+
+_CONTEXT = mp.get_context("forkserver")
+_CONTEXT.set_forkserver_preload(["pcbench.rewards_worker", "math_verify"])
+_open_pools = 0  # the forkserver is stopped when the last pool closes: no process left behind
+
+
+def judge(answer: str, gold: str, extraction: str = "boxed") -> tuple[str, str | None, bool]:
+    """(status, extracted, correct) for one answer; runs math-verify in this process.
+
+    `answer` is the content of the final \\boxed{} (extraction="boxed") or the whole completion
+    (extraction="latex", where math-verify's LaTeX extraction finds the answer).
+    """
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+
+    try:
+        target = parse(
+            f"${gold}$", [LatexExtractionConfig(), ExprExtractionConfig()], raise_on_error=True
+        )  # gold answers are trusted data
+        if not target:
+            return "error", None, False
+        # LaTeX extraction only for model output: expression extraction would eval() it.
+        text = f"\\boxed{{{answer}}}" if extraction == "boxed" else answer
+        predicted = parse(text, [LatexExtractionConfig()], raise_on_error=True)
+        if not predicted:
+            return ("ok", answer, False) if extraction == "boxed" else ("no_answer", None, False)
+        extracted = answer if extraction == "boxed" else str(predicted[-1])
+        return "ok", extracted, bool(verify(target, predicted, raise_on_error=True))
+    except Exception:  # noqa: BLE001 — any failure inside math-verify is an `error` status
+        return "error", None, False
+
+
+def _limit_memory(limit_bytes: int) -> None:
+    import resource
+
+    if limit_bytes > 0:
+        resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
+
+
+def _worker_loop(conn, memory_limit: int) -> None:
+    _limit_memory(memory_limit)
+    while True:
+        try:
+            chunk = conn.recv()
+        except (EOFError, OSError):
+            return
+        if chunk is None:
+            return
+        for key, answer, gold, extraction in chunk:
+            try:
+                result = judge(answer, gold, extraction)
+            except MemoryError:
+                result = ("error", None, False)
+            conn.send((key, *result))
+
+
+def spawn_worker(memory_limit: int):
+    parent, child = _CONTEXT.Pipe()
+    process = _CONTEXT.Process(target=_worker_loop, args=(child, memory_limit), daemon=True)
+    process.start()
+    child.close()
+    return process, parent
+
+
+class WorkerPool:
+    """N workers; `run` judges jobs with a per-item timeout, replacing workers that overrun."""
+
+    def __init__(self, size: int, timeout_s: float, memory_limit: int):
+        self.size, self.timeout_s, self.memory_limit = size, timeout_s, memory_limit
+        global _open_pools
+        _open_pools += 1
+        self.workers = [spawn_worker(memory_limit) for _ in range(size)]
+        self.replaced = 0
+
+    def run(self, jobs: list[tuple]) -> dict:
+        """jobs: (key, answer, gold, extraction) -> {key: (status, extracted, correct)}."""
+        queue, results = deque(jobs), {}
+        busy: dict[int, list] = {}  # worker slot -> [chunk, position, started]
+        chunk_size = max(1, min(32, len(jobs) // (4 * self.size)))
+        while queue or busy:
+            for slot in range(self.size):
+                if slot not in busy and queue:
+                    chunk = [queue.popleft() for _ in range(min(chunk_size, len(queue)))]
+                    self.workers[slot][1].send(chunk)
+                    busy[slot] = [chunk, 0, time.monotonic()]
+            deadline = min(started for _, _, started in busy.values()) + self.timeout_s
+            ready = wait([self.workers[s][1] for s in busy], max(0.0, deadline - time.monotonic()))
+            for slot in list(busy):
+                conn = self.workers[slot][1]
+                if conn in ready:
+                    self._receive(slot, busy, results, queue)
+            now = time.monotonic()
+            for slot in [
+                s for s, (_, _, started) in busy.items() if now - started > self.timeout_s
+            ]:
+                self._replace(slot, busy, results, queue, "timeout")
+        return results
+
+    def _receive(self, slot, busy, results, queue) -> None:
+        conn = self.workers[slot][1]
+        try:
+            key, *result = conn.recv()
+        except (EOFError, OSError):  # the worker died (crash, OOM kill): its item is an error
+            self._replace(slot, busy, results, queue, "error")
+            return
+        results[key] = tuple(result)
+        entry = busy[slot]
+        entry[1] += 1
+        entry[2] = time.monotonic()
+        if entry[1] == len(entry[0]):
+            del busy[slot]
+
+    def _replace(self, slot, busy, results, queue, status: str) -> None:
+        chunk, position, _ = busy.pop(slot)
+        results[chunk[position][0]] = (status, None, False)
+        queue.extendleft(reversed(chunk[position + 1 :]))
+        process, conn = self.workers[slot]
+        process.kill()
+        process.join(timeout=5)
+        conn.close()
+        self.workers[slot] = spawn_worker(self.memory_limit)
+        self.replaced += 1
+
+    def close(self) -> None:
+        for _, conn in self.workers:
+            try:
+                conn.send(None)
+            except (OSError, BrokenPipeError):
+                pass
+        for process, conn in self.workers:
+            process.join(timeout=2)
+            if process.is_alive():
+                process.kill()
+                process.join(timeout=2)
+            conn.close()
+        self.workers = []
+        _release_forkserver()
+
+
+def _release_forkserver() -> None:
+    global _open_pools
+    _open_pools -= 1
+    server = getattr(mp.forkserver, "_forkserver", None)
+    if _open_pools == 0 and hasattr(server, "_stop"):
+        server._stop()  # private API; the next pool starts a fresh forkserver on demand

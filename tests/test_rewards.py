@@ -1,0 +1,246 @@
+"""The verifier on real benchmark solutions, hostile model output and random LaTeX."""
+
+import json
+import math
+import threading
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pcbench.rewards import Verifier, VerifierError
+from pcbench.schema import VERIFY_STATUS
+
+TIMEOUT_S = 2.0
+WORKERS = 2
+
+
+@pytest.fixture(scope="module")
+def verifier():
+    with Verifier(timeout_s=TIMEOUT_S, workers=WORKERS, max_error_rate=1.0) as v:
+        yield v
+
+
+def rows(benchmarks, name):
+    return [json.loads(line) for line in (benchmarks / f"{name}.jsonl").open()]
+
+
+def bound_s(n_items: int) -> float:
+    """Worst case: every item times out, the workers share them; plus start-up slack."""
+    return math.ceil(n_items / WORKERS) * (TIMEOUT_S + 0.5) + 10
+
+
+def test_math500_reference_solutions_are_judged_correct(verifier, benchmarks):
+    data = rows(benchmarks, "math500")
+    result = verifier.verify([r["solution"] for r in data], [r["answer"] for r in data])
+    assert result["correct"].sum() >= 499
+    assert set(result["verify_status"]) <= VERIFY_STATUS
+    assert result["reward"].sum() == result["correct"].sum()
+
+
+def test_aime24_reference_solutions_are_judged_correct(verifier, benchmarks):
+    data = rows(benchmarks, "aime24")
+    result = verifier.verify([r["solution"] for r in data], [str(r["answer"]) for r in data])
+    assert result["correct"].sum() >= 29
+
+
+def test_negative_control_other_problems_answers_are_wrong(verifier, benchmarks):
+    data = rows(benchmarks, "math500")
+    shifted = [data[(i + 1) % len(data)]["answer"] for i in range(len(data))]
+    result = verifier.verify([r["solution"] for r in data], shifted)
+    # A few neighbouring problems share an answer; allow up to 1%.
+    same = sum(r["answer"] == s for r, s in zip(data, shifted, strict=True))
+    assert (~result["correct"]).mean() >= 0.99
+    assert result["correct"].sum() <= max(5, same + 2)
+
+
+def test_statuses_rewards_and_cache(verifier):
+    completions = [
+        "so \\boxed{\\frac{1}{2}}",
+        "so \\boxed{0.5}",
+        "no box here",
+        "\\boxed{3}",
+        "\\boxed{ 007 }",
+    ]
+    golds = ["0.5", "\\frac12", "1", "4", "7"]
+    result = verifier.verify(completions, golds)
+    assert result["correct"].to_list() == [True, True, False, False, True]
+    assert result["verify_status"].to_list() == ["ok", "ok", "no_answer", "ok", "ok"]
+    assert result["extracted"].to_list() == ["\\frac{1}{2}", "0.5", None, "3", " 007 "]
+    assert verifier.last_health.fast_path == 2  # "3" vs "4" and "007" vs "7" are integers
+    again = verifier.verify(completions[:2], golds[:2])
+    assert again["correct"].to_list() == [True, True]
+    assert verifier.last_health.cache_hits == 2 and verifier.last_health.cache_hit_rate == 1.0
+    assert verifier.cache_info()["hits"] >= 2
+
+
+def test_custom_rewards_and_latex_extraction():
+    with Verifier(
+        timeout_s=TIMEOUT_S, workers=1, reward_correct=2.0, reward_wrong=-1.0, extraction="latex"
+    ) as v:
+        result = v.verify(
+            ["The answer is $\\frac{3}{4}$.", "It is $5$.", "nothing"], ["0.75", "6", "1"]
+        )
+    assert result["reward"].to_list() == [2.0, -1.0, -1.0]
+    assert result["verify_status"].to_list() == ["ok", "ok", "no_answer"]
+
+
+CANARY = "pcbench_canary_file"
+
+
+def hostile_corpus(canary: str) -> list[str]:
+    touch = f"__import__('os').system('touch {canary}')"
+    python_like = [
+        f"\\boxed{{{touch}}}",
+        f"\\boxed{{open('{canary}', 'w').write('x')}}",
+        f"\\boxed{{exec(\"open('{canary}','w')\")}}",
+        f'\\boxed{{eval("{touch}")}}',
+        f"\\boxed{{lambda: open('{canary}', 'w')}}",
+        "\\boxed{().__class__.__base__.__subclasses__()}",
+        f"The answer is ${touch}$",
+        f"{touch}",
+    ]
+    return python_like + [
+        "\\boxed{9^{9^{9^{9^{9^{9}}}}}}",
+        "\\boxed{2^{2^{2^{2^{2^{2^{2^{2^{2}}}}}}}}}",
+        "\\boxed{(10^{100})!}",
+        "\\boxed{9!!!!!!!!!!!!!!!!!!!!}",
+        "\\boxed{10^{10^{10^{10}}} - 10^{10^{10^{10}}}}",
+        "\\boxed{\\binom{10^{9}}{10^{8}}}",
+        "\\boxed{\\prod_{k=1}^{10^{12}} k}",
+        "\\boxed{\\sum_{n=1}^{10^{12}} n^{n}}",
+        "\\boxed{1e999999999}",
+        "x" * 100_000 + "\\boxed{1}",
+        "\\boxed{" + "1" * 100_000 + "}",
+        "\\boxed{" + "{" * 10_000 + "1" + "}" * 10_000 + "}",
+        "\\boxed{" + "\\frac{1}{" * 300 + "2" + "}" * 300 + "}",
+        "\\boxed{" + "\\sqrt{" * 1000 + "2" + "}" * 1000 + "}",
+        "\\boxed{" + "\\left(" * 3000 + "}",
+        "\\boxed{1",
+        "\\boxed{" * 5000,
+        "\\boxed{1\x002}\x00\x00",
+        "\\boxed{\u0663\u0664}",
+        "\\boxed{\u2460\u202e\u200b7\ufeff}",
+        "\\boxed{\U0001d7d9\U0001d7da}",
+        "\\boxed{\ud800}",
+        "\\boxed{" + "\\\\" * 20_000 + "}",
+        "\\boxed{\\begin{pmatrix}" + " & ".join(["x^{99}"] * 100) + "\\end{pmatrix}}",
+        "\\boxed{1}" * 10_000,
+        "\\boxed{}",
+        "\\boxed{ }",
+        "\\boxed{x^{x^{x^{x^{x}}}} = y}",
+        "\\boxed{\\int_0^{\\infty} e^{-x^2} dx}",
+    ]
+
+
+def test_hostile_outputs_get_a_status_within_the_bound(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a relative canary path: anything executed would create it here
+    corpus = hostile_corpus(CANARY)
+    assert len(corpus) >= 30
+    with Verifier(timeout_s=TIMEOUT_S, workers=WORKERS, max_error_rate=1.0) as v:
+        start = time.monotonic()
+        result = v.verify(corpus, ["1"] * len(corpus))
+        elapsed = time.monotonic() - start
+        assert elapsed <= bound_s(len(corpus))
+        assert len(result) == len(corpus)
+        assert set(result["verify_status"]) <= VERIFY_STATUS
+        # Still healthy afterwards: every worker alive and answering.
+        assert all(p.is_alive() for p, _ in v._pool.workers)
+        assert v.verify(["\\boxed{\\frac{2}{4}}"], ["1/2"])["correct"].to_list() == [True]
+    assert not (tmp_path / CANARY).exists()
+    assert not any(p.name == CANARY for p in tmp_path.iterdir())
+    # The one well-formed correct answer in the corpus ("\boxed{1}" repeated) is judged so.
+    assert result["correct"][corpus.index("\\boxed{1}" * 10_000)]
+
+
+def test_a_hanging_item_times_out_and_the_rest_completes():
+    # A worker stuck on one item is killed and replaced; its neighbours still get judged.
+    with Verifier(timeout_s=1.0, workers=1, max_error_rate=1.0) as v:
+        completions = [
+            "\\boxed{\\frac{1}{2}}",
+            "\\boxed{9^{9^{9^{9^{9^{9}}}}}}",
+            "\\boxed{\\sqrt{4}}",
+        ]
+        result = v.verify(completions, ["0.5", "3", "2"])
+        statuses = result["verify_status"].to_list()
+    assert result["correct"][0] and result["correct"][2]
+    assert statuses[0] == statuses[2] == "ok" and statuses[1] in {"timeout", "ok", "error"}
+
+
+def test_broken_batch_raises_loudly_with_results_kept():
+    with Verifier(timeout_s=TIMEOUT_S, workers=1, max_error_rate=0.5) as v:
+        with pytest.raises(VerifierError, match="verifier failed on 12 of 12") as info:
+            v.verify([None] * 12, ["1"] * 12)  # type: ignore[list-item]
+    assert info.value.health.error == 12 and len(info.value.results) == 12
+
+
+def test_usable_from_threads_and_close_leaves_no_processes():
+    v = Verifier(timeout_s=TIMEOUT_S, workers=WORKERS)
+    outputs = {}
+
+    def worker(k):
+        outputs[k] = v.verify([f"\\boxed{{\\frac{{{k}}}{{2}}}}"] * 20, [str(k / 2)] * 20)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(outputs[k]["correct"].all() for k in range(4))
+    processes = [p for p, _ in v._pool.workers]
+    v.close()
+    assert not any(p.is_alive() for p in processes)
+
+
+CLOSE_SCRIPT = """
+import psutil
+from pcbench.rewards import Verifier
+v = Verifier(workers=2, timeout_s=1.0, max_error_rate=1.0)
+v.verify(["\\\\boxed{9^{9^{9^{9^{9^{9}}}}}}", "\\\\boxed{\\\\frac{1}{2}}"], ["1", "0.5"])
+assert len(psutil.Process().children(recursive=True)) >= 2
+v.close()
+alive = [c for c in psutil.Process().children(recursive=True)
+         if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+print("LEFT", len(alive))
+"""
+
+
+def test_close_leaves_no_process_behind():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", CLOSE_SCRIPT], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "LEFT 0" in out.stdout
+    with pytest.raises(RuntimeError, match="closed"):
+        v.verify(["\\boxed{1}"], ["1"])
+
+
+def test_mismatched_lengths_and_bad_settings():
+    with pytest.raises(ValueError, match="2 completions but 1 answers"):
+        Verifier(workers=1).verify(["a", "b"], ["1"])
+    with pytest.raises(ValueError, match="extraction"):
+        Verifier(extraction="regex")
+
+
+LATEXISH = st.text(
+    alphabet=st.sampled_from(
+        list("0123456789+-*/^_{}()[]=.,\\ xy")
+        + ["\\frac", "\\sqrt", "\\boxed{", "\\left(", "\\right)", "\\pi", "\\infty", "^{", "!", "$"]
+    ),
+    max_size=60,
+).map("".join)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(LATEXISH, min_size=1, max_size=8), st.sampled_from(["1", "\\frac{1}{2}", "x+1"]))
+def test_fuzz_never_raises_and_stays_within_the_bound(verifier, completions, gold):
+    start = time.monotonic()
+    result = verifier.verify(completions, [gold] * len(completions))
+    assert time.monotonic() - start <= bound_s(len(completions))
+    assert len(result) == len(completions)
+    assert set(result["verify_status"]) <= VERIFY_STATUS
