@@ -77,8 +77,18 @@ class VerifierError(RuntimeError):
         self.health, self.results = health, results
 
 
+FORMATTING = re.compile(r"\\(?:textbf|mathbf|text|mathrm)\{([^{}]*)\}")
+PARENTHESISED_NUMBER = re.compile(r"\(\s*([+-]?\d+(?:\.\d+)?)\s*\)")
+
+
 def normalise(text: str) -> str:
-    return " ".join(text.strip().strip("$").split())
+    """Whitespace collapsed, $ and trailing punctuation dropped, \textbf{(073)} -> 073."""
+    text = " ".join(text.strip().strip("$").split())
+    for _ in range(3):  # nested wrappers such as \text{\textbf{7}}; bounded, never loops
+        text = FORMATTING.sub(r"\1", text)
+    text = text.strip().rstrip(".,;").strip()
+    number = PARENTHESISED_NUMBER.fullmatch(text)
+    return number.group(1) if number else text
 
 
 class _LRU:
@@ -174,7 +184,8 @@ class Verifier:
             if not isinstance(completion, str) or not isinstance(gold, str) or not gold.strip():
                 judged.append(Judgement("error", None, False))
                 continue
-            completion = completion.replace("\x00", "")
+            # Lone surrogates cannot be stored (polars, parquet) and NULs confuse parsers.
+            completion = completion.encode("utf-8", "replace").decode().replace("\x00", "")
             answer = (
                 last_boxed(completion)
                 if self.extraction == "boxed"

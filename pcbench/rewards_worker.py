@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import multiprocessing.forkserver
+import multiprocessing.resource_tracker
+import sys
 import time
 from collections import deque
+from contextlib import contextmanager
 from multiprocessing.connection import wait
 
 _CONTEXT = mp.get_context("forkserver")
@@ -66,10 +69,31 @@ def _worker_loop(conn, memory_limit: int) -> None:
             conn.send((key, *result))
 
 
+@contextmanager
+def _main_module_hidden():
+    """Start workers without re-running the caller's main script in them.
+
+    multiprocessing re-imports `__main__` in a new process (to find pickled functions); the
+    workers need nothing from it, and re-running a user's unguarded script, or a script read
+    from stdin that does not exist as a file, would break them.
+    """
+    main = sys.modules["__main__"]
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__spec__ = None
+    try:
+        yield
+    finally:
+        main.__dict__.update(saved)
+        if "__spec__" not in saved:
+            del main.__spec__
+
+
 def spawn_worker(memory_limit: int):
     parent, child = _CONTEXT.Pipe()
     process = _CONTEXT.Process(target=_worker_loop, args=(child, memory_limit), daemon=True)
-    process.start()
+    with _main_module_hidden():
+        process.start()
     child.close()
     return process, parent
 
@@ -150,8 +174,14 @@ class WorkerPool:
 
 
 def _release_forkserver() -> None:
+    """When the last pool closes, stop the forkserver and the resource tracker it started.
+
+    Both are multiprocessing's private helpers (`_stop`, guarded); the next pool restarts them.
+    """
     global _open_pools
     _open_pools -= 1
-    server = getattr(mp.forkserver, "_forkserver", None)
-    if _open_pools == 0 and hasattr(server, "_stop"):
-        server._stop()  # private API; the next pool starts a fresh forkserver on demand
+    if _open_pools > 0:
+        return
+    for helper in (mp.forkserver._forkserver, mp.resource_tracker._resource_tracker):
+        if hasattr(helper, "_stop"):
+            helper._stop()

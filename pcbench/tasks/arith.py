@@ -83,15 +83,17 @@ def reduce_once(e: Expr) -> Expr:
 
 
 def worked_solution(e: Expr) -> str:
-    """' 3+20 = 23. \\boxed{23}' for 3+4*5: one rewrite per operation, then the boxed answer.
+    """' 3+20 = \\boxed{23}' for 3+4*5: one rewrite per operation, the last one boxed.
 
-    The prompt ends with "3+4*5 =", so the solution continues that chain of equalities.
+    The prompt ends with "3+4*5 =", so the solution continues that chain of equalities. The
+    result is written once, inside the box: copying it a second time would only add a step
+    at which a sampled policy can slip.
     """
     chain = []
     while isinstance(e, tuple):
         e = reduce_once(e)
         chain.append(render(e))
-    return " " + " = ".join(chain) + ". \\boxed{" + chain[-1] + "}"
+    return " " + " = ".join(chain[:-1] + ["\\boxed{" + chain[-1] + "}"])
 
 
 def _random_expr(rng: random.Random, level: Level, n_ops: int) -> Expr:

@@ -24,13 +24,13 @@ from pcbench.tiny.tokenizer import BOS, EOS, PAD, build_tokenizer, to_transforme
 
 @dataclass(frozen=True)
 class TinyConfig:
-    hidden_size: int = 192  # 3 heads of 64 (a head size vLLM's CPU attention supports)
+    hidden_size: int = 128  # 2 heads of 64 (a head size vLLM's CPU attention supports)
     layers: int = 4
-    intermediate_size: int = 512
+    intermediate_size: int = 384
     max_positions: int = 256  # prompts plus completions of the arithmetic task fit well inside
-    steps: int = 2000  # optimizer steps
+    steps: int = 2500  # optimizer steps
     batch_size: int = 48  # sequences per step
-    lr: float = 1.5e-3  # peak learning rate, after linear warm-up
+    lr: float = 2.5e-3  # peak learning rate, after linear warm-up
     warmup_steps: int = 50
     min_lr_ratio: float = 0.1  # cosine decay ends at lr * this
     weight_decay: float = 0.01
