@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
+# The shared public benchmarks live beside the checkout; PCBENCH_SHARED_DATA points elsewhere.
+SHARED = Path(os.environ.get("PCBENCH_SHARED_DATA", ROOT.parent / "shared" / "data"))
 BENCHMARKS = SHARED / "benchmarks"
 TINY_POLICY = ROOT / "data" / "tiny-policy"
 ARITH = ROOT / "data" / "arith"

@@ -245,3 +245,26 @@ def test_fuzz_never_raises_and_stays_within_the_bound(verifier, completions, gol
     assert time.monotonic() - start <= bound_s(len(completions))
     assert len(result) == len(completions)
     assert set(result["verify_status"]) <= VERIFY_STATUS
+
+
+def test_usable_from_a_notebook_kernel(tmp_path):
+    """A real Jupyter kernel (papermill): the kernel's __main__ has no script to re-run."""
+    import nbformat
+    import papermill
+
+    cells = [
+        "from pcbench.rewards import Verifier\n"
+        "v = Verifier(workers=2, timeout_s=2.0)\n"
+        "r = v.verify(['\\\\boxed{\\\\frac{1}{2}}', '\\\\boxed{3}', 'none'], ['0.5', '4', '1'])\n"
+        "assert r['verify_status'].to_list() == ['ok', 'ok', 'no_answer'], r\n"
+        "assert r['correct'].to_list() == [True, False, False], r\n"
+        "v.close()",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    source, out = tmp_path / "verify.ipynb", tmp_path / "verify.out.ipynb"
+    nbformat.write(nb, source)
+    papermill.execute_notebook(
+        str(source), str(out), kernel_name="python3", progress_bar=False, cwd=str(tmp_path)
+    )
+    executed = nbformat.read(out, as_version=4)
+    assert not [o for c in executed.cells for o in c.get("outputs", []) if o.output_type == "error"]
