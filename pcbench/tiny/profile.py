@@ -74,7 +74,7 @@ def tiny_llm(model_dir: str | Path, seed: int = 0):
 
 
 def sample_with_vllm(
-    llm, prompts: list[str], samples: int, temperature: float, seed: int, max_tokens: int
+    llm, prompts: list[str], samples: int, temperature: float, max_tokens: int
 ) -> list[list[str]]:
     """`samples` completions per prompt, sampled by `llm` (seeded when it was created)."""
     from vllm import SamplingParams
@@ -104,9 +104,7 @@ def profile_policy(
     test = pl.read_parquet(test_split).head(prompts)
     start = time.perf_counter()
     llm = llm or tiny_llm(model_dir, seed)
-    completions = sample_with_vllm(
-        llm, test["prompt"].to_list(), samples, temperature, seed, max_tokens
-    )
+    completions = sample_with_vllm(llm, test["prompt"].to_list(), samples, temperature, max_tokens)
     flat = [c for outs in completions for c in outs]
     golds = [gold for gold in test["answer"] for _ in range(samples)]
     with Verifier(workers=1) as verifier:
