@@ -1,5 +1,7 @@
 """Rollout engines: generate ROLLOUTS frames from request frames; sync weights from a Policy."""
 
-from pcbench.engines.vllm_engine import RequestError, VLLMEngine, WeightSyncError
+from pcbench.engines.hf_engine import HFEngine
+from pcbench.engines.requests import RequestError, validate_requests
+from pcbench.engines.vllm_engine import VLLMEngine, WeightSyncError
 
-__all__ = ["RequestError", "VLLMEngine", "WeightSyncError"]
+__all__ = ["HFEngine", "RequestError", "VLLMEngine", "WeightSyncError", "validate_requests"]

@@ -18,8 +18,9 @@ import os
 import polars as pl
 
 from pcbench.config import SamplingConfig
+from pcbench.engines.requests import validate_requests
 from pcbench.policy import Policy, make_batch
-from pcbench.schema import PHASES, ROLLOUTS
+from pcbench.schema import ROLLOUTS
 
 PROBE_PROMPT = "Answer in \\boxed{}.\n3+4*2-1 ="
 PROBE_TOKENS = 24
@@ -27,10 +28,6 @@ PROBE_TOKENS = 24
 
 class WeightSyncError(RuntimeError):
     """The engine's weights do not match the policy's after a sync."""
-
-
-class RequestError(ValueError):
-    """A generation request is invalid; nothing was generated."""
 
 
 class VLLMEngine:
@@ -65,28 +62,7 @@ class VLLMEngine:
         self.policy_version = 0
 
     def validate(self, requests: pl.DataFrame) -> list[list[int]]:
-        """Token ids of each prompt, or RequestError naming every bad request."""
-        missing = {"prompt_id", "prompt", "n", "phase"} - set(requests.columns)
-        if missing:
-            raise RequestError(f"requests lack columns {sorted(missing)}")
-        problems, prompt_ids = [], []
-        for row in requests.iter_rows(named=True):
-            ids = self.tokenizer(row["prompt"] or "").input_ids
-            prompt_ids.append(ids)
-            where = f"request {row['prompt_id']!r}"
-            if not row["prompt"]:
-                problems.append(f"{where}: empty prompt")
-            elif len(ids) >= self.max_model_len:
-                problems.append(
-                    f"{where}: prompt has {len(ids)} tokens, max_model_len is {self.max_model_len}"
-                )
-            if not isinstance(row["n"], int) or row["n"] < 1:
-                problems.append(f"{where}: n = {row['n']}, must be >= 1")
-            if row["phase"] not in PHASES:
-                problems.append(f"{where}: phase {row['phase']!r} not in {sorted(PHASES)}")
-        if problems:
-            raise RequestError("; ".join(problems[:10]) + (" ..." if len(problems) > 10 else ""))
-        return prompt_ids
+        return validate_requests(requests, self.tokenizer, self.max_model_len)
 
     def generate(
         self, requests: pl.DataFrame, sampling: SamplingConfig, *, step: int = 0, round: int = 0
