@@ -41,3 +41,4 @@ clean:
 
 bench: $(STAMP)
 	$(PY) bench/verifier.py
+	$(PY) bench/engines.py
