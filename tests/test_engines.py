@@ -190,13 +190,32 @@ def test_hf_engine_frames_logprobs_and_seed(hf_engine, prompts):
         hf_engine.generate(requests(prompts, [0]), SamplingConfig())
 
 
-def test_vllm_same_seed_same_rollouts(prompts):
-    from pcbench.engines import VLLMEngine
+SAME_SEED_SCRIPT = """
+import sys
+import polars as pl
+from pcbench.config import SamplingConfig
+from pcbench.engines import VLLMEngine
+prompts = pl.read_parquet(sys.argv[2]).head(3)
+req = pl.DataFrame({"prompt_id": prompts["prompt_id"], "prompt": prompts["prompt"],
+                    "n": [3, 1, 4], "phase": ["pilot"] * 3})
+runs = [VLLMEngine(sys.argv[1], max_model_len=256, seed=7).generate(req, SamplingConfig())
+        for _ in range(2)]
+print("SAME", runs[0]["token_ids"].to_list() == runs[1]["token_ids"].to_list()
+      and runs[0]["logprobs"].to_list() == runs[1]["logprobs"].to_list())
+"""
 
-    req = requests(prompts, [3, 1, 4])
-    first, second = (
-        VLLMEngine(str(TINY_POLICY), max_model_len=256, seed=7).generate(req, SamplingConfig())
-        for _ in range(2)
+
+def test_vllm_same_seed_same_rollouts():
+    # In a subprocess: tearing down extra vLLM engines resets vLLM's process-wide parallel
+    # state, which would break the session's shared engine.
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", SAME_SEED_SCRIPT, str(TINY_POLICY), str(ARITH / "test.parquet")],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
-    assert first["token_ids"].to_list() == second["token_ids"].to_list()
-    assert first["logprobs"].to_list() == second["logprobs"].to_list()
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "SAME True" in out.stdout
