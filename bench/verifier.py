@@ -15,8 +15,9 @@ from pathlib import Path
 
 import polars as pl
 
+from pcbench.config import SamplingConfig
+from pcbench.engines import VLLMEngine
 from pcbench.rewards import Verifier
-from pcbench.tiny.profile import sample_with_vllm, tiny_llm
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,13 +37,17 @@ def main() -> None:
     args = parser.parse_args()
 
     test = pl.read_parquet(ROOT / "data/arith/test.parquet").head(args.prompts)
-    llm = tiny_llm(ROOT / "data/tiny-policy")
-    sample_with_vllm(llm, test["prompt"].head(8).to_list(), 2, 1.0, 160)  # warm-up
+    engine = VLLMEngine(str(ROOT / "data/tiny-policy"), max_model_len=256)
+    requests = test.select("prompt_id", "prompt").with_columns(
+        n=pl.lit(args.samples, pl.Int64), phase=pl.lit("pilot")
+    )
+    engine.generate(requests.head(8), SamplingConfig())  # warm-up
     start = time.perf_counter()
-    outs = sample_with_vllm(llm, test["prompt"].to_list(), args.samples, 1.0, 160)
+    rollouts = engine.generate(requests, SamplingConfig())
     generation_s = time.perf_counter() - start
-    completions = [c for o in outs for c in o]
-    golds = [g for g in test["answer"] for _ in range(args.samples)]
+    completions = rollouts["completion"].to_list()
+    gold = dict(zip(test["prompt_id"], test["answer"], strict=True))
+    golds = [gold[p] for p in rollouts["prompt_id"]]
 
     math500 = [
         json.loads(line) for line in (ROOT.parent / "shared/data/benchmarks/math500.jsonl").open()

