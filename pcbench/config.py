@@ -121,9 +121,12 @@ class UpdateConfig:
     loss_agg: str = "token-mean"  # token-mean | seq-mean-token-sum | seq-mean-token-mean
     advantage: str = "grpo"  # grpo (z-score, ddof 1) | drgrpo (centred only)
     kl_coef: float = 0.0  # KL penalty to the reference policy (paper: none)
+    mini_batches: int = 1  # optimizer steps per training batch (PPO mini-batches)
+    micro_batch_size: int = 64  # rollouts per forward/backward (gradient accumulation)
 
     def __post_init__(self):
-        _positive(self, "lr", "grad_clip", "clip_low", "clip_high")
+        _positive(self, "lr", "grad_clip", "clip_low", "clip_high", "mini_batches")
+        _positive(self, "micro_batch_size")
         _require(self.dual_clip > 1, f"dual_clip = {self.dual_clip}: must be > 1")
         _require(self.loss_agg in LOSS_AGG, f"loss_agg = {self.loss_agg!r}: use one of {LOSS_AGG}")
         _require(
@@ -139,13 +142,17 @@ class UpdateConfig:
 @dataclass(frozen=True)
 class EvalConfig:
     every: int = 5  # evaluate every this many steps (and at step 0)
-    k: int = 4  # samples per eval prompt, for mean@k and pass@k
+    k: int = 4  # pass@k and mean@k are reported for this k
+    n: int | None = None  # samples per eval prompt (None: k); n > k lowers pass@k variance
     temperature: float = 1.0
     top_p: float = 0.7  # paper: eval top_p 0.7
     max_prompts: int | None = 200  # first this many test prompts (None: all)
 
     def __post_init__(self):
         _positive(self, "every", "k")
+        _require(
+            self.n is None or self.n >= self.k, f"eval n = {self.n} < k = {self.k}: use n >= k"
+        )
         _require(0 < self.top_p <= 1, f"top_p = {self.top_p}: must be in (0, 1]")
         _require(
             self.max_prompts is None or self.max_prompts > 0,

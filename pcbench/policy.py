@@ -37,6 +37,15 @@ def make_batch(prompts: list[list[int]], completions: list[list[int]], pad_id: i
     return TokenBatch(ids, attn, comp)
 
 
+def _token_logprobs(model, batch: TokenBatch, device: str) -> torch.Tensor:
+    ids = batch.input_ids.to(device)
+    logits = model(input_ids=ids, attention_mask=batch.attention_mask.to(device)).logits
+    lp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # (B, T-1, V)
+    lp = lp.gather(-1, ids[:, 1:, None])[..., 0]  # (B, T-1): token t+1 given its prefix
+    lp = torch.nn.functional.pad(lp, (1, 0))  # (B, T): position 0 has no prediction
+    return lp * batch.completion_mask.to(lp.device)
+
+
 class Policy:
     """A causal LM being trained; `logprobs` and `step` are all the update step needs."""
 
@@ -48,6 +57,7 @@ class Policy:
         dtype: str = "float32",
         device: str = "cpu",
         gradient_checkpointing: bool = False,
+        reference_path: str | Path | None = None,
     ):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -56,6 +66,14 @@ class Policy:
         self.model = AutoModelForCausalLM.from_pretrained(
             self.path, dtype=getattr(torch, dtype)
         ).to(device)
+        # The frozen reference for a KL penalty (one more model in memory); give the original
+        # model path, also when resuming from a checkpoint.
+        self.reference = None
+        if reference_path is not None:
+            self.reference = AutoModelForCausalLM.from_pretrained(
+                str(reference_path), dtype=getattr(torch, dtype)
+            ).to(device)
+            self.reference.eval().requires_grad_(False)
         if gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
         self.update = update = update or UpdateConfig()
@@ -73,18 +91,22 @@ class Policy:
 
     def logprobs(self, batch: TokenBatch) -> torch.Tensor:
         """(B, T) log p(x_t | x_<t) for completion tokens, 0 elsewhere (teacher-forced)."""
-        ids = batch.input_ids.to(self.device)
-        logits = self.model(
-            input_ids=ids, attention_mask=batch.attention_mask.to(self.device)
-        ).logits
-        lp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # (B, T-1, V)
-        lp = lp.gather(-1, ids[:, 1:, None])[..., 0]  # (B, T-1): token t+1 given its prefix
-        lp = torch.nn.functional.pad(lp, (1, 0))  # (B, T): position 0 has no prediction
-        return lp * batch.completion_mask.to(lp.device)
+        return _token_logprobs(self.model, batch, self.device)
 
-    def step(self, loss: torch.Tensor) -> float:
-        """Backward, clip, one AdamW step; returns the pre-clip gradient norm."""
-        loss.backward()
+    def reference_logprobs(self, batch: TokenBatch) -> torch.Tensor:
+        """(B, T) log-probs under a frozen copy of the weights this Policy started with."""
+        if self.reference is None:
+            raise RuntimeError("no reference model: create the Policy with reference_path=...")
+        with torch.no_grad():
+            return _token_logprobs(self.reference, batch, self.device)
+
+    def step(self, loss: torch.Tensor | None = None) -> float:
+        """(Backward,) clip, one AdamW step; returns the pre-clip gradient norm.
+
+        Pass the loss, or call backward yourself (gradient accumulation) and pass nothing.
+        """
+        if loss is not None:
+            loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.update.grad_clip)
         self.optimizer.step()
         self.scheduler.step()

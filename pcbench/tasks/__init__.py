@@ -3,9 +3,11 @@
 from pcbench.tasks.arith import LEVELS, generate, write_splits
 from pcbench.tasks.benchmarks import Benchmark, DatasetError, load_benchmark
 from pcbench.tasks.boxed import last_boxed
+from pcbench.tasks.stream import PromptStream
 from pcbench.tasks.templates import ARITH_TEMPLATE, ChatTemplate, TextTemplate, template_for
 
 __all__ = [
+    "PromptStream",
     "ARITH_TEMPLATE",
     "LEVELS",
     "Benchmark",

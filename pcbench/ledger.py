@@ -1,0 +1,124 @@
+"""Ledger: rollout, token, prompt, buffer and time accounting per training step.
+
+One row per step. Counters are summed within a step (`add`), gauges are overwritten (`set`).
+Names follow the official recipe's metric groups so the two logs line up:
+    rollout_stats/{pilot,commit,grpo,dapo}   rollouts generated, by phase
+    rollout_stats/trained                    rollouts in the trained batch
+    token_stats/{pilot,commit,grpo,dapo}     completion tokens generated, by phase
+    filtering_stats/{seen,kept,too_easy,too_hard,evict_marked,evicted}   prompts (PC)
+    filtering_stats/{dapo_kept,dapo_discarded,dapo_surplus}             groups (DAPO)
+    buffer_stats/{add,take,stale_drop,size,age_sum,age_max}   (mean age = age_sum / take)
+    verifier/*, time/<stage>, rounds
+Cumulative columns (`cumulative/rollouts`, `cumulative/tokens`) count every generated rollout
+and token of training (pilots of skipped prompts and DAPO's discarded groups included;
+evaluation excluded), DESIGN §4.9.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+
+import polars as pl
+
+GENERATING_PHASES = ("pilot", "commit", "grpo", "dapo")
+CUMULATIVE = ("cumulative/rollouts", "cumulative/tokens")
+
+
+class Ledger:
+    def __init__(self):
+        self.rows: dict[int, dict[str, float]] = {}
+
+    def _row(self, step: int) -> dict[str, float]:
+        return self.rows.setdefault(step, defaultdict(float))
+
+    def add(self, step: int, name: str, value: float = 1.0) -> None:
+        self._row(step)[name] += float(value)
+
+    def set(self, step: int, name: str, value: float) -> None:
+        self._row(step)[name] = float(value)
+
+    def max(self, step: int, name: str, value: float) -> None:
+        row = self._row(step)
+        row[name] = max(row.get(name, float(value)), float(value))
+
+    def count_verifier(self, step: int, health) -> None:
+        """Add one verify() call's counts; rates are recomputed from the step's totals."""
+        if health is None:
+            return
+        for name, value in health.metrics().items():
+            if not name.endswith("_rate"):
+                self.add(step, name, value)
+        row = self._row(step)
+        items = max(row["verifier/items"], 1.0)
+        row["verifier/error_rate"] = (row["verifier/timeout"] + row["verifier/error"]) / items
+        row["verifier/cache_hit_rate"] = row["verifier/cache_hits"] / items
+
+    def count_rollouts(self, step: int, rollouts: pl.DataFrame) -> None:
+        """Add generated rollouts and tokens by phase (eval rollouts are not counted)."""
+        for phase in GENERATING_PHASES:
+            part = rollouts.filter(pl.col("phase") == phase)
+            if part.height:
+                self.add(step, f"rollout_stats/{phase}", part.height)
+                self.add(step, f"token_stats/{phase}", part["n_tokens"].sum())
+
+    @contextmanager
+    def time(self, step: int, stage: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(step, f"time/{stage}", time.perf_counter() - start)
+
+    def generated(self, step: int) -> tuple[float, float]:
+        """(rollouts, tokens) generated for training at `step`."""
+        row = self.rows.get(step, {})
+        rollouts = sum(row.get(f"rollout_stats/{p}", 0.0) for p in GENERATING_PHASES)
+        tokens = sum(row.get(f"token_stats/{p}", 0.0) for p in GENERATING_PHASES)
+        return rollouts, tokens
+
+    def frame(self) -> pl.DataFrame:
+        """One row per step, every name a column (missing = 0), plus the cumulative columns."""
+        if not self.rows:
+            return pl.DataFrame(schema=dict.fromkeys(CUMULATIVE, pl.Float64) | {"step": pl.Int64})
+        names = sorted({k for row in self.rows.values() for k in row})
+        steps = sorted(self.rows)
+        cols = {"step": steps} | {n: [self.rows[s].get(n, 0.0) for s in steps] for n in names}
+        frame = pl.DataFrame(cols, schema={"step": pl.Int64} | {n: pl.Float64 for n in names})
+        generated = [self.generated(s) for s in steps]
+        return frame.with_columns(
+            pl.Series("cumulative/rollouts", [g[0] for g in generated]).cum_sum(),
+            pl.Series("cumulative/tokens", [g[1] for g in generated]).cum_sum(),
+        )
+
+    def long(self) -> pl.DataFrame:
+        """The same numbers in METRICS long format (step, name, value)."""
+        wide = self.frame()
+        if wide.height == 0:
+            return pl.DataFrame(schema={"step": pl.Int64, "name": pl.String, "value": pl.Float64})
+        return wide.unpivot(index="step", variable_name="name", value_name="value")
+
+    @classmethod
+    def from_frame(cls, frame: pl.DataFrame) -> Ledger:
+        ledger = cls()
+        for row in frame.drop([c for c in frame.columns if c.startswith("cumulative/")]).iter_rows(
+            named=True
+        ):
+            step = row.pop("step")
+            for name, value in row.items():
+                if value:
+                    ledger.set(step, name, value)
+        return ledger
+
+    def __repr__(self):
+        if not self.rows:
+            return "Ledger(empty)"
+        last = self.frame().row(-1, named=True)
+        return (
+            f"Ledger({len(self.rows)} steps, cumulative rollouts {last['cumulative/rollouts']:,.0f}"
+            f", tokens {last['cumulative/tokens']:,.0f})"
+        )
+
+    def _repr_html_(self):
+        return f"<b>{self!r}</b>" + self.frame().tail(10)._repr_html_()

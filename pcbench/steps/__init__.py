@@ -1,0 +1,28 @@
+"""The five steps the notebooks call one at a time: pilot, score, plan/commit, update, evaluate.
+
+Each takes state objects (engine, verifier, policy, buffer entries) and frames, and returns a
+frame validated against its schema (DESIGN §2-3). State changes happen in the caller.
+"""
+
+from pcbench.steps.commit import commit, plan, reused_pilot, training_group
+from pcbench.steps.evaluate import eval_prompts, eval_summary, evaluate
+from pcbench.steps.pilot import pilot, score
+from pcbench.steps.rollouts import generate, generate_round, requests
+from pcbench.steps.update import advantages, update
+
+__all__ = [
+    "advantages",
+    "commit",
+    "eval_prompts",
+    "eval_summary",
+    "evaluate",
+    "generate",
+    "generate_round",
+    "pilot",
+    "plan",
+    "requests",
+    "reused_pilot",
+    "score",
+    "training_group",
+    "update",
+]

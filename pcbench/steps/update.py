@@ -1,0 +1,133 @@
+"""update: group advantages over each prompt's training rollouts, clipped PG loss, AdamW step.
+
+The only step that changes weights; `engine.load_weights(policy)` must follow it. The rollouts
+of one prompt_id form one group (for Pilot-Commit: reused pilot + commit rollouts, whatever
+steps the pilot came from). As in the official code the stale pilot rollouts get no importance
+correction: `old_logp` is the policy's own log-prob before this update (verl recomputes it),
+so with one mini-batch the ratio is exactly 1 and only later mini-batches can clip.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import polars as pl
+import torch
+
+from pcbench.algos import ADVANTAGE_FNS, kl_penalty, ppo_clip_loss
+from pcbench.config import RunConfig, UpdateConfig
+from pcbench.policy import TokenBatch, make_batch
+
+
+def advantages(rollouts: pl.DataFrame, method: str = "grpo") -> np.ndarray:
+    """(N,) advantage of each rollout within its prompt's group."""
+    rewards = rollouts["reward"].fill_null(0.0).to_numpy().astype(np.float64)
+    return ADVANTAGE_FNS[method](rewards, _group_index(rollouts))
+
+
+def _group_index(rollouts: pl.DataFrame) -> np.ndarray:
+    codes = {pid: i for i, pid in enumerate(rollouts["prompt_id"].unique(maintain_order=True))}
+    return np.array([codes[p] for p in rollouts["prompt_id"]], dtype=np.int64)
+
+
+def _prompt_tokens(policy, rollouts: pl.DataFrame, prompts: pl.DataFrame) -> list[list[int]]:
+    text = dict(zip(prompts["prompt_id"], prompts["prompt"], strict=True))
+    if missing := set(rollouts["prompt_id"]) - text.keys():
+        raise KeyError(f"rollouts of prompts missing from PROMPTS: {sorted(missing)[:5]}")
+    ids = {pid: policy.tokenizer(text[pid]).input_ids for pid in rollouts["prompt_id"].unique()}
+    return [ids[p] for p in rollouts["prompt_id"]]
+
+
+def _rows(batch: TokenBatch, idx) -> TokenBatch:
+    return TokenBatch(batch.input_ids[idx], batch.attention_mask[idx], batch.completion_mask[idx])
+
+
+def _micro_weight(mask: torch.Tensor, total_tokens: float, total_seqs: int, mode: str) -> float:
+    """Share of the mini-batch loss a micro-batch carries, so accumulation is exact."""
+    if mode == "token-mean":
+        return mask.sum().item() / max(total_tokens, 1.0)
+    return mask.shape[0] / max(total_seqs, 1)
+
+
+def _accumulate(policy, batch, adv, old, uc: UpdateConfig, totals: Counter) -> float:
+    """Backward of one mini-batch's loss over micro-batches; returns the loss value."""
+    B, total_tokens, loss_value = len(adv), batch.completion_mask.sum().item(), 0.0
+    for lo in range(0, B, uc.micro_batch_size):
+        sl = slice(lo, lo + uc.micro_batch_size)
+        micro = _rows(batch, sl)
+        logp = policy.logprobs(micro)  # (b, T)
+        mask = micro.completion_mask.to(logp)
+        old_logp = logp.detach() if old is None else old[sl].to(logp)
+        loss, clip = ppo_clip_loss(
+            logp, old_logp, adv[sl].to(logp), mask,
+            clip_low=uc.clip_low, clip_high=uc.clip_high, dual_clip=uc.dual_clip,
+            loss_agg=uc.loss_agg,
+        )  # fmt: skip
+        w = _micro_weight(mask, total_tokens, B, uc.loss_agg)
+        if uc.kl_coef > 0:
+            kl = kl_penalty(logp, policy.reference_logprobs(micro), mask, uc.loss_agg)
+            loss = loss + uc.kl_coef * kl
+            totals["kl"] += kl.item() * w
+        (loss * w).backward()
+        loss_value += loss.item() * w
+        n_tok = mask.sum().item()  # clip stats are token-weighted over the whole batch
+        totals["tokens"] += n_tok
+        for k, v in clip.items():
+            totals[k] += v * n_tok
+    return loss_value
+
+
+def update(
+    policy, rollouts: pl.DataFrame, prompts: pl.DataFrame, cfg: RunConfig | UpdateConfig
+) -> dict[str, float]:
+    """ROLLOUTS (with rewards) -> metrics; one optimizer step per mini-batch.
+
+    Deviation from DESIGN's `update(policy, rollouts, cfg)`: rollouts name their prompt by id
+    only, so the PROMPTS frame is passed to rebuild the exact prompt tokens.
+    """
+    uc = cfg.update if isinstance(cfg, RunConfig) else cfg
+    if rollouts.height == 0:
+        raise ValueError("update got no rollouts: nothing to train on")
+    adv_np = advantages(rollouts, uc.advantage)
+    batch = make_batch(
+        _prompt_tokens(policy, rollouts, prompts),
+        rollouts["token_ids"].to_list(),
+        policy.tokenizer.pad_token_id or 0,
+    )
+    adv = torch.tensor(adv_np, dtype=torch.float32)
+    old = None  # one mini-batch: the ratio is 1 by construction, no extra forward needed
+    if uc.mini_batches > 1:  # later mini-batches see moved weights: keep pre-update log-probs
+        with torch.no_grad():
+            old = torch.cat(
+                [policy.logprobs(_rows(batch, slice(lo, lo + uc.micro_batch_size)))
+                 for lo in range(0, len(adv), uc.micro_batch_size)]
+            )  # fmt: skip
+    totals, losses, grad_norms = Counter(), [], []
+    for part in np.array_split(np.arange(len(adv)), uc.mini_batches):
+        if len(part):
+            idx = torch.as_tensor(part)
+            old_part = None if old is None else old[idx]
+            losses.append(_accumulate(policy, _rows(batch, idx), adv[idx], old_part, uc, totals))
+            grad_norms.append(policy.step())
+    return _metrics(rollouts, adv_np, totals, losses, grad_norms, policy)
+
+
+def _metrics(rollouts, adv_np, totals, losses, grad_norms, policy) -> dict[str, float]:
+    tokens = max(totals["tokens"], 1.0)
+    out = {
+        "update/loss": float(np.mean(losses)),
+        "update/grad_norm": float(np.mean(grad_norms)),
+        "update/tokens": float(totals["tokens"]),
+        "update/rollouts": float(rollouts.height),
+        "update/groups": float(rollouts["prompt_id"].n_unique()),
+        "update/lr": float(policy.optimizer.param_groups[0]["lr"]),
+        "update/kl": totals["kl"] / len(losses),
+        "update/zero_advantage_frac": float(np.mean(np.abs(adv_np) < 1e-8)),
+    }
+    for k in ("clip_high", "clip_low", "dual_clip", "ratio_mean"):
+        out[f"update/{k}"] = totals[k] / tokens
+    phase = rollouts["phase"].to_numpy()
+    for p in np.unique(phase):
+        out[f"update/advantage_mean/{p}"] = float(adv_np[phase == p].mean())
+    return out

@@ -1,0 +1,122 @@
+"""PilotBuffer: take order, staleness bound, epochs and evictions, save/load; Ledger identities."""
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pcbench.buffer import PilotBuffer
+from pcbench.config import ScoreConfig
+from pcbench.ledger import Ledger
+from pcbench.schema import ROLLOUTS
+from pcbench.steps import score
+
+
+def _pilot(step, correct_by_prompt):
+    rows = [
+        dict(step=step, round=1, phase="pilot", prompt_id=pid, sample=i, policy_version=step - 1,
+             completion="x", token_ids=[1, 2], logprobs=[0.0, 0.0], n_tokens=2, finish="stop",
+             reward=float(c), correct=bool(c), verify_status="ok")
+        for pid, cs in correct_by_prompt.items()
+        for i, c in enumerate(cs)
+    ]  # fmt: skip
+    return ROLLOUTS.frame(rows)
+
+
+def _add(buf, step, correct_by_prompt):
+    rollouts = _pilot(step, correct_by_prompt)
+    return buf.add(score(rollouts, ScoreConfig()), rollouts, step)
+
+
+def test_add_keeps_only_the_band_and_marks_evictions():
+    buf = PilotBuffer(max_staleness=4)
+    kept = _add(
+        buf, 1, {"a": [1, 0, 1, 0], "b": [1, 0, 0, 0], "c": [0, 0, 0, 0], "d": [1, 1, 1, 1]}
+    )
+    assert kept == ["a", "b"] and len(buf) == 2
+    assert buf.pending_evictions == {"d"} and buf.evicted == set()
+    assert buf.entries[0].rollouts.height == 4
+
+
+def test_take_removes_in_max_std_order_and_all_when_short():
+    buf = PilotBuffer()
+    _add(buf, 1, {"a": [1, 0, 0, 0], "b": [1, 1, 0, 0]})
+    _add(buf, 2, {"c": [1, 0, 0, 0], "d": [1, 1, 0, 0]})
+    assert [e.prompt_id for e in buf.take(3)] == ["d", "b", "c"]  # std .5 (recent first), .43
+    assert [e.prompt_id for e in buf.take(5)] == ["a"] and len(buf) == 0
+    assert buf.take(2) == []
+
+
+@given(st.integers(0, 6), st.integers(1, 12))
+@settings(max_examples=60, deadline=None)
+def test_entry_can_be_taken_until_staleness_bound_only(max_staleness, s):
+    """Added at step s: takeable at s + max_staleness + 1 (before that step's drop), not later."""
+    for take_at, expect in ((s + max_staleness + 1, True), (s + max_staleness + 2, False)):
+        buf = PilotBuffer(max_staleness=max_staleness)
+        _add(buf, s, {"p": [1, 0, 1, 0]})
+        for step in range(s + 1, take_at):  # completed steps drop stale entries after their take
+            buf.drop_stale(step)
+        assert (len(buf.take(1)) == 1) is expect
+
+
+def test_end_epoch_clears_and_applies_evictions_cumulatively():
+    buf = PilotBuffer()
+    _add(buf, 1, {"a": [1, 0, 1, 0], "e1": [1, 1, 1, 1]})
+    assert buf.end_epoch() == ["e1"] and len(buf) == 0 and buf.evicted == {"e1"}
+    _add(buf, 2, {"e2": [1, 1, 1, 1]})
+    assert buf.end_epoch() == ["e2"] and buf.evicted == {"e1", "e2"}
+
+
+def test_duplicate_prompt_is_refused():
+    buf = PilotBuffer()
+    _add(buf, 1, {"a": [1, 0, 1, 0]})
+    with pytest.raises(ValueError, match="already in the buffer"):
+        _add(buf, 2, {"a": [1, 0, 0, 0]})
+
+
+def test_save_load_round_trip_continues_identically(tmp_path):
+    buf = PilotBuffer(max_staleness=3, seed=7)
+    _add(buf, 1, {f"p{i}": [1, 0, i % 2, 0] for i in range(8)})
+    buf.pending_evictions.add("z")
+    buf.save(tmp_path)
+    again = PilotBuffer.load(tmp_path)
+    assert repr(again) == repr(buf)
+    for order in ("random", "max_std"):
+        a, b = buf.take(3, order), again.take(3, order)
+        assert [e.prompt_id for e in a] == [e.prompt_id for e in b]
+        assert all(x.rollouts.equals(y.rollouts) for x, y in zip(a, b, strict=True))
+
+
+# ---- ledger -------------------------------------------------------------------------------
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 50), st.integers(0, 50), st.integers(0, 50)),
+        min_size=1,
+        max_size=15,
+    )
+)
+@settings(max_examples=50, deadline=None)
+def test_ledger_cumulative_identity(counts):
+    ledger = Ledger()
+    for step, (p, c, d) in enumerate(counts, start=1):
+        for phase, n in (("pilot", p), ("commit", c), ("dapo", d)):
+            if n:
+                ledger.count_rollouts(
+                    step, _pilot(step, {"x": [0] * n}).with_columns(phase=pl.lit(phase))
+                )
+    frame = ledger.frame()
+    gen = [sum(frame[f"rollout_stats/{p}"][i] if f"rollout_stats/{p}" in frame.columns else 0
+               for p in ("pilot", "commit", "dapo")) for i in range(frame.height)]  # fmt: skip
+    assert frame["cumulative/rollouts"].to_list() == np.cumsum(gen).tolist()
+    assert frame["cumulative/tokens"].to_list() == (2 * np.cumsum(gen)).tolist()
+    assert Ledger.from_frame(frame).frame().equals(frame)
+
+
+def test_ledger_does_not_count_eval_rollouts():
+    ledger = Ledger()
+    ledger.count_rollouts(1, _pilot(1, {"x": [0, 1]}).with_columns(phase=pl.lit("eval")))
+    ledger.add(1, "rounds")
+    assert ledger.frame()["cumulative/rollouts"].to_list() == [0.0]
