@@ -48,9 +48,31 @@ def cmd_tiny_profile(args) -> None:
         print(f"wrote {write_card(args.model, profile, command.strip())}")
 
 
+def cmd_run(args) -> None:
+    from pcbench.config import load_config
+    from pcbench.loop import train
+    from pcbench.run import open_run
+
+    cfg = load_config(args.config, args.set or [])
+    state, run = open_run(cfg, args.runs, resume=args.resume)
+    print(f"{run!r}: {cfg.strategy}, step {state.step} of {cfg.steps}", file=sys.stderr)
+    train(state, cfg, run, progress=not args.quiet)
+    print(json.dumps(run.summary()))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pcbench", description=__doc__)
     top = parser.add_subparsers(dest="command", required=True)
+
+    run = top.add_parser("run", help="train one strategy from a TOML config into runs/<name>/")
+    run.add_argument("config", help="TOML run config, e.g. configs/tiny-pc.toml")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, repeatable")
+    run.add_argument(
+        "--resume", action="store_true", help="continue runs/<name> from its checkpoint"
+    )
+    run.add_argument("--runs", default="runs", help="directory holding run directories")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(func=cmd_run)
 
     data = top.add_parser("data", help="make the embedded task's data").add_subparsers(
         dest="what", required=True
@@ -87,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"pcbench: error: {e}", file=sys.stderr)
         return 2
     return 0

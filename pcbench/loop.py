@@ -1,40 +1,43 @@
 """Strategies as short loops over the steps: pilot_commit_step, grpo_step, dapo_step; train().
 
 Every state change is on its own line: the stream hands out prompts, the buffer takes and adds,
-the ledger counts, the policy steps, the engine syncs. A step function returns its metrics, or
-None when the epoch ran out before the batch filled (the partial batch is discarded, DESIGN §4.6;
-the caller ends the epoch and calls again for the same step).
+the ledger counts, the policy steps, the engine syncs. A step function returns its update
+metrics, or None when the epoch ran out before the batch filled; `train` then ends the epoch
+(partial batch discarded, buffer cleared, evictions applied, DESIGN §4.6) and calls it again
+for the same step. Rollouts generated for a discarded batch stay counted.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import polars as pl
+from tqdm.auto import tqdm
 
-from pcbench.buffer import BufferEntry, PilotBuffer
+from pcbench.buffer import BufferEntry
 from pcbench.config import RunConfig
-from pcbench.ledger import Ledger
-from pcbench.steps import generate_round, plan, score, training_group
-from pcbench.tasks import PromptStream
+from pcbench.ledger import CUMULATIVE
+from pcbench.schema import METRICS
+from pcbench.state import State
+from pcbench.steps import (
+    call_seed,
+    eval_summary,
+    evaluate,
+    generate,
+    generate_round,
+    plan,
+    requests,
+    score,
+    training_group,
+    update,
+)
 
 
 class MaxRoundsError(RuntimeError):
     """A step did not fill its batch within max_rounds rounds (the official code raises too)."""
 
 
-@dataclass
-class State:
-    """Everything a training run mutates, passed explicitly to the step functions."""
-
-    engine: object
-    verifier: object
-    policy: object | None
-    prompts: pl.DataFrame  # training PROMPTS
-    stream: PromptStream
-    buffer: PilotBuffer
-    ledger: Ledger = field(default_factory=Ledger)
-    step: int = 0  # completed training steps
+# ---- Pilot-Commit ---------------------------------------------------------------------------
 
 
 @dataclass
@@ -48,6 +51,14 @@ class PCRound:
     groups: list[pl.DataFrame]  # training groups of the taken prompts
 
 
+@dataclass
+class PCBatch:
+    rounds: list[PCRound]
+    rollouts: pl.DataFrame | None  # training rollouts (None: nothing to train on)
+    stale_dropped: list[str]
+    epoch_ended: bool = False  # the epoch ran out before the batch filled
+
+
 def pilot_commit_round(s: State, cfg: RunConfig, step: int, round: int, need: int):
     """Pilot G fresh prompts and commit up to `need` buffered ones in one engine call."""
     fresh = s.stream.next_pool(cfg.pool_prompts)
@@ -59,18 +70,21 @@ def pilot_commit_round(s: State, cfg: RunConfig, step: int, round: int, need: in
         pilot_rollouts, commit_rollouts = generate_round(
             s.engine, s.verifier, fresh["prompt_id"], plan_frame, s.prompts,
             n_pilot=cfg.pilot.n_pilot, sampling=cfg.sampling, step=step, round=round,
+            seed=call_seed(cfg.seed, step, round),
         )  # fmt: skip
     scores = score(pilot_rollouts, cfg)
     added = s.buffer.add(scores, pilot_rollouts, step)
     groups = [training_group(e, commit_rollouts, cfg.commit.n_reuse) for e in taken]
-    _count_round(s.ledger, step, scores, added, taken, pilot_rollouts, commit_rollouts, s.verifier)
+    s.stash("rollouts", pl.concat([pilot_rollouts, commit_rollouts]))
+    s.stash("scores", scores.with_columns(round=pl.lit(round, pl.Int64)))
+    _count_round(s, step, scores, added, taken, pilot_rollouts, commit_rollouts)
     return PCRound(round, fresh["prompt_id"].to_list(), taken, scores, groups)
 
 
-def _count_round(ledger, step, scores, added, taken, pilot_rollouts, commit_rollouts, verifier):
-    ledger.count_rollouts(step, pilot_rollouts)
-    ledger.count_rollouts(step, commit_rollouts)
-    ledger.count_verifier(step, verifier.last_health)
+def _count_round(s, step, scores, added, taken, pilot_rollouts, commit_rollouts):
+    ledger = s.ledger
+    ledger.count_rollouts(step, pl.concat([pilot_rollouts, commit_rollouts]))
+    ledger.count_verifier(step, s.verifier.last_health)
     ledger.add(step, "rounds")
     ledger.add(step, "filtering_stats/seen", scores.height)
     for verdict, name in (("keep", "kept"), ("too_easy", "too_easy"), ("too_hard", "too_hard")):
@@ -83,35 +97,188 @@ def _count_round(ledger, step, scores, added, taken, pilot_rollouts, commit_roll
         ledger.max(step, "buffer_stats/age_max", e.age(step))
 
 
-@dataclass
-class PCBatch:
-    rounds: list[PCRound]
-    rollouts: pl.DataFrame | None  # training rollouts; None: the epoch ran out first
-    stale_dropped: list[str]
-
-
 def collect_pilot_commit(s: State, cfg: RunConfig, step: int) -> PCBatch:
-    """Rounds until B prompts are committed; `rollouts` is None if the epoch ran out first
-    (the partial batch is then discarded, DESIGN §4.6)."""
+    """Rounds until B prompts are committed (`rollouts` None if the epoch ran out first)."""
     rounds, in_batch = [], 0
     for r in range(1, cfg.max_rounds + 1):
         result = pilot_commit_round(s, cfg, step, r, cfg.batch_prompts - in_batch)
         if result is None:
-            return PCBatch(rounds, None, [])
+            return PCBatch(rounds, None, [], epoch_ended=True)
         rounds.append(result)
         in_batch += len(result.taken)
         if in_batch >= cfg.batch_prompts:
             break
     else:
-        if cfg.on_max_rounds == "raise":
-            raise MaxRoundsError(
-                f"step {step}: only {in_batch} of {cfg.batch_prompts} prompts committed after "
-                f"{cfg.max_rounds} rounds; widen the keep band (score.keep_min/keep_max), raise "
-                "max_rounds or pool_prompts, or set on_max_rounds = 'train_partial'"
-            )
-        s.ledger.set(step, "partial_batch", 1)
+        _max_rounds(s, cfg, step, in_batch)
     dropped = s.buffer.drop_stale(step)  # after the take of a completed step (official order)
     s.ledger.add(step, "buffer_stats/stale_drop", len(dropped))
+    s.ledger.set(step, "buffer_stats/size", len(s.buffer))
     groups = [g for res in rounds for g in res.groups]
-    rollouts = pl.concat(groups, how="diagonal_relaxed") if groups else None
-    return PCBatch(rounds, rollouts, dropped)
+    return PCBatch(rounds, pl.concat(groups, how="diagonal_relaxed") if groups else None, dropped)
+
+
+def pilot_commit_step(s: State, cfg: RunConfig, step: int) -> dict | None:
+    batch = collect_pilot_commit(s, cfg, step)
+    if batch.epoch_ended:
+        return None
+    return train_on(s, cfg, step, batch.rollouts) if batch.rollouts is not None else {}
+
+
+def _max_rounds(s: State, cfg: RunConfig, step: int, in_batch: int) -> None:
+    if cfg.on_max_rounds == "raise":
+        raise MaxRoundsError(
+            f"step {step}: only {in_batch} of {cfg.batch_prompts} prompts filled the batch after "
+            f"{cfg.max_rounds} rounds; widen the keep band (score.keep_min/keep_max), raise "
+            "max_rounds or pool_prompts, or set on_max_rounds = 'train_partial'"
+        )
+    s.ledger.set(step, "partial_batch", in_batch)  # trained on what is there, and logged
+
+
+# ---- baselines --------------------------------------------------------------------------------
+
+
+def grpo_step(s: State, cfg: RunConfig, step: int) -> dict | None:
+    """B fresh prompts x n rollouts, no filtering."""
+    pool = s.stream.next_pool(cfg.batch_prompts)
+    if pool is None:
+        return None
+    rollouts = _generate(s, cfg, step, 1, pool, "grpo")
+    return train_on(s, cfg, step, rollouts)
+
+
+def dapo_step(s: State, cfg: RunConfig, step: int) -> dict | None:
+    """Rounds of G prompts x n; keep groups whose rewards differ until B, discard the surplus."""
+    kept: list[pl.DataFrame] = []
+    for r in range(1, cfg.max_rounds + 1):
+        pool = s.stream.next_pool(cfg.pool_prompts)
+        if pool is None:
+            return None
+        rollouts = _generate(s, cfg, step, r, pool, "dapo")
+        scores = score(rollouts, cfg)
+        informative = scores.filter(pl.col("std") > 0)["prompt_id"].to_list()
+        room = cfg.batch_prompts - len(kept)
+        kept += [rollouts.filter(pl.col("prompt_id") == p) for p in informative[:room]]
+        s.ledger.add(step, "filtering_stats/dapo_kept", min(room, len(informative)))
+        s.ledger.add(step, "filtering_stats/dapo_discarded", scores.height - len(informative))
+        s.ledger.add(step, "filtering_stats/dapo_surplus", max(0, len(informative) - room))
+        if len(kept) >= cfg.batch_prompts:
+            break
+    else:
+        _max_rounds(s, cfg, step, len(kept))
+    return train_on(s, cfg, step, pl.concat(kept)) if kept else {}
+
+
+def _generate(s: State, cfg: RunConfig, step: int, round: int, pool, phase: str):
+    reqs = requests(pool["prompt_id"], cfg.group_size, phase)
+    with s.ledger.time(step, "generate"):
+        rollouts = generate(
+            s.engine, s.verifier, reqs, s.prompts, cfg.sampling, step=step, round=round,
+            seed=call_seed(cfg.seed, step, round),
+        )  # fmt: skip
+    s.stash("rollouts", rollouts)
+    s.ledger.count_rollouts(step, rollouts)
+    s.ledger.count_verifier(step, s.verifier.last_health)
+    s.ledger.add(step, "rounds")
+    return rollouts
+
+
+# ---- shared: update, sync, epochs, the training loop -----------------------------------------
+
+
+def train_on(s: State, cfg: RunConfig, step: int, rollouts: pl.DataFrame) -> dict:
+    """One update on the batch, then sync the engine; the only place weights change."""
+    with s.ledger.time(step, "update"):
+        metrics = update(s.policy, rollouts, s.prompts, cfg)
+    with s.ledger.time(step, "sync"):
+        s.engine.load_weights(s.policy)
+    s.ledger.add(step, "rollout_stats/trained", rollouts.height)
+    s.ledger.add(step, "filtering_stats/trained_prompts", rollouts["prompt_id"].n_unique())
+    return metrics
+
+
+def end_epoch(s: State, cfg: RunConfig, step: int) -> None:
+    """Partial batch discarded, buffer emptied, evictions applied, next epoch shuffled."""
+    s.ledger.add(step, "buffer_stats/epoch_clear", len(s.buffer))
+    newly = s.buffer.end_epoch()
+    s.ledger.add(step, "filtering_stats/evicted", len(newly))
+    s.ledger.add(step, "epochs")
+    pool = cfg.batch_prompts if cfg.strategy == "grpo" else cfg.pool_prompts
+    left = s.stream.start_epoch(s.buffer.evicted)
+    if left < pool:
+        raise RuntimeError(
+            f"only {left} training prompts are left after evictions, fewer than one pool of "
+            f"{pool}: use more training prompts, a smaller pool, or score.evict_at > 1"
+        )
+
+
+STEP_FNS = {"pilot_commit": pilot_commit_step, "grpo": grpo_step, "dapo": dapo_step}
+
+
+def evaluate_step(s: State, cfg: RunConfig, step: int) -> tuple[pl.DataFrame, dict]:
+    """EVALS of the eval prompts at `step` and their summary metrics (eval/<benchmark>/...)."""
+    with s.ledger.time(step, "evaluate"):
+        evals = evaluate(s.engine, s.verifier, s.eval_prompts, cfg, step)
+    metrics = {}
+    for row in eval_summary(evals).iter_rows(named=True):
+        metrics[f"eval/{row['benchmark']}/mean@k"] = row["mean@k"]
+        metrics[f"eval/{row['benchmark']}/pass@k"] = row["pass@k"]
+    return evals, metrics
+
+
+def _metrics_frame(step: int, metrics: dict) -> pl.DataFrame:
+    return METRICS.frame(
+        {
+            "step": [step] * len(metrics),
+            "name": list(metrics),
+            "value": [float(v) for v in metrics.values()],
+        }
+    )
+
+
+def _log(run, s: State, step: int, metrics: dict, evals: pl.DataFrame | None) -> None:
+    """Write the completed step's frames (each file atomic), then checkpoint if due."""
+    for kind, frames in s.pending.items():
+        run.write(kind, step, pl.concat(frames, how="diagonal_relaxed"))
+    if evals is not None:
+        run.write("evals", step, evals)
+    run.write("metrics", step, _metrics_frame(step, metrics))
+    run.write("ledger", step, s.ledger.frame().filter(pl.col("step") == step).drop(CUMULATIVE))
+
+
+def train(s: State, cfg: RunConfig, run=None, *, progress: bool = True) -> State:
+    """Train until cfg.steps, evaluating every cfg.eval.every steps; logs and checkpoints to run."""
+    step_fn = STEP_FNS[cfg.strategy]
+    if s.step == 0:
+        evals, metrics = evaluate_step(s, cfg, 0)
+        if run is not None:
+            _log(run, s, 0, metrics, evals)
+    bar = tqdm(total=cfg.steps, initial=s.step, desc=cfg.name, disable=not progress, mininterval=2)
+    while s.step < cfg.steps:
+        step = s.step + 1
+        metrics = step_fn(s, cfg, step)
+        if metrics is None:  # the epoch ran out before the batch filled
+            end_epoch(s, cfg, step)
+            continue
+        s.step = step
+        evals = None
+        if step % cfg.eval.every == 0 or step == cfg.steps:
+            evals, eval_metrics = evaluate_step(s, cfg, step)
+            metrics |= eval_metrics
+        if run is not None:
+            _log(run, s, step, metrics, evals)
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                run.save_checkpoint(s, keep=cfg.keep_checkpoints)
+        s.pending = {}
+        bar.update(1)
+        bar.set_postfix(_postfix(s, metrics), refresh=False)
+    bar.close()
+    return s
+
+
+def _postfix(s: State, metrics: dict) -> dict:
+    rollouts = s.ledger.frame()["cumulative/rollouts"][-1]
+    out = {"rollouts": f"{rollouts:,.0f}"}
+    acc = [v for k, v in metrics.items() if k.endswith("/mean@k")]
+    if acc:
+        out["acc"] = f"{acc[0]:.3f}"
+    return out

@@ -30,7 +30,12 @@ def benchmarks() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_engine():
-    """One in-process vLLM engine on the shipped tiny policy for the whole session."""
-    from pcbench.engines import VLLMEngine
+    """One in-process vLLM engine on the shipped tiny policy for the whole session.
 
-    return VLLMEngine(str(TINY_POLICY), max_model_len=256)
+    Made through `make_engine`, so `pcbench.state.setup` with the default engine settings
+    reuses it (vLLM allows one engine per process).
+    """
+    from pcbench.config import EngineConfig
+    from pcbench.state import make_engine
+
+    return make_engine(str(TINY_POLICY), EngineConfig(max_model_len=256), seed=0)

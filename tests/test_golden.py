@@ -15,9 +15,10 @@ import pytest
 
 from pcbench.buffer import PilotBuffer
 from pcbench.config import CommitConfig, PilotConfig, RunConfig, ScoreConfig
-from pcbench.loop import State, collect_pilot_commit
+from pcbench.loop import collect_pilot_commit
 from pcbench.rewards import Verifier
 from pcbench.schema import PROMPTS, ROLLOUTS
+from pcbench.state import State
 
 from conftest import SHARED
 
@@ -42,7 +43,7 @@ class ScriptedEngine:
             [{str(f["prompt_id"]): f["rewards"] for f in r["fresh"]} for r in rounds]
         )
 
-    def generate(self, requests, sampling, *, step, round):
+    def generate(self, requests, sampling, *, step, round, seed=None):
         script = next(self.rewards)
         rows = []
         for req in requests.iter_rows(named=True):
@@ -139,10 +140,10 @@ def test_paper_preset_reproduces_official_decisions(case, verifier):
                 want = next(trace)
                 assert (want["epoch"], want["step"], want["round"]) == (epoch, step, got.round)
                 last = i == len(batch.rounds) - 1
-                complete = last and batch.rollouts is not None
+                complete = last and not batch.epoch_ended
                 _check_round(got, want, complete, batch.stale_dropped if complete else [])
                 checked += 1
-            if batch.rollouts is None:
+            if batch.epoch_ended:
                 break
             # Every committed prompt trains on its pilot + commit rollouts.
             sizes = batch.rollouts.group_by("prompt_id").len()["len"]

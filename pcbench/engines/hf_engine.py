@@ -44,11 +44,21 @@ class HFEngine:
 
     @torch.no_grad()
     def generate(
-        self, requests: pl.DataFrame, sampling: SamplingConfig, *, step: int = 0, round: int = 0
+        self,
+        requests: pl.DataFrame,
+        sampling: SamplingConfig,
+        *,
+        step: int = 0,
+        round: int = 0,
+        seed: int | None = None,
     ) -> pl.DataFrame:
-        """ROLLOUTS (without rewards): `n` completions for each request row."""
+        """ROLLOUTS (without rewards): `n` completions for each request row.
+
+        `seed` fixes this call's samples (a resumed run replays them); without it calls are
+        seeded from the engine seed and a call counter.
+        """
         prompt_ids = self.validate(requests)
-        torch.manual_seed(self.seed * 1_000_003 + self.calls)
+        torch.manual_seed(seed if seed is not None else self.seed * 1_000_003 + self.calls)
         self.calls += 1
         jobs = [(r, s) for r, n in enumerate(requests["n"]) for s in range(n)]
         rows = []

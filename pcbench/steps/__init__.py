@@ -7,11 +7,12 @@ frame validated against its schema (DESIGN §2-3). State changes happen in the c
 from pcbench.steps.commit import commit, plan, reused_pilot, training_group
 from pcbench.steps.evaluate import eval_prompts, eval_summary, evaluate
 from pcbench.steps.pilot import pilot, score
-from pcbench.steps.rollouts import generate, generate_round, requests
+from pcbench.steps.rollouts import call_seed, generate, generate_round, requests
 from pcbench.steps.update import advantages, update
 
 __all__ = [
     "advantages",
+    "call_seed",
     "commit",
     "eval_prompts",
     "eval_summary",

@@ -8,7 +8,7 @@ import polars as pl
 from pcbench.algos import max_variance_subset
 from pcbench.config import RunConfig
 from pcbench.schema import PLAN
-from pcbench.steps.rollouts import generate, requests
+from pcbench.steps.rollouts import call_seed, generate, requests
 
 
 def plan(taken, cfg: RunConfig, step: int) -> pl.DataFrame:
@@ -30,7 +30,10 @@ def commit(
 ) -> pl.DataFrame:
     """PLAN -> ROLLOUTS(phase=commit): the planned rollouts, rewarded."""
     reqs = requests(plan["prompt_id"], plan["n_commit"].to_list(), "commit")
-    return generate(engine, verifier, reqs, prompts, cfg.sampling, step=step, round=round)
+    seed = call_seed(cfg.seed, step, round)
+    return generate(
+        engine, verifier, reqs, prompts, cfg.sampling, step=step, round=round, seed=seed
+    )
 
 
 def reused_pilot(rollouts: pl.DataFrame, n_reuse: int | None) -> pl.DataFrame:

@@ -7,7 +7,9 @@ import polars as pl
 from pcbench.algos import mean_at_k, pass_at_k
 from pcbench.config import RunConfig, SamplingConfig
 from pcbench.schema import EVALS
-from pcbench.steps.rollouts import generate, requests
+from pcbench.steps.rollouts import call_seed, generate, requests
+
+EVAL_SALT = 1  # eval samples never share a seed with training rollouts
 
 
 def eval_prompts(prompts: pl.DataFrame, max_prompts: int | None) -> pl.DataFrame:
@@ -23,9 +25,9 @@ def evaluate(engine, verifier, prompts: pl.DataFrame, cfg: RunConfig, step: int)
     n = ec.n or ec.k
     chosen = eval_prompts(prompts, ec.max_prompts)
     sampling = SamplingConfig(ec.temperature, ec.top_p, cfg.sampling.max_tokens)
-    rollouts = generate(
-        engine, verifier, requests(chosen["prompt_id"], n, "eval"), chosen, sampling, step=step
-    )
+    reqs = requests(chosen["prompt_id"], n, "eval")
+    seed = call_seed(cfg.seed, step, 0, salt=EVAL_SALT)
+    rollouts = generate(engine, verifier, reqs, chosen, sampling, step=step, seed=seed)
     counts = rollouts.group_by("prompt_id", maintain_order=True).agg(
         pl.col("correct").fill_null(False).sum().alias("c"), pl.len().alias("n")
     )

@@ -8,13 +8,18 @@ import polars as pl
 from pcbench.algos import group_stats, verdicts
 from pcbench.config import RunConfig, ScoreConfig
 from pcbench.schema import SCORES
-from pcbench.steps.rollouts import generate, requests
+from pcbench.steps.rollouts import call_seed, generate, requests
 
 
-def pilot(engine, verifier, prompts: pl.DataFrame, cfg: RunConfig, step: int, round: int = 1):
+def pilot(
+    engine, verifier, prompts: pl.DataFrame, cfg: RunConfig, step: int, round: int = 1
+) -> pl.DataFrame:
     """PROMPTS -> ROLLOUTS(phase=pilot): n_pilot rewarded rollouts per prompt."""
     reqs = requests(prompts["prompt_id"], cfg.pilot.n_pilot, "pilot")
-    return generate(engine, verifier, reqs, prompts, cfg.sampling, step=step, round=round)
+    seed = call_seed(cfg.seed, step, round)
+    return generate(
+        engine, verifier, reqs, prompts, cfg.sampling, step=step, round=round, seed=seed
+    )
 
 
 def score(rollouts: pl.DataFrame, cfg: RunConfig | ScoreConfig) -> pl.DataFrame:

@@ -7,12 +7,18 @@ the same columns and every one is verified. Pilot and commit of a round share on
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
 from pcbench.config import SamplingConfig
 from pcbench.schema import PROMPTS, ROLLOUTS
 
 REQUEST_COLUMNS = {"prompt_id": pl.String, "n": pl.Int64, "phase": pl.String}
+
+
+def call_seed(seed: int, step: int, round: int, salt: int = 0) -> int:
+    """The sampling seed of one engine call, a function of (run seed, step, round) only."""
+    return int(np.random.SeedSequence([seed, step, round, salt]).generate_state(1)[0])
 
 
 def requests(prompt_ids, n: int | list[int], phase: str) -> pl.DataFrame:
@@ -40,12 +46,13 @@ def generate(
     *,
     step: int,
     round: int = 1,
+    seed: int | None = None,
 ) -> pl.DataFrame:
     """Generate and verify every requested rollout; ROLLOUTS with reward columns."""
     if reqs.height == 0:
         return ROLLOUTS.empty()
     joined = _with_prompts(reqs, PROMPTS.check(prompts))
-    rollouts = engine.generate(joined.drop("answer"), sampling, step=step, round=round)
+    rollouts = engine.generate(joined.drop("answer"), sampling, step=step, round=round, seed=seed)
     answers = rollouts.select("prompt_id").join(
         joined.select("prompt_id", "answer").unique("prompt_id"),
         on="prompt_id",
@@ -67,6 +74,7 @@ def generate_round(
     sampling: SamplingConfig,
     step: int,
     round: int,
+    seed: int | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(pilot ROLLOUTS of the fresh prompts, commit ROLLOUTS of the plan) from one engine call."""
     reqs = pl.concat(
@@ -75,7 +83,9 @@ def generate_round(
             requests(plan["prompt_id"], plan["n_commit"].to_list(), "commit"),
         ]
     )
-    rollouts = generate(engine, verifier, reqs, prompts, sampling, step=step, round=round)
+    rollouts = generate(
+        engine, verifier, reqs, prompts, sampling, step=step, round=round, seed=seed
+    )
     return (
         rollouts.filter(pl.col("phase") == "pilot"),
         rollouts.filter(pl.col("phase") == "commit"),

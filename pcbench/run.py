@@ -1,0 +1,205 @@
+"""Run: a self-describing run directory with atomic per-step logs and exact resume.
+
+    runs/<name>/config.json                  the resolved RunConfig
+    runs/<name>/<kind>/step-000012.parquet   kind = rollouts | scores | evals | metrics | ledger
+    runs/<name>/checkpoints/step-000012/     policy, optimizer, buffer (+ evicted set), stream
+                                             position, ledger, torch RNG state
+
+Parquet cannot be appended in place, so each step writes its own part file (read back as one
+frame by `read`). Every file is written to a temporary name and renamed, and a checkpoint
+directory is renamed into place only when complete, so a SIGKILL never leaves a half-written
+step. On resume, log parts newer than the checkpoint are deleted: the resumed run rewrites
+them, identically, so no row is duplicated or lost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import polars as pl
+import torch
+
+from pcbench.config import ConfigError, RunConfig, from_dict
+
+LOGS = ("rollouts", "scores", "evals", "metrics", "ledger")
+RESUMABLE_CHANGES = {"steps", "checkpoint_every", "keep_checkpoints"}
+
+
+class RunExistsError(FileExistsError):
+    """The run directory exists and --resume was not asked for."""
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".tmp-{path.name}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _diff(va, vb, f"{prefix}{key}.")
+        elif va != vb and key not in RESUMABLE_CHANGES:
+            out.append(f"{prefix}{key}: {va!r} -> {vb!r}")
+    return out
+
+
+class Run:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not (self.path / "config.json").exists():
+            raise FileNotFoundError(f"{self.path} is not a run directory (no config.json)")
+
+    @classmethod
+    def create(cls, cfg: RunConfig, root: str | Path = "runs", *, resume: bool = False) -> Run:
+        """A new run directory for cfg, or (resume) the existing one if its config matches."""
+        path = Path(root) / cfg.name
+        saved = path / "config.json"
+        if saved.exists():
+            if not resume:
+                raise RunExistsError(
+                    f"{path} exists; pass --resume to continue it, or pick another name "
+                    f"(--set name=...), or delete the directory"
+                )
+            old = json.loads(saved.read_text())
+            new = json.loads(json.dumps(cfg.to_dict()))
+            if changed := _diff(old, new):
+                raise ConfigError(
+                    f"--resume of {path} with a different config ({'; '.join(changed)}); only "
+                    f"{sorted(RESUMABLE_CHANGES)} may change: resume without those --set values"
+                )
+        path.mkdir(parents=True, exist_ok=True)
+        _atomic_write_text(saved, json.dumps(cfg.to_dict(), indent=1) + "\n")
+        return cls(path)
+
+    @property
+    def config(self) -> RunConfig:
+        return from_dict(json.loads((self.path / "config.json").read_text()))
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    # ---- logs ---------------------------------------------------------------------------
+    def write(self, kind: str, step: int, frame: pl.DataFrame) -> None:
+        folder = self.path / kind
+        folder.mkdir(exist_ok=True)
+        final = folder / f"step-{step:06d}.parquet"
+        tmp = folder / f".tmp-{final.name}"
+        frame.write_parquet(tmp)
+        os.replace(tmp, final)
+
+    def parts(self, kind: str) -> list[Path]:
+        return sorted((self.path / kind).glob("step-*.parquet"))
+
+    def read(self, kind: str) -> pl.DataFrame:
+        """Every step's part of one log, in step order (empty frame if none)."""
+        parts = self.parts(kind)
+        if not parts:
+            return pl.DataFrame()
+        return pl.concat([pl.read_parquet(p) for p in parts], how="diagonal_relaxed")
+
+    def ledger(self) -> pl.DataFrame:
+        """The ledger rows with cumulative columns recomputed over all steps."""
+        from pcbench.ledger import Ledger
+
+        rows = self.read("ledger")
+        return Ledger.from_frame(rows).frame() if rows.height else rows
+
+    # ---- checkpoints ----------------------------------------------------------------------
+    def checkpoints(self) -> list[Path]:
+        return sorted((self.path / "checkpoints").glob("step-*"))
+
+    def save_checkpoint(self, s, keep: int = 2) -> Path:
+        root = self.path / "checkpoints"
+        final = root / f"step-{s.step:06d}"
+        tmp = root / f".tmp-{final.name}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        s.policy.save(tmp / "policy")
+        s.buffer.save(tmp / "buffer")
+        s.ledger.frame().write_parquet(tmp / "ledger.parquet")
+        torch.save({"torch": torch.get_rng_state()}, tmp / "rng.pt")
+        state = {"step": s.step, "stream": s.stream.state()}
+        (tmp / "state.json").write_text(json.dumps(state) + "\n")
+        shutil.rmtree(final, ignore_errors=True)
+        os.rename(tmp, final)
+        for old in self.checkpoints()[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def restore(self, s, cfg: RunConfig) -> int:
+        """Load the latest checkpoint into `s` and drop newer log parts; returns its step."""
+        from pcbench.buffer import PilotBuffer
+        from pcbench.ledger import Ledger
+        from pcbench.policy import Policy
+
+        ckpts = self.checkpoints()
+        step = int(ckpts[-1].name.split("-")[1]) if ckpts else 0
+        self._truncate_logs(step)
+        if not ckpts:
+            return 0
+        ckpt, ec = ckpts[-1], cfg.engine
+        s.policy = Policy.load(
+            ckpt / "policy", cfg.update, dtype=ec.dtype, device=ec.device,
+            gradient_checkpointing=ec.gradient_checkpointing,
+            reference_path=cfg.model if cfg.update.kl_coef > 0 else None,
+        )  # fmt: skip
+        s.engine.load_weights(s.policy)
+        s.buffer = PilotBuffer.load(ckpt / "buffer")
+        s.ledger = Ledger.from_frame(pl.read_parquet(ckpt / "ledger.parquet"))
+        state = json.loads((ckpt / "state.json").read_text())
+        s.stream.restore(state["stream"])
+        torch.set_rng_state(torch.load(ckpt / "rng.pt", weights_only=True)["torch"])
+        s.step, s.pending = state["step"], {}
+        return step
+
+    def _truncate_logs(self, step: int) -> None:
+        """Remove log parts after `step` (and stray temporaries): the resumed run rewrites them."""
+        for kind in LOGS:
+            for part in (self.path / kind).glob("*.parquet"):
+                name = part.name
+                # No checkpoint (step 0): the run restarts from scratch, step-0 evals included.
+                if name.startswith(".tmp-") or step == 0 or int(name[5:11]) > step:
+                    part.unlink()
+        for tmp in (self.path / "checkpoints").glob(".tmp-*"):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def summary(self) -> dict:
+        """Steps, cumulative rollouts/tokens and eval accuracy so far (for compare and widgets)."""
+        ledger, evals = self.ledger(), self.read("evals")
+        last = ledger.row(-1, named=True) if ledger.height else {}
+        return {
+            "run": self.name,
+            "strategy": self.config.strategy,
+            "steps": int(last.get("step", 0)),
+            "rollouts": last.get("cumulative/rollouts", 0.0),
+            "tokens": last.get("cumulative/tokens", 0.0),
+            "evals": evals.height,
+        }
+
+    def __repr__(self):
+        ckpts = self.checkpoints()
+        last = ckpts[-1].name if ckpts else "no checkpoint"
+        return f"Run({str(self.path)!r}, {len(self.parts('ledger'))} steps logged, {last})"
+
+
+def open_run(cfg: RunConfig, root: str | Path = "runs", *, resume: bool = False, verifier=None):
+    """(State, Run) ready for `train`: a fresh run, or the latest checkpoint of an existing one.
+
+    Config and files are checked before any model loads.
+    """
+    from pcbench.state import check_files, setup
+
+    check_files(cfg)
+    run = Run.create(cfg, root, resume=resume)
+    has_checkpoint = resume and bool(run.checkpoints())
+    s = setup(cfg, verifier=verifier, with_policy=not has_checkpoint)
+    if resume:
+        run.restore(s, cfg)
+    return s, run

@@ -1,0 +1,136 @@
+"""State: everything a training run mutates, and `setup` that builds it from a RunConfig.
+
+Files are checked before any model loads, so a wrong path costs a second, not a minute. One
+vLLM engine per process: `setup` reuses the engine a previous call made (a notebook kernel
+re-running its setup cell gets the same engine, with the new policy's weights synced into it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from pcbench.buffer import PilotBuffer
+from pcbench.config import ConfigError, EngineConfig, RunConfig
+from pcbench.ledger import Ledger
+from pcbench.schema import PROMPTS
+from pcbench.tasks import PromptStream, load_benchmark, template_for
+
+_ENGINES: dict[tuple, object] = {}  # one engine per (kind, model, settings) per process
+
+
+@dataclass
+class State:
+    engine: object
+    verifier: object
+    policy: object | None
+    prompts: pl.DataFrame  # training PROMPTS
+    stream: PromptStream
+    buffer: PilotBuffer
+    ledger: Ledger = field(default_factory=Ledger)
+    eval_prompts: pl.DataFrame | None = None  # test split + extra benchmarks
+    step: int = 0  # completed training steps
+    pending: dict[str, list[pl.DataFrame]] = field(default_factory=dict)  # this step's frames
+
+    def stash(self, kind: str, frame: pl.DataFrame) -> None:
+        """Keep a frame of the step in flight until the step completes and is logged."""
+        self.pending.setdefault(kind, []).append(frame)
+
+    def __repr__(self):
+        return (
+            f"State(step={self.step}, {self.stream!r}, {self.buffer!r}, {self.ledger!r}, "
+            f"policy={self.policy!r})"
+        )
+
+
+def check_files(cfg: RunConfig) -> None:
+    """ConfigError naming every missing model or data file, before anything loads."""
+    missing = [
+        f"{what} = {path!r}"
+        for what, path in [("model", cfg.model), ("train", cfg.train), ("test", cfg.test)]
+        + [("extra_eval", p) for p in cfg.extra_eval]
+        if not str(path).startswith("hf://") and not Path(path).exists()
+        and not (what == "model" and _looks_like_hub_id(path))
+    ]  # fmt: skip
+    if missing:
+        raise ConfigError(
+            "missing files: " + "; ".join(missing) + ". Fix the paths in the config (relative "
+            "paths are from the directory you run in), or run `make data` for the arith splits."
+        )
+
+
+def _looks_like_hub_id(path: str) -> bool:
+    parts = str(path).split("/")
+    return len(parts) == 2 and not str(path).startswith((".", "/")) and parts[0] != "data"
+
+
+def load_prompts(path: str, model: str) -> pl.DataFrame:
+    """A PROMPTS parquet as is; any other dataset through `load_benchmark` + the model's template."""
+    if str(path).endswith(".parquet") and not str(path).startswith("hf://"):
+        frame = pl.read_parquet(path)
+        if set(PROMPTS.required) <= set(frame.columns):
+            return PROMPTS.check(frame)
+    return load_benchmark(path, template_for(model)).prompts
+
+
+def make_engine(model: str, ec: EngineConfig, seed: int):
+    where = Path(model).resolve() if Path(model).exists() else model  # same dir, same engine
+    key = (ec.kind, str(where), ec.dtype, ec.max_model_len, ec.device)  # seed: set per call
+    if key in _ENGINES:
+        return _ENGINES[key]
+    if ec.kind == "vllm" and any(k[0] == "vllm" for k in _ENGINES):
+        raise RuntimeError(
+            "this process already has a vLLM engine with other settings; vLLM cannot run two "
+            "in one process: restart the kernel (or process) to switch models or settings"
+        )
+    if ec.kind == "vllm":
+        import os
+
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # per-step weight-reload INFO
+        from pcbench.engines import VLLMEngine
+
+        engine = VLLMEngine(
+            str(model), dtype=ec.dtype, max_model_len=ec.max_model_len, seed=seed,
+            cpu_kv_cache_gb=ec.cpu_kv_cache_gb, gpu_memory_utilization=ec.gpu_memory_utilization,
+        )  # fmt: skip
+    else:
+        from pcbench.engines import HFEngine
+
+        engine = HFEngine(
+            str(model), dtype=ec.dtype, device=ec.device, max_model_len=ec.max_model_len, seed=seed
+        )
+    _ENGINES[key] = engine
+    return engine
+
+
+def setup(cfg: RunConfig, *, verifier=None, with_policy: bool = True) -> State:
+    """Data, engine, verifier, policy, stream, buffer and ledger for a fresh run of `cfg`."""
+    from pcbench.policy import Policy
+    from pcbench.rewards import Verifier
+
+    check_files(cfg)
+    prompts = load_prompts(cfg.train, cfg.model)
+    evals = [load_prompts(p, cfg.model) for p in (cfg.test, *cfg.extra_eval)]
+    eval_prompts = pl.concat(evals, how="diagonal_relaxed")
+    ec = cfg.engine
+    policy = None
+    if with_policy:
+        policy = Policy(
+            cfg.model, cfg.update, dtype=ec.dtype, device=ec.device,
+            gradient_checkpointing=ec.gradient_checkpointing,
+            reference_path=cfg.model if cfg.update.kl_coef > 0 else None,
+        )  # fmt: skip
+    engine = make_engine(cfg.model, ec, cfg.seed)
+    if policy is not None:
+        engine.load_weights(policy)  # a reused engine may hold another run's weights
+    return State(
+        engine=engine,
+        verifier=verifier or Verifier(),
+        policy=policy,
+        prompts=prompts,
+        stream=PromptStream(prompts, seed=cfg.seed),
+        buffer=PilotBuffer(cfg.commit.max_staleness, seed=cfg.seed),
+        eval_prompts=eval_prompts,
+    )

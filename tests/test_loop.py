@@ -1,0 +1,104 @@
+"""The three strategies on the embedded default (real engine, verifier, policy, in process)."""
+
+import polars as pl
+import pytest
+import torch
+
+from pcbench.config import CommitConfig, EvalConfig, PilotConfig, RunConfig
+from pcbench.loop import STEP_FNS, MaxRoundsError, train
+from pcbench.policy import Policy
+from pcbench.rewards import Verifier
+from pcbench.state import setup
+
+from conftest import ARITH, TINY_POLICY
+
+pytestmark = pytest.mark.slow
+
+B, G = 4, 12
+
+
+def _cfg(strategy, **kw):
+    base = dict(
+        name=f"test-{strategy}", strategy=strategy, model=str(TINY_POLICY),
+        train=str(ARITH / "train.parquet"), test=str(ARITH / "test.parquet"),
+        batch_prompts=B, pool_prompts=G, steps=3, seed=3,
+        pilot=PilotConfig(n_pilot=4), commit=CommitConfig(n_commit=4),
+        eval=EvalConfig(every=3, k=2, max_prompts=16),
+    )  # fmt: skip
+    return RunConfig(**(base | kw))
+
+
+@pytest.fixture(scope="module")
+def verifier():
+    with Verifier(workers=1) as v:
+        yield v
+
+
+@pytest.fixture
+def state_for(tiny_engine, verifier):
+    """setup() reuses the session engine; its shipped weights are restored afterwards."""
+    yield lambda cfg: setup(cfg, verifier=verifier)
+    tiny_engine.load_weights(Policy(TINY_POLICY))
+
+
+@pytest.mark.parametrize("strategy", ["pilot_commit", "grpo", "dapo"])
+def test_accounting_and_batch_composition(strategy, state_for, tiny_engine):
+    cfg = _cfg(strategy)
+    s = state_for(cfg)
+    assert s.engine is tiny_engine  # one engine per process
+    before = {k: v.clone() for k, v in s.policy.model.state_dict().items()}
+    train(s, cfg, progress=False)
+    ledger = s.ledger.frame().filter(pl.col("step") > 0)  # step 0: the initial evaluation
+    assert s.step == 3 and s.policy.version == 3 and ledger.height == 3
+    n = cfg.group_size
+    # Every trained batch has exactly B prompts with n rollouts each (n_reuse = all pilots).
+    assert (ledger["filtering_stats/trained_prompts"] == B).all()
+    assert (ledger["rollout_stats/trained"] == B * n).all()
+    generated = sum(ledger[c] for c in ledger.columns if c.startswith("rollout_stats/")
+                    and c.split("/")[1] in ("pilot", "commit", "grpo", "dapo"))  # fmt: skip
+    assert (ledger["cumulative/rollouts"] == generated.cum_sum()).all()
+    if strategy == "pilot_commit":  # per round: G * n_pilot piloted + k * n_commit committed
+        assert (ledger["rollout_stats/pilot"] == ledger["rounds"] * G * 4).all()
+        assert (ledger["rollout_stats/commit"] == ledger["buffer_stats/take"] * 4).all()
+        assert (ledger["buffer_stats/take"] == B).all()
+        assert (ledger["buffer_stats/age_max"] <= cfg.commit.max_staleness + 1).all()
+    elif strategy == "grpo":
+        assert (ledger["rollout_stats/grpo"] == B * n).all()
+    else:  # DAPO: every round's groups are kept, discarded or surplus
+        per_round = ledger["filtering_stats/dapo_kept"] + ledger["filtering_stats/dapo_discarded"]
+        assert ((per_round + ledger["filtering_stats/dapo_surplus"]) == ledger["rounds"] * G).all()
+        assert (ledger["rollout_stats/dapo"] == ledger["rounds"] * G * n).all()
+    assert ledger["verifier/error_rate"].max() == 0.0
+    changed = sum(not torch.equal(v, before[k]) for k, v in s.policy.model.state_dict().items())
+    assert changed > 0.9 * len(before)
+    rollouts = pl.concat(s.pending.get("rollouts", [])) if s.pending else None
+    assert rollouts is None  # flushed each step
+
+
+def test_max_rounds_raises_with_advice_or_trains_partial(state_for):
+    # keep band [0.9, 0.95] with 4 pilots: no mean can fall in it, nothing is ever kept.
+    from pcbench.config import ScoreConfig
+
+    narrow = ScoreConfig(keep_min=0.9, keep_max=0.95, evict_at=1.0)
+    cfg = _cfg("pilot_commit", score=narrow, max_rounds=2)
+    s = state_for(cfg)
+    with pytest.raises(MaxRoundsError, match="widen the keep band"):
+        STEP_FNS["pilot_commit"](s, cfg, 1)
+    cfg = _cfg("pilot_commit", score=narrow, max_rounds=2, on_max_rounds="train_partial")
+    s = state_for(cfg)
+    assert STEP_FNS["pilot_commit"](s, cfg, 1) == {}  # nothing to train on; logged, no crash
+    assert s.ledger.frame()["partial_batch"].to_list() == [0.0] and s.policy.version == 0
+
+
+def test_epoch_end_discards_partial_batch_and_continues(state_for):
+    # 60 mid-difficulty training prompts, G = 12: five pools per epoch, then the epoch ends.
+    cfg = _cfg("pilot_commit", steps=8)
+    s = state_for(cfg)
+    small = s.prompts.filter(pl.col("difficulty").is_in([3, 4])).head(60)
+    s.prompts, s.stream = small, type(s.stream)(small, seed=cfg.seed)
+    train(s, cfg, progress=False)
+    ledger = s.ledger.frame().filter(pl.col("step") > 0)
+    assert ledger["epochs"].sum() >= 1 and s.stream.epoch >= 1
+    assert s.step == 8 and (ledger["filtering_stats/trained_prompts"] == B).all()
+    # Evicted prompts are never offered again.
+    assert not set(s.stream.order) & s.buffer.evicted
