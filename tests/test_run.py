@@ -1,0 +1,131 @@
+"""Run directories: atomic logs, refused configs, and exact resume after SIGKILL (CLI, real runs)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+from safetensors.torch import load_file
+
+from pcbench.config import ConfigError, RunConfig
+from pcbench.run import Run, RunExistsError
+
+from conftest import ROOT
+
+CONFIG = ROOT / "configs" / "tiny-pc.toml"
+
+
+def test_create_refuses_existing_run_and_changed_config_on_resume(tmp_path):
+    cfg = RunConfig(name="r")
+    Run.create(cfg, tmp_path)
+    with pytest.raises(RunExistsError, match="--resume"):
+        Run.create(cfg, tmp_path)
+    with pytest.raises(ConfigError, match="update.lr: 0.0001 -> 0.001"):
+        Run.create(RunConfig(name="r", update=cfg.update.__class__(lr=1e-3)), tmp_path, resume=True)
+    run = Run.create(RunConfig(name="r", steps=99), tmp_path, resume=True)  # more steps: fine
+    assert run.config.steps == 99
+
+
+def test_logs_round_trip_and_restore_drops_what_a_kill_left_behind(tmp_path):
+    run = Run.create(RunConfig(name="r"), tmp_path)
+    for step in (1, 2, 3):
+        run.write("metrics", step, pl.DataFrame({"step": [step], "name": ["x"], "value": [1.0]}))
+    assert run.read("metrics")["step"].to_list() == [1, 2, 3]
+    # What a SIGKILL can leave: a temporary part, a half-made checkpoint, parts past the checkpoint.
+    (run.path / "metrics" / ".tmp-step-000004.parquet").write_bytes(b"PAR1 torn")
+    (run.path / "checkpoints" / ".tmp-step-000003").mkdir(parents=True)
+    (run.path / "checkpoints" / "step-000002").mkdir()
+    assert run.read("metrics").height == 3  # temporaries are never read
+    run._truncate_logs(2)
+    assert run.read("metrics")["step"].to_list() == [1, 2]
+    assert sorted(p.name for p in (run.path / "metrics").iterdir()) == [
+        "step-000001.parquet",
+        "step-000002.parquet",
+    ]
+    assert not list((run.path / "checkpoints").glob(".tmp-*"))
+
+
+def _pcbench(*args, **kw):
+    env = os.environ | {"PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "pcbench.cli", *args], cwd=ROOT, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "sets, message",
+    [
+        (["model=data/no-such-policy"], "missing files: model = 'data/no-such-policy'"),
+        (["score.keep_min=0.9"], "keep_min = 0.9 > keep_max = 0.75"),
+        (["comit.n_commit=3"], "did you mean 'commit'"),
+    ],
+)
+def test_bad_configs_are_refused_before_any_model_loads(tmp_path, sets, message):
+    proc = _pcbench("run", str(CONFIG), "--runs", str(tmp_path), *[f"--set={s}" for s in sets])
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2, out
+    assert message in out and "vllm" not in out.lower()  # refused before vLLM was imported
+    assert not (tmp_path / "tiny-pc").exists()
+
+
+SMALL = ["--set=eval.every=2", "--set=eval.max_prompts=24", "--set=batch_prompts=4",
+         "--set=pool_prompts=12", "--quiet"]  # fmt: skip
+
+
+def _final_weights(run: Path) -> dict:
+    last = sorted((run / "checkpoints").glob("step-*"))[-1]
+    return load_file(last / "policy" / "model.safetensors")
+
+
+def _comparable(ledger: pl.DataFrame) -> pl.DataFrame:
+    """Wall-clock columns differ between any two runs; everything else must not."""
+    return ledger.drop(
+        [c for c in ledger.columns if c.startswith("time/") or c == "verifier/seconds"]
+    )
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_is_exact(tmp_path):
+    steps, kill_after = 4, 2
+    whole = _pcbench("run", str(CONFIG), "--runs", str(tmp_path), f"--set=steps={steps}",
+                     "--set=name=whole", *SMALL)  # fmt: skip
+    out, _ = whole.communicate(timeout=600)
+    assert whole.returncode == 0, out[-3000:]
+
+    killed = _pcbench("run", str(CONFIG), "--runs", str(tmp_path), f"--set=steps={steps}",
+                      "--set=name=killed", *SMALL)  # fmt: skip
+    marker = tmp_path / "killed" / "checkpoints" / f"step-{kill_after:06d}"
+    deadline = time.time() + 600
+    while not marker.exists() and killed.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)  # mid-way through the next step
+    killed.communicate()
+    assert killed.returncode == -signal.SIGKILL
+    run = Run(tmp_path / "killed")
+    assert run.ledger()["step"].max() in (kill_after, kill_after + 1)
+    started = int(run.checkpoints()[-1].name.split("-")[1])
+    assert started >= kill_after
+
+    resumed = _pcbench("run", str(CONFIG), "--runs", str(tmp_path), f"--set=steps={steps}",
+                       "--set=name=killed", *SMALL, "--resume")  # fmt: skip
+    out, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, out[-3000:]
+    # It continued from the checkpoint, not from scratch.
+    assert f"step {started} of {steps}" in out and "step 0 of" not in out
+
+    a, b = Run(tmp_path / "whole"), Run(tmp_path / "killed")
+    assert _comparable(a.ledger()).equals(_comparable(b.ledger()))
+    assert a.read("evals").equals(b.read("evals"))
+    assert a.read("rollouts").equals(b.read("rollouts"))  # no duplicate or missing rows
+    assert a.read("scores").equals(b.read("scores"))
+    wa, wb = _final_weights(a.path), _final_weights(b.path)
+    assert wa.keys() == wb.keys()
+    assert max((wa[k] - wb[k]).abs().max().item() for k in wa) <= 1e-6
+    state = json.loads((b.path / "checkpoints" / f"step-{steps:06d}" / "state.json").read_text())
+    assert state["step"] == steps
