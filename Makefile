@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
 
-.PHONY: test lint install data tiny-policy bench clean
+.PHONY: demo test lint install data tiny-policy bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -20,6 +20,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Pilot-Commit, GRPO and DAPO on the embedded default, then runs/demo-report.html.
+demo: $(STAMP)
+	$(VENV)/bin/pcbench demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)

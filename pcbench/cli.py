@@ -60,6 +60,48 @@ def cmd_run(args) -> None:
     print(json.dumps(run.summary()))
 
 
+def cmd_compare(args) -> None:
+    from pcbench.analysis import compare, format_table
+    from pcbench.run import Run
+
+    table, target = compare([Run(p) for p in args.runs], target=args.target, smooth=args.smooth)
+    print(format_table(table, target, args.smooth))
+
+
+def cmd_report(args) -> None:
+    from pcbench.report import write_report
+
+    print(f"wrote {write_report(args.runs, args.out, target=args.target, smooth=args.smooth)}")
+
+
+DEMO_CONFIGS = ("configs/tiny-pc.toml", "configs/tiny-grpo.toml", "configs/tiny-dapo.toml")
+
+
+def cmd_demo(args) -> None:
+    """Pilot-Commit, GRPO and DAPO on the embedded default, then the compare table and report."""
+    import time
+    from pathlib import Path
+
+    from pcbench.analysis import compare, format_table
+    from pcbench.config import load_config
+    from pcbench.loop import train
+    from pcbench.report import write_report
+    from pcbench.run import Run, open_run
+
+    start, runs = time.perf_counter(), []
+    cfgs = [load_config(c, args.set or []) for c in DEMO_CONFIGS]  # all checked before any run
+    for cfg in cfgs:
+        state, run = open_run(cfg, args.runs, resume=True)  # a finished run is reused as is
+        print(f"== {cfg.name}: {cfg.strategy}, step {state.step} of {cfg.steps}", file=sys.stderr)
+        train(state, cfg, run, progress=not args.quiet)
+        runs.append(run.path)
+    table, target = compare([Run(p) for p in runs], smooth=args.smooth)
+    report = write_report(runs, Path(args.runs) / "demo-report.html", smooth=args.smooth)
+    print(format_table(table, target, args.smooth))
+    minutes = (time.perf_counter() - start) / 60
+    print(f"\nreport: {report}   ({minutes:.1f} min; runs in {args.runs}/)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pcbench", description=__doc__)
     top = parser.add_subparsers(dest="command", required=True)
@@ -73,6 +115,25 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--runs", default="runs", help="directory holding run directories")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_run)
+
+    for name, helptext in (("compare", "table of runs: cost and accuracy to the GRPO target"),
+                           ("report", "self-contained HTML report of runs")):  # fmt: skip
+        sub = top.add_parser(name, help=helptext)
+        sub.add_argument(
+            "runs", nargs="+", help="run directories, e.g. runs/tiny-pc runs/tiny-grpo"
+        )
+        sub.add_argument("--target", type=float, help="target accuracy (default: peak GRPO)")
+        sub.add_argument("--smooth", type=int, default=1, help="moving average over N evals")
+        if name == "report":
+            sub.add_argument("-o", "--out", default="report.html")
+        sub.set_defaults(func=cmd_compare if name == "compare" else cmd_report)
+
+    demo = top.add_parser("demo", help="PC, GRPO and DAPO on the tiny policy, then the report")
+    demo.add_argument("--runs", default="runs")
+    demo.add_argument("--set", action="append", metavar="KEY=VALUE", help="override for all three")
+    demo.add_argument("--smooth", type=int, default=1)
+    demo.add_argument("--quiet", action="store_true")
+    demo.set_defaults(func=cmd_demo)
 
     data = top.add_parser("data", help="make the embedded task's data").add_subparsers(
         dest="what", required=True

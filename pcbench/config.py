@@ -315,13 +315,29 @@ def from_dict(values: dict[str, Any], overrides: list[str] = ()) -> RunConfig:
     return _build(RunConfig, values, "")
 
 
-def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
-    """Read a TOML run config, apply `key=value` overrides, validate."""
-    p = Path(path)
-    if not p.exists():
+def _merge(base: dict, top: dict) -> dict:
+    out = dict(base)
+    for key, value in top.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _merge(out[key], value) if both else value
+    return out
+
+
+def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A TOML file's values; `inherit = "other.toml"` (relative to it) supplies the defaults."""
+    if not path.exists():
         raise ConfigError(f"{path}: no such config file")
+    _require(path.resolve() not in seen, f"{path}: `inherit` loops back to itself")
     try:
-        values = tomllib.loads(p.read_text())
+        values = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML ({e})") from None
-    return from_dict(values, overrides)
+    if "inherit" in values:
+        parent = _read_toml(path.parent / values.pop("inherit"), (*seen, path.resolve()))
+        values = _merge(parent, values)
+    return values
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
+    """Read a TOML run config (following `inherit`), apply `key=value` overrides, validate."""
+    return from_dict(_read_toml(Path(path)), overrides)

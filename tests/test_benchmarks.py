@@ -120,3 +120,17 @@ def test_tiny_policy_template_renders_like_the_arith_split():
     first = pl.read_parquet(ARITH / "test.parquet").row(0, named=True)
     problem = first["prompt"].rsplit("\n", 1)[1].removesuffix(" =")
     assert template.render(problem) == first["prompt"] == ARITH_TEMPLATE.render(problem)
+
+
+def test_deepmath_question_and_final_answer(tmp_path):
+    """DeepMath-103K rows: question + final_answer (+ a float difficulty, not a level)."""
+    rows = [
+        {"question": "What is 2+2?", "final_answer": "4", "difficulty": 1.5},
+        {"question": "Solve x^2 = 9 for x > 0.", "final_answer": "3", "difficulty": 2.0},
+    ]
+    path = tmp_path / "deepmath.parquet"
+    pl.DataFrame(rows).write_parquet(path)
+    prompts = load_benchmark(path, TEMPLATE).prompts
+    assert prompts["answer"].to_list() == ["4", "3"]
+    assert prompts["prompt_id"].to_list() == ["deepmath/1", "deepmath/2"]  # 1-based lines
+    assert prompts["difficulty"].null_count() == 2

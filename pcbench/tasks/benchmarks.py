@@ -3,10 +3,11 @@
 A file is JSON lines, a JSON array, or parquet, on local disk or at an `hf://datasets/...`
 path (read by polars on machines with hub access). The format is recognised from the fields:
 
-| fields present          | gold answer                          | prompt_id          |
-|-------------------------|--------------------------------------|--------------------|
-| problem + answer        | `answer` (floats become clean text)  | unique_id, id, idx or line |
-| problem + solution only | last \\boxed{} of `solution` (Minerva) | idx, id or line   |
+| fields present                     | gold answer                            | prompt_id              |
+|------------------------------------|----------------------------------------|------------------------|
+| problem or question, answer        | `answer` (floats become clean text)    | unique_id, id, idx, line |
+| question, final_answer (DeepMath)  | `final_answer`                         | unique_id, id, idx, line |
+| problem, solution only (Minerva)   | last \\boxed{} of `solution`           | idx, id or line        |
 
 A malformed row raises DatasetError naming the file, the line and the problem; with
 `lenient=True` it is skipped and counted in `Benchmark.skipped` (and a warning says so).
@@ -94,8 +95,9 @@ def to_prompt_row(record: Any, line: int, name: str, template) -> dict[str, Any]
     problem = record.get("problem") or record.get("question")
     if not isinstance(problem, str) or not problem.strip():
         raise DatasetError("no 'problem' text")
-    if record.get("answer") is not None:
-        answer = clean_answer(record["answer"])
+    given = record.get("answer", record.get("final_answer"))  # final_answer: DeepMath-103K
+    if given is not None:
+        answer = clean_answer(given)
     elif isinstance(record.get("solution"), str):
         answer = last_boxed(record["solution"])
         if answer is None:

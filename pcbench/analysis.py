@@ -1,0 +1,101 @@
+"""Run comparison from run directories only: accuracy curves, rollouts-to-target, ratios.
+
+The target is the GRPO run's peak eval accuracy (DESIGN §4), after an optional trailing moving
+average over `smooth` evaluations (1 = raw evals). A run reaches the target at its first
+evaluation whose (smoothed) accuracy is >= target; its cost to target is the cumulative
+rollouts and tokens of training at that step (evaluation rollouts are never counted).
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from pcbench.run import Run
+
+
+def accuracy_curve(run: Run, benchmark: str | None = None, smooth: int = 1) -> pl.DataFrame:
+    """(step, accuracy, pass@k, cumulative/rollouts, cumulative/tokens) per evaluation."""
+    evals = run.read("evals")
+    if evals.height == 0:
+        return pl.DataFrame(
+            schema={"step": pl.Int64, "accuracy": pl.Float64, "pass@k": pl.Float64,
+                    "cumulative/rollouts": pl.Float64, "cumulative/tokens": pl.Float64}
+        )  # fmt: skip
+    benchmark = benchmark or evals["benchmark"][0]  # the test split comes first
+    acc = (
+        evals.filter(pl.col("benchmark") == benchmark)
+        .group_by("step")
+        .agg(pl.col("mean@k").mean().alias("accuracy"), pl.col("pass@k").mean())
+        .sort("step")
+        .with_columns(pl.col("accuracy").rolling_mean(smooth, min_samples=1))
+    )
+    ledger = run.ledger()
+    cumulative = pl.DataFrame(
+        {"step": [0], "cumulative/rollouts": [0.0], "cumulative/tokens": [0.0]}
+    )
+    if ledger.height:
+        cumulative = pl.concat(
+            [cumulative, ledger.select("step", "cumulative/rollouts", "cumulative/tokens")]
+        ).unique("step", keep="last")
+    return acc.join(cumulative, on="step", how="left").sort("step")
+
+
+def to_target(curve: pl.DataFrame, target: float) -> dict:
+    """Step, rollouts and tokens at the first evaluation reaching `target` (None if never)."""
+    hit = curve.filter(pl.col("accuracy") >= target - 1e-12).head(1)
+    if hit.height == 0:
+        return {"step": None, "rollouts": None, "tokens": None}
+    row = hit.row(0, named=True)
+    return {
+        "step": row["step"],
+        "rollouts": row["cumulative/rollouts"],
+        "tokens": row["cumulative/tokens"],
+    }
+
+
+def compare(
+    runs: list[Run], target: float | None = None, smooth: int = 1, benchmark: str | None = None
+) -> tuple[pl.DataFrame, float | None]:
+    """One row per run, plus the target used: given, or the first GRPO run's peak accuracy."""
+    curves = {r.path: accuracy_curve(r, benchmark, smooth) for r in runs}
+    if target is None:
+        grpo = [r for r in runs if r.config.strategy == "grpo" and curves[r.path].height]
+        target = curves[grpo[0].path]["accuracy"].max() if grpo else None
+    rows = []
+    for r in runs:
+        c, s = curves[r.path], r.summary()
+        hit = to_target(c, target) if target is not None else {"rollouts": None, "tokens": None}
+        rows.append(
+            {
+                "run": r.name, "strategy": s["strategy"], "steps": s["steps"],
+                "rollouts": s["rollouts"], "tokens": s["tokens"],
+                "initial_acc": c["accuracy"][0] if c.height else None,
+                "best_acc": c["accuracy"].max() if c.height else None,
+                "final_acc": c["accuracy"][-1] if c.height else None,
+                "rollouts_to_target": hit["rollouts"], "tokens_to_target": hit["tokens"],
+            }
+        )  # fmt: skip
+    table = pl.DataFrame(rows, infer_schema_length=None)
+    return _with_ratios(table), target
+
+
+def _with_ratios(table: pl.DataFrame) -> pl.DataFrame:
+    """x fewer rollouts to target than the first GRPO / DAPO run (>1: this run is cheaper)."""
+    out = table
+    for base in ("grpo", "dapo"):
+        ref = table.filter(pl.col("strategy") == base)["rollouts_to_target"]
+        ref = ref[0] if len(ref) else None
+        ratio = pl.lit(ref, pl.Float64) / pl.col("rollouts_to_target") if ref else pl.lit(None)
+        out = out.with_columns(ratio.cast(pl.Float64).alias(f"x_fewer_than_{base}"))
+    return out
+
+
+def format_table(table: pl.DataFrame, target: float | None, smooth: int) -> str:
+    """The compare table as aligned plain text, with the target stated."""
+    head = (
+        f"target accuracy: {target:.4f} (peak GRPO mean@k" if target is not None else "target: none"
+    )
+    head += f", moving average over {smooth} evals)" if target is not None else " (no GRPO run)"
+    with pl.Config(tbl_rows=50, tbl_cols=20, tbl_width_chars=200, float_precision=3,
+                   tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):  # fmt: skip
+        return f"{head}\n{table}"

@@ -1,0 +1,125 @@
+"""Plotly figures over run data, shared by `pcbench report` (static HTML) and the widgets
+(the same figures as FigureWidgets, updated in place). Inputs are frames only, no models."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import polars as pl
+from plotly.subplots import make_subplots
+
+BAND_COLOR = "rgba(46, 160, 67, 0.15)"
+ALLOCATION = {  # ledger column -> label, per strategy
+    "pilot_commit": {
+        "filtering_stats/kept": "kept",
+        "filtering_stats/too_easy": "too easy",
+        "filtering_stats/too_hard": "too hard",
+        "filtering_stats/evict_marked": "evict marked",
+        "buffer_stats/stale_drop": "stale dropped",
+    },
+    "dapo": {
+        "filtering_stats/dapo_kept": "kept",
+        "filtering_stats/dapo_discarded": "all-equal (discarded)",
+        "filtering_stats/dapo_surplus": "surplus (discarded)",
+    },
+    "grpo": {"filtering_stats/trained_prompts": "trained"},
+}
+HIST_BINS = 20
+
+
+def accuracy_figure(
+    curves: dict[str, pl.DataFrame], target: float | None = None, x: str = "cumulative/rollouts"
+) -> go.Figure:
+    """Accuracy vs cumulative training rollouts (or tokens), one line per run, target dashed."""
+    fig = go.Figure()
+    for name, c in curves.items():
+        fig.add_scatter(
+            x=c[x].to_list(), y=c["accuracy"].to_list(), mode="lines+markers", name=name
+        )
+    if target is not None:
+        fig.add_hline(y=target, line_dash="dash", annotation_text=f"target {target:.3f}")
+    fig.update_layout(
+        title="Eval accuracy (mean@k) vs cumulative training " + x.split("/")[1],
+        xaxis_title=x, yaxis_title="mean@k", template="plotly_white", height=420,
+    )  # fmt: skip
+    return fig
+
+
+def allocation_figure(ledger: pl.DataFrame, strategy: str, title: str = "") -> go.Figure:
+    """Stacked prompt counts per step: what happened to the prompts the step looked at."""
+    fig = go.Figure()
+    steps = ledger["step"].to_list() if ledger.height else []
+    for column, label in ALLOCATION[strategy].items():
+        values = ledger[column].to_list() if column in ledger.columns else [0] * len(steps)
+        fig.add_bar(x=steps, y=values, name=label)
+    fig.update_layout(
+        barmode="stack", title=title or f"Allocation per step ({strategy})", xaxis_title="step",
+        yaxis_title="prompts", template="plotly_white", height=380,
+    )  # fmt: skip
+    return fig
+
+
+def pilot_histogram_figure() -> go.FigureWidget | go.Figure:
+    """Empty two-panel histogram (pilot mean, pilot variance); fill with `show_pilot_scores`."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("pilot pass rate", "pilot reward variance"))
+    fig.add_histogram(
+        x=[], xbins=dict(start=0, end=1.0001, size=1 / HIST_BINS), name="pass rate", row=1, col=1
+    )
+    fig.add_histogram(
+        x=[], xbins=dict(start=0, end=0.2501, size=0.25 / HIST_BINS), name="variance", row=1, col=2
+    )
+    fig.add_vrect(x0=0.125, x1=0.75, fillcolor=BAND_COLOR, line_width=0, row=1, col=1)
+    fig.update_layout(template="plotly_white", height=340, showlegend=False, bargap=0.05)
+    fig.update_xaxes(title_text="mean correctness", row=1, col=1)
+    fig.update_xaxes(title_text="var = p(1 - p)", row=1, col=2)
+    return fig
+
+
+def show_pilot_scores(
+    fig, scores: pl.DataFrame, keep_min: float, keep_max: float, title: str = ""
+) -> None:
+    """Put SCORES of one step into the histogram figure and move the keep band, in place.
+
+    Works on a FigureWidget (inside batch_update the browser gets one message) and on a Figure.
+    """
+    kept = scores.filter(pl.col("mean").is_between(keep_min, keep_max))
+    fig.data[0].x = scores["mean"].to_list()
+    fig.data[1].x = scores["var"].to_list()
+    fig.layout.shapes[0].x0, fig.layout.shapes[0].x1 = keep_min, keep_max
+    share = kept.height / scores.height if scores.height else 0.0
+    fig.layout.title = (title + "  " if title else "") + (
+        f"{scores.height} prompts, {kept.height} in the keep band "
+        f"[{keep_min:.3f}, {keep_max:.3f}] ({share:.0%})"
+    )
+
+
+def pilot_histograms_over_time(scores: pl.DataFrame, keep_min: float, keep_max: float) -> go.Figure:
+    """The pilot histograms with a step slider (static HTML: one frame per step)."""
+    fig = pilot_histogram_figure()
+    steps = sorted(scores["step"].unique().to_list())
+    if not steps:
+        return fig
+    show_pilot_scores(
+        fig, scores.filter(pl.col("step") == steps[0]), keep_min, keep_max, f"step {steps[0]}:"
+    )
+    frames = []
+    for step in steps:
+        part = scores.filter(pl.col("step") == step)
+        frames.append(
+            go.Frame(
+                name=str(step),
+                data=[
+                    go.Histogram(x=part["mean"].to_list()),
+                    go.Histogram(x=part["var"].to_list()),
+                ],
+            )
+        )
+    fig.frames = frames
+    fig.update_layout(
+        sliders=[{
+            "currentvalue": {"prefix": "step "},
+            "steps": [{"label": str(s), "method": "animate",
+                       "args": [[str(s)], {"mode": "immediate", "frame": {"duration": 0, "redraw": True}}]}
+                      for s in steps],
+        }],
+    )  # fmt: skip
+    return fig

@@ -1,0 +1,78 @@
+"""`pcbench report`: one self-contained HTML file (plotly.js inlined once) comparing runs."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import polars as pl
+
+from pcbench.analysis import accuracy_curve, compare
+from pcbench.plots import accuracy_figure, allocation_figure, pilot_histograms_over_time
+from pcbench.run import Run
+
+STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
+table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ccc;padding:.3em .6em;
+text-align:right}th{background:#f4f4f4}h2{margin-top:2em}"""
+
+
+def _table_html(table: pl.DataFrame) -> str:
+    def cell(v):
+        if v is None:
+            return "not reached"
+        return (
+            f"{v:,.3f}"
+            if isinstance(v, float) and abs(v) < 100
+            else (f"{v:,.0f}" if isinstance(v, float) else str(v))
+        )
+
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(cell(v))}</td>" for v in row) + "</tr>"
+        for row in table.iter_rows()
+    )
+    return f"<table><tr>{head}</tr>{rows}</table>"
+
+
+def write_report(
+    run_dirs: list[str | Path], out: str | Path, *, target: float | None = None, smooth: int = 1
+) -> Path:
+    """Accuracy vs cumulative rollouts and tokens, the compare table, allocation per step and
+    pilot histograms over time for every run; returns the written path."""
+    runs = [Run(p) for p in run_dirs]
+    table, target = compare(runs, target=target, smooth=smooth)
+    curves = {r.name: accuracy_curve(r, smooth=smooth) for r in runs}
+    figures = [
+        ("Accuracy vs cumulative rollouts", accuracy_figure(curves, target)),
+        ("Accuracy vs cumulative tokens", accuracy_figure(curves, target, x="cumulative/tokens")),
+    ]
+    for r in runs:
+        cfg = r.config
+        figures.append(
+            (f"{r.name}: allocation per step", allocation_figure(r.ledger(), cfg.strategy))
+        )
+        scores = r.read("scores")
+        if cfg.strategy == "pilot_commit" and scores.height:
+            hist = pilot_histograms_over_time(scores, cfg.score.keep_min, cfg.score.keep_max)
+            figures.append((f"{r.name}: pilot pass rates and variances over time", hist))
+    parts, js = [], "inline"
+    for title, fig in figures:
+        parts.append(
+            f"<h2>{html.escape(title)}</h2>" + fig.to_html(full_html=False, include_plotlyjs=js)
+        )
+        js = False  # plotly.js once, inlined: the file works offline
+    stated = f"{target:.4f}" if target is not None else "none (no GRPO run)"
+    body = (
+        f"<h1>pcbench report</h1><p>Runs: {', '.join(html.escape(r.name) for r in runs)}. Target "
+        f"accuracy = peak GRPO eval mean@k = {stated} (moving average over {smooth} evals). "
+        "Rollouts to target: cumulative training rollouts at the first evaluation at or above "
+        "the target; ratios are x fewer rollouts than the baseline (&gt; 1: cheaper).</p>"
+        + _table_html(table)
+        + "".join(parts)
+    )
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>pcbench report</title><style>{STYLE}</style></head><body>{body}</body></html>"
+    )
+    return path
