@@ -245,30 +245,46 @@ def _log(run, s: State, step: int, metrics: dict, evals: pl.DataFrame | None) ->
     run.write("ledger", step, s.ledger.frame().filter(pl.col("step") == step).drop(CUMULATIVE))
 
 
+def train_step(s: State, cfg: RunConfig, run=None) -> tuple[dict, dict[str, pl.DataFrame]]:
+    """One complete training step (epoch ends included), evaluated, logged and checkpointed
+    when due; returns its metrics and frames (rollouts, scores) for a caller to look at."""
+    step_fn = STEP_FNS[cfg.strategy]
+    step = s.step + 1
+    metrics = step_fn(s, cfg, step)
+    while metrics is None:  # the epoch ran out before the batch filled
+        end_epoch(s, cfg, step)
+        metrics = step_fn(s, cfg, step)
+    s.step = step
+    evals = None
+    if step % cfg.eval.every == 0 or step == cfg.steps:
+        evals, eval_metrics = evaluate_step(s, cfg, step)
+        metrics |= eval_metrics
+    if run is not None:
+        _log(run, s, step, metrics, evals)
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            run.save_checkpoint(s, keep=cfg.keep_checkpoints)
+    frames = {k: pl.concat(v, how="diagonal_relaxed") for k, v in s.pending.items()}
+    if evals is not None:
+        frames["evals"] = evals
+    s.pending = {}
+    return metrics, frames
+
+
+def initial_eval(s: State, cfg: RunConfig, run=None) -> pl.DataFrame:
+    """Step-0 evaluation of a fresh run (logged as step 0)."""
+    evals, metrics = evaluate_step(s, cfg, 0)
+    if run is not None:
+        _log(run, s, 0, metrics, evals)
+    return evals
+
+
 def train(s: State, cfg: RunConfig, run=None, *, progress: bool = True) -> State:
     """Train until cfg.steps, evaluating every cfg.eval.every steps; logs and checkpoints to run."""
-    step_fn = STEP_FNS[cfg.strategy]
     if s.step == 0:
-        evals, metrics = evaluate_step(s, cfg, 0)
-        if run is not None:
-            _log(run, s, 0, metrics, evals)
+        initial_eval(s, cfg, run)
     bar = tqdm(total=cfg.steps, initial=s.step, desc=cfg.name, disable=not progress, mininterval=2)
     while s.step < cfg.steps:
-        step = s.step + 1
-        metrics = step_fn(s, cfg, step)
-        if metrics is None:  # the epoch ran out before the batch filled
-            end_epoch(s, cfg, step)
-            continue
-        s.step = step
-        evals = None
-        if step % cfg.eval.every == 0 or step == cfg.steps:
-            evals, eval_metrics = evaluate_step(s, cfg, step)
-            metrics |= eval_metrics
-        if run is not None:
-            _log(run, s, step, metrics, evals)
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                run.save_checkpoint(s, keep=cfg.keep_checkpoints)
-        s.pending = {}
+        metrics, _ = train_step(s, cfg, run)
         bar.update(1)
         bar.set_postfix(_postfix(s, metrics), refresh=False)
     bar.close()

@@ -1,0 +1,91 @@
+"""compare / report over run directories (hand-written ledgers and evals: pure analysis logic)."""
+
+import polars as pl
+import pytest
+
+from pcbench.analysis import compare, to_target
+from pcbench.cli import main
+from pcbench.config import RunConfig
+from pcbench.report import write_report
+from pcbench.run import Run
+
+
+def _run(root, name, strategy, accuracy, rollouts_per_step):
+    run = Run.create(RunConfig(name=name, strategy=strategy), root)
+    for step, acc in enumerate(accuracy):
+        evals = pl.DataFrame(
+            {"step": [step] * 2, "benchmark": ["arith"] * 2, "prompt_id": ["a", "b"], "k": [4, 4],
+             "mean@k": [acc, acc], "pass@k": [min(1.0, acc + 0.1)] * 2}
+        )  # fmt: skip
+        run.write("evals", step, evals)
+        if step:
+            ledger = {"step": [step], f"rollout_stats/{'pilot' if strategy == 'pilot_commit' else strategy}": [float(rollouts_per_step)],
+                      f"token_stats/{'pilot' if strategy == 'pilot_commit' else strategy}": [10.0 * rollouts_per_step],
+                      "filtering_stats/kept": [3.0], "filtering_stats/too_easy": [5.0]}  # fmt: skip
+            run.write("ledger", step, pl.DataFrame(ledger))
+            scores = pl.DataFrame(
+                {
+                    "step": [step] * 3,
+                    "prompt_id": ["a", "b", "c"],
+                    "mean": [0.0, 0.5, 1.0],
+                    "var": [0.0, 0.25, 0.0],
+                }
+            )
+            run.write("scores", step, scores)
+    return run
+
+
+@pytest.fixture
+def runs(tmp_path):
+    grpo = _run(tmp_path, "g", "grpo", [0.5, 0.55, 0.6, 0.58], 128)
+    pc = _run(tmp_path, "p", "pilot_commit", [0.5, 0.6, 0.62, 0.61], 100)
+    dapo = _run(tmp_path, "d", "dapo", [0.5, 0.52, 0.54, 0.6], 300)
+    return [pc, grpo, dapo]
+
+
+def test_compare_targets_peak_grpo_and_counts_rollouts_to_it(runs):
+    table, target = compare(runs)
+    assert target == 0.6
+    rows = {r["run"]: r for r in table.to_dicts()}
+    assert rows["p"]["rollouts_to_target"] == 100  # reached at step 1
+    assert rows["g"]["rollouts_to_target"] == 256  # step 2
+    assert rows["d"]["rollouts_to_target"] == 900  # step 3
+    assert rows["p"]["x_fewer_than_grpo"] == pytest.approx(2.56)
+    assert rows["p"]["x_fewer_than_dapo"] == pytest.approx(9.0)
+    assert rows["p"]["tokens_to_target"] == 1000 and rows["p"]["best_acc"] == 0.62
+
+
+def test_smoothing_and_an_unreached_target(runs):
+    table, target = compare(runs, smooth=2)
+    assert target == pytest.approx(0.59)  # trailing mean of (0.6, 0.58)
+    table, _ = compare(runs, target=0.7)
+    assert table["rollouts_to_target"].null_count() == 3
+    assert (
+        to_target(
+            pl.DataFrame(
+                {
+                    "accuracy": [0.1],
+                    "step": [0],
+                    "cumulative/rollouts": [0.0],
+                    "cumulative/tokens": [0.0],
+                }
+            ),
+            0.5,
+        )["step"]
+        is None
+    )
+
+
+def test_report_is_one_self_contained_html_file(runs, tmp_path):
+    out = write_report([r.path for r in runs], tmp_path / "r.html")
+    text = out.read_text()
+    assert text.count("<script") >= 4 and "plotly" in text.lower()
+    assert '<script src="http' not in text and len(text) > 3_000_000  # plotly.js inlined
+    assert "Accuracy vs cumulative rollouts" in text and "p: pilot pass rates" in text
+    assert "2.560" in text  # the PC/GRPO ratio in the table
+
+
+def test_cli_compare_prints_the_table(runs, capsys):
+    assert main(["compare", *[str(r.path) for r in runs]]) == 0
+    out = capsys.readouterr().out
+    assert "target accuracy: 0.6000" in out and "x_fewer_than_grpo" in out
