@@ -11,9 +11,9 @@ BAND_COLOR = "rgba(46, 160, 67, 0.15)"
 ALLOCATION = {  # ledger column -> label, per strategy
     "pilot_commit": {
         "filtering_stats/kept": "kept",
-        "filtering_stats/too_easy": "too easy",
+        "filtering_stats/too_easy": "too easy (kept for later epochs)",
         "filtering_stats/too_hard": "too hard",
-        "filtering_stats/evict_marked": "evict marked",
+        "filtering_stats/evict_marked": "too easy, evict marked",
         "buffer_stats/stale_drop": "stale dropped",
     },
     "dapo": {
@@ -44,13 +44,32 @@ def accuracy_figure(
     return fig
 
 
+def allocation_values(counts: pl.DataFrame | dict, column: str, n: int) -> list[float]:
+    """Stackable counts: evict-marked prompts are also too easy, so too easy excludes them."""
+    get = (
+        (lambda c: counts[c].to_list())
+        if isinstance(counts, pl.DataFrame)
+        else (lambda c: [counts[c]])
+    )
+    has = (
+        (lambda c: c in counts.columns)
+        if isinstance(counts, pl.DataFrame)
+        else (lambda c: c in counts)
+    )
+    if not has(column):
+        return [0.0] * n
+    values = get(column)
+    if column == "filtering_stats/too_easy" and has("filtering_stats/evict_marked"):
+        values = [a - b for a, b in zip(values, get("filtering_stats/evict_marked"), strict=True)]
+    return values
+
+
 def allocation_figure(ledger: pl.DataFrame, strategy: str, title: str = "") -> go.Figure:
     """Stacked prompt counts per step: what happened to the prompts the step looked at."""
     fig = go.Figure()
     steps = ledger["step"].to_list() if ledger.height else []
     for column, label in ALLOCATION[strategy].items():
-        values = ledger[column].to_list() if column in ledger.columns else [0] * len(steps)
-        fig.add_bar(x=steps, y=values, name=label)
+        fig.add_bar(x=steps, y=allocation_values(ledger, column, len(steps)), name=label)
     fig.update_layout(
         barmode="stack", title=title or f"Allocation per step ({strategy})", xaxis_title="step",
         yaxis_title="prompts", template="plotly_white", height=380,

@@ -10,6 +10,7 @@ from pcbench.plots import (
     ALLOCATION,
     accuracy_figure,
     allocation_figure,
+    allocation_values,
     pilot_histogram_figure,
     show_pilot_scores,
 )
@@ -63,11 +64,10 @@ class AllocationPlot:
         steps = [str(s) for s in ledger["step"].to_list()] if ledger.height else []
         with self.figure.batch_update():
             for trace, column in zip(self.figure.data, ALLOCATION[self.strategy], strict=True):
-                values = ledger[column].to_list() if column in ledger.columns else [0] * len(steps)
-                x, y = list(steps), list(values)
+                x, y = list(steps), allocation_values(ledger, column, len(steps))
                 if preview is not None:
                     x.append(PREVIEW)
-                    y.append(preview.get(column, 0))
+                    y += allocation_values(preview, column, 1) if column in preview else [0]
                 trace.x, trace.y = x, y
             self.figure.layout.xaxis.type = "category"
 

@@ -1,0 +1,102 @@
+"""Widgets in Python (no browser): refused settings, in-place re-scoring, dashboard over a run
+directory and over a live state (real engine, verifier and policy)."""
+
+import plotly.graph_objects as go
+import polars as pl
+import pytest
+
+from pcbench.config import CommitConfig, EvalConfig, PilotConfig, RunConfig
+from pcbench.loop import train
+from pcbench.policy import Policy
+from pcbench.rewards import Verifier
+from pcbench.run import open_run
+from pcbench.widgets import Controls, Dashboard
+
+from conftest import ARITH, TINY_POLICY
+
+CFG = RunConfig(
+    name="widgets", model=str(TINY_POLICY), train=str(ARITH / "train.parquet"),
+    test=str(ARITH / "test.parquet"), batch_prompts=4, pool_prompts=12, steps=2, seed=1,
+    pilot=PilotConfig(n_pilot=4), commit=CommitConfig(n_commit=12),
+    eval=EvalConfig(every=2, k=2, max_prompts=16),
+)  # fmt: skip
+
+
+def test_controls_refuse_an_empty_band_and_keep_the_config():
+    seen = []
+    controls = Controls(CFG, on_change=seen.append)
+    controls.keep_min.value = 0.9  # above keep_max = 0.75: refused
+    assert controls.keep_min.value == CFG.score.keep_min and controls.cfg == CFG
+    assert "refused" in controls.message.value and "keep_max" in controls.message.value
+    assert seen == []
+    controls.pilot_fraction.value = 0.5
+    assert (controls.cfg.pilot.n_pilot, controls.cfg.commit.n_commit) == (8, 8) and seen
+    controls.evict_at.value = 0.7  # <= keep_max: a kept prompt would be evicted
+    assert controls.cfg.score.evict_at == 1.0 and "evict_at" in controls.message.value
+
+
+@pytest.fixture(scope="module")
+def verifier():
+    with Verifier(workers=1) as v:
+        yield v
+
+
+@pytest.fixture(scope="module")
+def pc_run(tiny_engine, verifier, tmp_path_factory):
+    state, run = open_run(CFG, tmp_path_factory.mktemp("runs"), verifier=verifier)
+    train(state, CFG, run, progress=False)
+    tiny_engine.load_weights(Policy(TINY_POLICY))  # later tests get the shipped weights
+    return run
+
+
+def _band(fig):
+    return fig.layout.shapes[0].x0, fig.layout.shapes[0].x1
+
+
+@pytest.mark.slow
+def test_dashboard_from_a_run_directory_rescoring_moves_band_and_preview(pc_run):
+    board = Dashboard.from_run(pc_run.path)
+    assert isinstance(board.histograms.figure, go.FigureWidget)
+    assert list(board.histograms.scrubber.options) == [1, 2, "preview"]
+    figure_id = id(board.allocation.figure)
+    before_preview = list(board.allocation.figure.data[0].y)
+    board.controls.keep_max.value = 0.5
+    assert _band(board.histograms.figure) == (0.125, 0.5)
+    assert id(board.allocation.figure) == figure_id  # updated in place, not re-created
+    after = list(board.allocation.figure.data[0].y)
+    assert after[:-1] == before_preview[:-1] and after[-1] <= before_preview[-1]  # fewer kept
+    assert board.allocation.figure.data[0].x[-1] == "next (preview)"
+    board.controls.pilot_fraction.value = 2 / 16  # preview from the first 2 pilot samples
+    assert board.histograms.scores["preview"]["n"].max() == 2
+    board.histograms.scrubber.value = 1
+    assert (
+        len(board.histograms.figure.data[0].x)
+        == pc_run.read("scores").filter(pl.col("step") == 1).height
+    )
+    assert board.accuracy.figure.data[0].name == "widgets"
+
+
+@pytest.mark.slow
+def test_dashboard_over_a_live_state(tiny_engine, verifier):
+    from pcbench.state import setup
+
+    s = setup(CFG, verifier=verifier)
+    board = Dashboard(s, CFG)
+    try:
+        pilots = board.pilot()
+        assert pilots.height == 12 * 4 and "preview" in board.histograms.scores
+        scores = board.score()
+        assert (
+            set(scores["verdict"]) <= {"keep", "too_easy", "too_hard"}
+            and 1 in board.histograms.scores
+        )
+        if len(s.buffer):
+            board.commit()
+            board.update()
+            assert s.step == 1 and s.policy.version == 1
+        board.run_steps(1)
+        assert board.progress.value == 1 and s.step >= 1
+        board.evaluate()
+        assert board.accuracy.figure.data[0].y
+    finally:
+        tiny_engine.load_weights(Policy(TINY_POLICY))
