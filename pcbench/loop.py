@@ -292,8 +292,12 @@ def train(s: State, cfg: RunConfig, run=None, *, progress: bool = True) -> State
 
 
 def _postfix(s: State, metrics: dict) -> dict:
+    """What the step bar shows: cumulative rollouts, this step's rounds, buffer size, accuracy."""
     rollouts = s.ledger.frame()["cumulative/rollouts"][-1]
-    out = {"rollouts": f"{rollouts:,.0f}"}
+    row = s.ledger.rows.get(s.step, {})
+    out = {"rollouts": f"{rollouts:,.0f}", "rounds": int(row.get("rounds", 0))}
+    if len(s.buffer):
+        out["buffer"] = len(s.buffer)
     acc = [v for k, v in metrics.items() if k.endswith("/mean@k")]
     if acc:
         out["acc"] = f"{acc[0]:.3f}"

@@ -123,15 +123,10 @@ def pilot_histograms_over_time(scores: pl.DataFrame, keep_min: float, keep_max: 
     frames = []
     for step in steps:
         part = scores.filter(pl.col("step") == step)
-        frames.append(
-            go.Frame(
-                name=str(step),
-                data=[
-                    go.Histogram(x=part["mean"].to_list()),
-                    go.Histogram(x=part["var"].to_list()),
-                ],
-            )
-        )
+        kept = part.filter(pl.col("mean").is_between(keep_min, keep_max)).height
+        title = f"step {step}: {part.height} prompts, {kept} in the keep band"
+        data = [go.Histogram(x=part["mean"].to_list()), go.Histogram(x=part["var"].to_list())]
+        frames.append(go.Frame(name=str(step), data=data, layout={"title": {"text": title}}))
     fig.frames = frames
     fig.update_layout(
         sliders=[{
