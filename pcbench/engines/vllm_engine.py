@@ -14,6 +14,7 @@ that one call's samples depend only on s (the training loop passes (run seed, st
 
 from __future__ import annotations
 
+import logging
 import os
 
 import polars as pl
@@ -57,6 +58,14 @@ def rollouts_frame(
         n_tokens=pl.col("token_ids").list.len().cast(pl.Int64),
     )
     return ROLLOUTS.check(frame.select(list(ROLLOUTS.required))) if n else ROLLOUTS.empty()
+
+
+class _RotaryReloadNoise(logging.Filter):
+    """vLLM warns on every reload that RotaryEmbedding 'failed to load weights': its cos/sin
+    cache is computed, not loaded, so nothing is wrong; the self-check still guards the sync."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "RotaryEmbedding: Failed to load weights" not in record.getMessage()
 
 
 class WeightSyncError(RuntimeError):
@@ -140,6 +149,9 @@ class VLLMEngine:
 
     def load_weights(self, policy: Policy) -> float:
         """Copy the policy's weights in, then self-check; returns the probe's mean |Δ logprob|."""
+        reload_log = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise")
+        if not any(isinstance(f, _RotaryReloadNoise) for f in reload_log.filters):
+            reload_log.addFilter(_RotaryReloadNoise())
         self.llm.collective_rpc(
             "reload_weights", kwargs={"weights_iterator": policy.named_weights()}
         )
