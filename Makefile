@@ -46,3 +46,4 @@ clean:
 bench: $(STAMP)
 	$(PY) bench/verifier.py
 	$(PY) bench/engines.py
+	$(PY) bench/steps.py

@@ -8,7 +8,9 @@ Names follow the official recipe's metric groups so the two logs line up:
     filtering_stats/{seen,kept,too_easy,too_hard,evict_marked,evicted}   prompts (PC)
     filtering_stats/{dapo_kept,dapo_discarded,dapo_surplus}             groups (DAPO)
     buffer_stats/{add,take,stale_drop,size,age_sum,age_max}   (mean age = age_sum / take)
-    verifier/*, time/<stage>, rounds
+    verifier/*, rounds, epochs
+    time/{generate,score,update,sync,evaluate,log,step}   seconds (generate includes verify;
+                                             step = the whole step before its log writes)
 Cumulative columns (`cumulative/rollouts`, `cumulative/tokens`) count every generated rollout
 and token of training (pilots of skipped prompts and DAPO's discarded groups included;
 evaluation excluded), DESIGN §4.9.

@@ -9,6 +9,7 @@ for the same step. Rollouts generated for a discarded batch stay counted.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import polars as pl
@@ -72,9 +73,10 @@ def pilot_commit_round(s: State, cfg: RunConfig, step: int, round: int, need: in
             n_pilot=cfg.pilot.n_pilot, sampling=cfg.sampling, step=step, round=round,
             seed=call_seed(cfg.seed, step, round),
         )  # fmt: skip
-    scores = score(pilot_rollouts, cfg)
-    added = s.buffer.add(scores, pilot_rollouts, step)
-    groups = [training_group(e, commit_rollouts, cfg.commit.n_reuse) for e in taken]
+    with s.ledger.time(step, "score"):  # score, buffer and training groups: the allocation's cost
+        scores = score(pilot_rollouts, cfg)
+        added = s.buffer.add(scores, pilot_rollouts, step)
+        groups = [training_group(e, commit_rollouts, cfg.commit.n_reuse) for e in taken]
     s.stash("rollouts", pl.concat([pilot_rollouts, commit_rollouts]))
     s.stash("scores", scores.with_columns(round=pl.lit(round, pl.Int64)))
     _count_round(s, step, scores, added, taken, pilot_rollouts, commit_rollouts)
@@ -236,12 +238,14 @@ def _metrics_frame(step: int, metrics: dict) -> pl.DataFrame:
 
 
 def _log(run, s: State, step: int, metrics: dict, evals: pl.DataFrame | None) -> None:
-    """Write the completed step's frames (each file atomic), then checkpoint if due."""
-    for kind, frames in s.pending.items():
-        run.write(kind, step, pl.concat(frames, how="diagonal_relaxed"))
-    if evals is not None:
-        run.write("evals", step, evals)
-    run.write("metrics", step, _metrics_frame(step, metrics))
+    """Write the completed step's frames, each file atomic; the ledger part last, so that it
+    carries the time the other writes took (`time/log`)."""
+    with s.ledger.time(step, "log"):
+        for kind, frames in s.pending.items():
+            run.write(kind, step, pl.concat(frames, how="diagonal_relaxed"))
+        if evals is not None:
+            run.write("evals", step, evals)
+        run.write("metrics", step, _metrics_frame(step, metrics))
     run.write("ledger", step, s.ledger.frame().filter(pl.col("step") == step).drop(CUMULATIVE))
 
 
@@ -249,7 +253,7 @@ def train_step(s: State, cfg: RunConfig, run=None) -> tuple[dict, dict[str, pl.D
     """One complete training step (epoch ends included), evaluated, logged and checkpointed
     when due; returns its metrics and frames (rollouts, scores) for a caller to look at."""
     step_fn = STEP_FNS[cfg.strategy]
-    step = s.step + 1
+    step, start = s.step + 1, time.perf_counter()
     metrics = step_fn(s, cfg, step)
     while metrics is None:  # the epoch ran out before the batch filled
         end_epoch(s, cfg, step)
@@ -259,6 +263,8 @@ def train_step(s: State, cfg: RunConfig, run=None) -> tuple[dict, dict[str, pl.D
     if step % cfg.eval.every == 0 or step == cfg.steps:
         evals, eval_metrics = evaluate_step(s, cfg, step)
         metrics |= eval_metrics
+    # Wall time of the step before logging; `time/log` and checkpoints come on top.
+    s.ledger.set(step, "time/step", time.perf_counter() - start)
     if run is not None:
         _log(run, s, step, metrics, evals)
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
