@@ -175,10 +175,11 @@ class Dashboard:
 
     def _add_eval(self, evals: pl.DataFrame) -> None:
         name = self.cfg.name
+        totals = self.state.ledger.frame().row(-1, named=True)  # one frame build, not two
         point = pl.DataFrame({"step": [self.state.step], "accuracy": [evals["mean@k"].mean()],
                               "pass@k": [evals["pass@k"].mean()],
-                              "cumulative/rollouts": [self.state.ledger.frame()["cumulative/rollouts"][-1]],
-                              "cumulative/tokens": [self.state.ledger.frame()["cumulative/tokens"][-1]]})  # fmt: skip
+                              "cumulative/rollouts": [totals["cumulative/rollouts"]],
+                              "cumulative/tokens": [totals["cumulative/tokens"]]})  # fmt: skip
         old = self.curves.get(name)
         self.curves[name] = (
             point
