@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint install data tiny-policy bench clean
+.PHONY: demo test lint install data tiny-policy bench results clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -43,7 +43,15 @@ tiny-policy: $(STAMP)
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 
+# Benchmarks (not tests): print each table and write it, with the machine, into docs/RESULTS.md.
+RESULTS ?= docs/RESULTS.md
 bench: $(STAMP)
-	$(PY) bench/verifier.py
-	$(PY) bench/engines.py
-	$(PY) bench/steps.py
+	$(PY) bench/verifier.py --write $(RESULTS)
+	$(PY) bench/engines.py --write $(RESULTS)
+	$(PY) bench/steps.py --write $(RESULTS)
+
+# The multi-seed experiments of docs/RESULTS.md (runs under runs/results/, reused when done).
+SEEDS ?= 0 1 2
+results: $(STAMP)
+	$(VENV)/bin/pcbench experiment headline --seeds $(SEEDS) --write $(RESULTS)
+	$(VENV)/bin/pcbench experiment ablations --seeds $(SEEDS) --write $(RESULTS)

@@ -23,6 +23,8 @@ import polars as pl
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
+from common import publish  # noqa: E402
+
 from pcbench.config import load_config  # noqa: E402
 from pcbench.loop import train  # noqa: E402
 from pcbench.run import open_run  # noqa: E402
@@ -53,35 +55,76 @@ def breakdown(ledger: pl.DataFrame) -> dict[str, float]:
     out = {k: float(v.mean()) for k, v in t.items()}
     out["other"] = float((step - sum(t.values())).mean())
     out["step"] = float(step.mean())
+    out["outside generate+update"] = 1 - (out["generate"] + out["update"]) / out["step"]
     out["outside generate+verify+update"] = (
         1 - (out["generate"] + out["verify"] + out["update"]) / out["step"]
     )
+    out["verify/s"] = float(col("verifier/items").sum() / max(col("verifier/seconds").sum(), 1e-9))
+    out["cache hit"] = float(col("verifier/cache_hits").sum() / max(col("verifier/items").sum(), 1))
+    out["fast path"] = float(col("verifier/fast_path").sum() / max(col("verifier/items").sum(), 1))
     return out
+
+
+def markdown(rows: list[dict], scaling: list[tuple[str, dict]], peak_gib: float, steps: int) -> str:
+    pct = lambda v: f"{v:.1%}"  # noqa: E731
+    lines = [
+        f"Seconds per training step (mean of {steps} steps after the initial evaluation; "
+        "evaluation excluded), tiny-pc settings (B 8, G 24, n 16, p4c12, 64-token completions).",
+        "",
+        "| strategy | step | generate | verify | score+plan | update | weight sync | logging "
+        "| other | outside generate+update | outside generate+verify+update |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['strategy']} | {r['step']:.2f} | {r['generate']:.2f} | {r['verify']:.3f} "
+            f"| {r['score']:.3f} | {r['update']:.2f} | {r['sync']:.3f} | {r['log']:.3f} "
+            f"| {r['other']:.3f} | {pct(r['outside generate+update'])} "
+            f"| {pct(r['outside generate+verify+update'])} |"
+        )
+    lines += [
+        "",
+        "Verifier during these runs (training rollouts, real math-verify):",
+        "",
+        "| strategy | verifications/s | cache hit rate | answered by the exact-match fast path |",
+        "|---|---|---|---|",
+        *(
+            f"| {r['strategy']} | {r['verify/s']:,.0f} | {pct(r['cache hit'])} | {pct(r['fast path'])} |"
+            for r in rows
+        ),  # fmt: skip
+        "",
+        "Pilot-Commit step time as the group size n and the batch B grow (pilot fraction 1/4, "
+        "G = 3B):",
+        "",
+        "| PC setting | step s | generate s | update s |",
+        "|---|---|---|---|",
+        *(
+            f"| {label} | {b['step']:.2f} | {b['generate']:.2f} | {b['update']:.2f} |"
+            for label, b in scaling
+        ),  # fmt: skip
+        "",
+        f"Peak resident memory of the benchmark process (engine + policy + optimizer + all runs): "
+        f"{peak_gib:.2f} GiB.",
+    ]
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--write", metavar="MD", help="also write the tables into this file")
     args = parser.parse_args()
     base = load_config(ROOT / "configs/tiny-pc.toml", [f"steps={args.steps}", "eval.every=1000"])
     base = replace(
         base, model=str(ROOT / base.model), train=str(ROOT / base.train), test=str(ROOT / base.test)
     )
     base = replace(base, eval=replace(base.eval, max_prompts=8))
-    rows, verifier = [], None
+    rows, scaling, verifier = [], [], None
     with tempfile.TemporaryDirectory() as tmp:
         for strategy in ("pilot_commit", "grpo", "dapo"):
             cfg = replace(base, strategy=strategy, name=f"bench-{strategy}")
             ledger, verifier = run_steps(cfg, Path(tmp), verifier)
             rows.append({"strategy": strategy, **breakdown(ledger)})
-        print(
-            "| strategy | " + " | ".join(rows[0].keys() - {"strategy"} and list(rows[0])[1:]) + " |"
-        )
-        print("|---" * len(rows[0]) + "|")
-        for r in rows:
-            print(f"| {r['strategy']} | " + " | ".join(
-                f"{v:.1%}" if k.startswith("outside") else f"{v:.3f}" for k, v in list(r.items())[1:]) + " |")  # fmt: skip
-        print("\n| PC setting | step s | generate s | update s |\n|---|---|---|---|")
         for label, cfg in [
             *((f"n = {n} (B = 8)", base.with_pilot_fraction(0.25, n)) for n in (8, 16, 32)),
             *(
@@ -89,14 +132,12 @@ def main() -> None:
                 for b in (4, 8, 16)
             ),
         ]:
-            cfg = replace(
-                cfg,
-                name=f"scale-{label.replace(' ', '').replace('(', '-').replace(')', '').replace('=', '')}",
+            name = "scale-" + "".join(ch for ch in label if ch.isalnum())
+            scaling.append(
+                (label, breakdown(run_steps(replace(cfg, name=name), Path(tmp), verifier)[0]))
             )
-            b = breakdown(run_steps(cfg, Path(tmp), verifier)[0])
-            print(f"| {label} | {b['step']:.2f} | {b['generate']:.2f} | {b['update']:.2f} |")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(f"\npeak resident memory of this process: {peak:.2f} GiB")
+    publish(markdown(rows, scaling, peak, args.steps), "bench-steps", args.write)
 
 
 if __name__ == "__main__":

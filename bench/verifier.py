@@ -1,6 +1,6 @@
 """Verifier throughput on 2 cores: embedded-task rollouts and MATH-style answers.
 
-    .venv/bin/python bench/verifier.py [--prompts 200] [--samples 16]
+    .venv/bin/python bench/verifier.py [--prompts 200] [--samples 16] [--write docs/RESULTS.md]
 
 Prints verifications per second with a cold and a warm cache, and the verification time as
 a share of the vLLM generation time for the same embedded-task rollouts.
@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import polars as pl
+from common import publish
 
 from pcbench.config import SamplingConfig
 from pcbench.engines import VLLMEngine
@@ -34,6 +35,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=200)
     parser.add_argument("--samples", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--write", metavar="MD", help="also write the table into this file")
     args = parser.parse_args()
 
     test = pl.read_parquet(ROOT / "data/arith/test.parquet").head(args.prompts)
@@ -61,15 +63,23 @@ def main() -> None:
     with Verifier(workers=args.workers) as v:
         results["math500_cold_per_s"], _ = rate(v, solutions, answers)
         results["math500_warm_per_s"], _ = rate(v, solutions, answers)
-    results["arith_rollouts"] = len(completions)
-    results["generation_s"] = round(generation_s, 2)
-    results["verify_share_of_generation"] = round(arith_s / generation_s, 4)
-    print(
-        json.dumps(
-            {k: round(v, 1) if isinstance(v, float) and v > 10 else v for k, v in results.items()},
-            indent=2,
-        )
+    r = results
+    text = "\n".join(
+        [
+            f"math-verify in {args.workers} worker processes; {len(completions):,} tiny-policy "
+            f"completions of {args.prompts} arithmetic test prompts ({args.samples} samples each) "
+            f"and the {len(solutions)} MATH-500 reference solutions.",
+            "",
+            "| input | cold cache, verifications/s | warm cache, verifications/s |",
+            "|---|---|---|",
+            f"| arithmetic rollouts | {r['arith_cold_per_s']:,.0f} | {r['arith_warm_per_s']:,.0f} |",
+            f"| MATH-500 solutions | {r['math500_cold_per_s']:,.0f} | {r['math500_warm_per_s']:,.0f} |",
+            "",
+            f"Verifying the arithmetic rollouts took {arith_s / generation_s:.1%} of the time vLLM "
+            f"took to generate them ({generation_s:.1f} s).",
+        ]
     )
+    publish(text, "bench-verifier", args.write)
 
 
 if __name__ == "__main__":

@@ -102,6 +102,37 @@ def cmd_demo(args) -> None:
     print(f"\nreport: {report}   ({minutes:.1f} min; runs in {args.runs}/)")
 
 
+def cmd_experiment(args) -> None:
+    """Run a named multi-seed experiment (missing runs only), then print and write its table."""
+    import time
+    from pathlib import Path
+
+    from pcbench import experiments as ex
+
+    if args.name not in ex.EXPERIMENTS:
+        raise ValueError(f"unknown experiment {args.name!r}; known: {', '.join(ex.EXPERIMENTS)}")
+    exp, start = ex.EXPERIMENTS[args.name], time.perf_counter()
+    seeds = tuple(args.seeds)
+    if not args.table_only:
+        ex.run_experiment(exp, args.runs, seeds, args.set or [], progress=not args.quiet,
+                          log=lambda m: print(m, file=sys.stderr))  # fmt: skip
+    runs = ex.per_run(exp, args.runs, seeds, args.smooth)
+    if runs.height == 0:
+        raise FileNotFoundError(f"no runs of {args.name!r} under {args.runs}/")
+    text = ex.markdown(ex.summarize(runs, exp), runs, args.smooth)
+    print(text)
+    if args.write:
+        figure = Path(args.write).parent / "results" / f"{exp.name}.html"
+        ex.write_figure(exp, args.runs, figure, seeds)
+        command = f"pcbench experiment {exp.name} --seeds {' '.join(map(str, seeds))}"
+        text += (
+            f"\n\nFigure: [results/{figure.name}](results/{figure.name}). Reproduce: `{command}`."
+        )
+        ex.write_block(args.write, exp.name, text)
+        print(f"\nwrote {args.write} and {figure}", file=sys.stderr)
+    print(f"({(time.perf_counter() - start) / 60:.1f} min; runs in {args.runs}/)", file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pcbench", description=__doc__)
     top = parser.add_subparsers(dest="command", required=True)
@@ -134,6 +165,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--smooth", type=int, default=1)
     demo.add_argument("--quiet", action="store_true")
     demo.set_defaults(func=cmd_demo)
+
+    exp = top.add_parser("experiment", help="a named multi-seed experiment and its table")
+    exp.add_argument("name", help="headline | ablations | beyond")
+    exp.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    exp.add_argument("--runs", default="runs/results", help="shared directory of its runs")
+    exp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override for all runs")
+    exp.add_argument("--smooth", type=int, default=2, help="moving average over N evals")
+    exp.add_argument("--write", metavar="MD", help="write the table into this Markdown file")
+    exp.add_argument("--table-only", action="store_true", help="do not train; tabulate runs")
+    exp.add_argument("--quiet", action="store_true")
+    exp.set_defaults(func=cmd_experiment)
 
     data = top.add_parser("data", help="make the embedded task's data").add_subparsers(
         dest="what", required=True

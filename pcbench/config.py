@@ -172,6 +172,7 @@ class EngineConfig:
     cpu_kv_cache_gb: int = 1  # vLLM CPU KV cache (whole GiB)
     gpu_memory_utilization: float | None = None  # vLLM GPU share (colocated training: ~0.4)
     gradient_checkpointing: bool = False  # policy memory saver for long responses
+    sync_check_every: int = 8  # vLLM weight-sync self-check on the 1st sync and every Nth
 
     def __post_init__(self):
         _require(self.kind in ENGINES, f"engine.kind = {self.kind!r}: use one of {ENGINES}")
@@ -180,7 +181,7 @@ class EngineConfig:
             f"engine.dtype = {self.dtype!r}: use float32, bfloat16 or float16",
         )
         _require(self.device in ("cpu", "cuda"), f"engine.device = {self.device!r}: cpu | cuda")
-        _positive(self, "max_model_len", "cpu_kv_cache_gb")
+        _positive(self, "max_model_len", "cpu_kv_cache_gb", "sync_check_every")
         u = self.gpu_memory_utilization
         _require(u is None or 0 < u <= 1, f"gpu_memory_utilization = {u}: in (0, 1] or unset")
 

@@ -66,7 +66,9 @@ class Run:
                     f"{path} exists; pass --resume to continue it, or pick another name "
                     f"(--set name=...), or delete the directory"
                 )
-            old = json.loads(saved.read_text())
+            # Read back through the config class: a run made before an option existed gets its
+            # default, so adding an option to pcbench does not block resuming older runs.
+            old = json.loads(json.dumps(from_dict(json.loads(saved.read_text())).to_dict()))
             new = json.loads(json.dumps(cfg.to_dict()))
             if changed := _diff(old, new):
                 raise ConfigError(

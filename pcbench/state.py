@@ -124,7 +124,8 @@ def setup(cfg: RunConfig, *, verifier=None, with_policy: bool = True) -> State:
         )  # fmt: skip
     engine = make_engine(cfg.model, ec, cfg.seed)
     if policy is not None:
-        engine.load_weights(policy)  # a reused engine may hold another run's weights
+        engine.load_weights(policy, check=True)  # a reused engine may hold another run's weights
+    engine.sync_check_every = ec.sync_check_every  # a cached engine takes this run's setting
     return State(
         engine=engine,
         verifier=verifier or Verifier(),

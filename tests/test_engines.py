@@ -97,7 +97,7 @@ def test_sync_after_a_real_step_and_a_skipped_sync_is_caught(tiny_engine, prompt
     with pytest.raises(WeightSyncError, match="version 1"):
         tiny_engine.check(policy)  # the sync was skipped: caught
     try:
-        assert tiny_engine.load_weights(policy) < 1e-3
+        assert tiny_engine.load_weights(policy, check=True) < 1e-3
         after = tiny_engine.generate(requests(prompts, [1] * 6), greedy)
         assert (after["policy_version"] == 1).all()
         assert after["token_ids"].to_list() != before["token_ids"].to_list()
@@ -111,6 +111,19 @@ def test_sync_after_a_real_step_and_a_skipped_sync_is_caught(tiny_engine, prompt
         assert sum(gap) / len(gap) < 1e-3
     finally:
         tiny_engine.load_weights(Policy(TINY_POLICY))  # later tests get the shipped weights
+
+
+def test_sync_self_check_runs_on_the_first_sync_and_every_nth(tiny_engine):
+    policy, every = Policy(TINY_POLICY), tiny_engine.sync_check_every
+    try:
+        tiny_engine.sync_check_every, tiny_engine.syncs = 3, 0
+        gaps = [tiny_engine.load_weights(policy) for _ in range(7)]
+        checked = [g == g for g in gaps]  # NaN: not checked
+        assert checked == [True, False, False, True, False, False, True]
+        assert all(g < 1e-3 for g in gaps if g == g)
+        assert tiny_engine.load_weights(policy, check=True) < 1e-3  # forced: always checked
+    finally:
+        tiny_engine.sync_check_every = every
 
 
 @pytest.mark.parametrize(

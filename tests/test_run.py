@@ -31,6 +31,19 @@ def test_create_refuses_existing_run_and_changed_config_on_resume(tmp_path):
     assert run.config.steps == 99
 
 
+def test_resume_of_a_run_made_before_an_option_existed_takes_its_default(tmp_path):
+    cfg = RunConfig(name="old")
+    run = Run.create(cfg, tmp_path)
+    saved = json.loads((run.path / "config.json").read_text())
+    del saved["engine"]["sync_check_every"]  # as written by an older pcbench
+    (run.path / "config.json").write_text(json.dumps(saved))
+    assert Run.create(cfg, tmp_path, resume=True).config == cfg
+    saved["engine"]["max_model_len"] = 512  # a real difference is still refused
+    (run.path / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(ConfigError, match="max_model_len"):
+        Run.create(cfg, tmp_path, resume=True)
+
+
 def test_logs_round_trip_and_restore_drops_what_a_kill_left_behind(tmp_path):
     run = Run.create(RunConfig(name="r"), tmp_path)
     for step in (1, 2, 3):

@@ -114,8 +114,8 @@ class HFEngine:
             results.append((tokens[:end], token_lp[i, :end].tolist(), finish))
         return results
 
-    def load_weights(self, policy) -> float:
-        """Copy the policy's weights in (same process, so a plain state-dict load)."""
+    def load_weights(self, policy, check: bool | None = None) -> float:
+        """Copy the policy's weights in (same process, so a plain state-dict load; no check)."""
         self.model.load_state_dict(dict(policy.named_weights()))
         self.policy_version = policy.version
         return 0.0

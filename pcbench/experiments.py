@@ -1,0 +1,300 @@
+"""Multi-seed experiments: named sets of run variants, their runs, and their results tables.
+
+An experiment is a list of variants (a config file plus `--set` overrides) run for each seed
+into one shared directory, `<root>/<variant>-s<seed>/`. Variants with the same name are the
+same runs, so the GRPO and paper-PC runs of the headline are reused by the ablations (a
+finished run is read back, a partial one resumed from its checkpoint).
+
+Rollouts to target are paired by seed (DESIGN §4 per seed): the target of seed s is the peak
+of the GRPO run of seed s, after a trailing moving average over `smooth` evaluations; every
+variant of seed s is measured against it. The tables give mean and range over seeds of the
+seeds that reached the target, and how many did. Ratios are per-seed ratios, averaged.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from pcbench.analysis import accuracy_curve, to_target
+from pcbench.config import RunConfig, load_config
+from pcbench.run import Run
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+DEFAULT_SEEDS = (0, 1, 2)
+DEFAULT_SMOOTH = 2
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str  # run directory prefix, unique across experiments for a given config
+    config: str  # file under configs/
+    overrides: tuple[str, ...] = ()
+    label: str = ""  # what changed, for tables
+
+    def run_name(self, seed: int) -> str:
+        return f"{self.name}-s{seed}"
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    title: str
+    variants: tuple[Variant, ...]
+
+
+GRPO = Variant("grpo", "tiny-grpo.toml", label="GRPO, B 8 x n 16")
+DAPO = Variant("dapo", "tiny-dapo.toml", label="DAPO, rounds of G 24 x n 16")
+PC = Variant("pc", "tiny-pc.toml", label="paper preset: p4c12, band [0.125, 0.75], staleness 4")
+
+
+def _pc(name: str, label: str, *overrides: str) -> Variant:
+    return Variant(name, "tiny-pc.toml", tuple(overrides), label)
+
+
+EXPERIMENTS = {
+    e.name: e
+    for e in (
+        Experiment(
+            "headline", "Rollouts to target: Pilot-Commit vs GRPO vs DAPO", (PC, GRPO, DAPO)
+        ),
+        Experiment(
+            "ablations",
+            "Ablations of paper-PC (one change each; group size 16 throughout)",
+            (
+                PC,
+                GRPO,
+                _pc(
+                    "pc-f1_8", "pilot fraction 1/8 (p2c14)", "pilot.n_pilot=2", "commit.n_commit=14"
+                ),
+                _pc(
+                    "pc-f3_8", "pilot fraction 3/8 (p6c10)", "pilot.n_pilot=6", "commit.n_commit=10"
+                ),
+                _pc("pc-f1_2", "pilot fraction 1/2 (p8c8)", "pilot.n_pilot=8", "commit.n_commit=8"),
+                _pc(
+                    "pc-band-mid",
+                    "band [0.375, 0.625]",
+                    "score.keep_min=0.375",
+                    "score.keep_max=0.625",
+                ),
+                _pc("pc-band-hard", "band [0.125, 0.5]", "score.keep_max=0.5"),
+                _pc("pc-stale1", "max_staleness 1", "commit.max_staleness=1"),
+                _pc("pc-random", "buffer order random", "commit.order=random"),
+                _pc("pc-reuse2", "pilot reuse 2 of 4", "commit.n_reuse=2"),
+            ),
+        ),  # fmt: skip
+    )
+}
+
+
+def variant_configs(
+    exp: Experiment, seeds=DEFAULT_SEEDS, sets: list[str] = ()
+) -> list[tuple[Variant, int, RunConfig]]:
+    """Every (variant, seed) config, all validated before anything runs."""
+    out = []
+    for seed in seeds:
+        for v in exp.variants:
+            overrides = [*v.overrides, *sets, f"seed={seed}", f"name={v.run_name(seed)}"]
+            out.append((v, seed, load_config(CONFIGS / v.config, overrides)))
+    return out
+
+
+def run_experiment(
+    exp: Experiment, root: str | Path, seeds=DEFAULT_SEEDS, sets: list[str] = (),
+    progress: bool = True, log=print,
+) -> list[Path]:  # fmt: skip
+    """Train every missing or partial run of the experiment, seed by seed, in this process."""
+    from pcbench.loop import train
+    from pcbench.run import open_run
+
+    paths = []
+    for _variant, _seed, cfg in variant_configs(exp, seeds, sets):
+        state, run = open_run(cfg, root, resume=True)  # finished runs are read back as they are
+        log(f"== {run.name}: {cfg.strategy}, step {state.step} of {cfg.steps}")
+        train(state, cfg, run, progress=progress)
+        paths.append(run.path)
+    return paths
+
+
+def per_run(
+    exp: Experiment, root: str | Path, seeds=DEFAULT_SEEDS, smooth: int = DEFAULT_SMOOTH
+) -> pl.DataFrame:
+    """One row per (variant, seed) run present on disk, measured against its seed's target."""
+    root, rows = Path(root), []
+    for seed in seeds:
+        grpo_dir = root / GRPO.run_name(seed)
+        target = None
+        if (grpo_dir / "config.json").exists():
+            target = accuracy_curve(Run(grpo_dir), smooth=smooth)["accuracy"].max()
+        for v in exp.variants:
+            path = root / v.run_name(seed)
+            if not (path / "config.json").exists():
+                continue
+            run = Run(path)
+            curve, summary = accuracy_curve(run, smooth=smooth), run.summary()
+            hit = to_target(curve, target) if target is not None else {}
+            rows.append(
+                {
+                    "variant": v.name, "label": v.label, "seed": seed, "target": target,
+                    "steps": summary["steps"], "rollouts": summary["rollouts"],
+                    "tokens": summary["tokens"], "initial_acc": curve["accuracy"][0],
+                    "best_acc": curve["accuracy"].max(), "final_acc": curve["accuracy"][-1],
+                    "rollouts_to_target": hit.get("rollouts"),
+                    "tokens_to_target": hit.get("tokens"),
+                }
+            )  # fmt: skip
+    table = pl.DataFrame(rows, infer_schema_length=None)
+    return _with_seed_ratios(table) if table.height else table
+
+
+def _with_seed_ratios(table: pl.DataFrame) -> pl.DataFrame:
+    """Per-seed rollouts-to-target ratio of GRPO / DAPO to this run (>1: this run is cheaper)."""
+    for base in ("grpo", "dapo"):
+        ref = table.filter(pl.col("variant") == base).select(
+            "seed", pl.col("rollouts_to_target").alias(f"_{base}")
+        )
+        table = (
+            table.join(ref, on="seed", how="left")
+            .with_columns((pl.col(f"_{base}") / pl.col("rollouts_to_target")).alias(f"x_vs_{base}"))
+            .drop(f"_{base}")
+        )
+    return table
+
+
+def summarize(runs: pl.DataFrame, exp: Experiment) -> pl.DataFrame:
+    """One row per variant: seeds run and reaching the target, mean [min, max] costs, ratios."""
+    order = {v.name: i for i, v in enumerate(exp.variants)}
+    return (
+        runs.group_by("variant", "label")
+        .agg(
+            pl.len().alias("seeds"),
+            pl.col("rollouts_to_target").is_not_null().sum().alias("reached"),
+            *[
+                e
+                for c in ("rollouts_to_target", "tokens_to_target")
+                for e in (
+                    pl.col(c).mean().alias(c),
+                    pl.col(c).min().alias(c + "_min"),
+                    pl.col(c).max().alias(c + "_max"),
+                )  # fmt: skip
+            ],
+            pl.col("rollouts").mean(),
+            pl.col("tokens").mean(),
+            pl.col("best_acc").mean(),
+            pl.col("final_acc").mean(),
+            pl.col("final_acc").std().alias("final_acc_sd"),
+            pl.col("x_vs_grpo").mean(),
+            pl.col("x_vs_dapo").mean(),
+        )
+        .sort(pl.col("variant").replace_strict(order, default=len(order)))
+    )
+
+
+def _num(x, fmt: str = ",.0f") -> str:
+    return "—" if x is None else format(x, fmt)
+
+
+def _range(row: dict, col: str) -> str:
+    if row[col] is None:
+        return "not reached"
+    lo, hi = row[col + "_min"], row[col + "_max"]
+    return f"{_num(row[col])} [{_num(lo)}–{_num(hi)}]"
+
+
+def markdown(summary: pl.DataFrame, runs: pl.DataFrame, smooth: int) -> str:
+    """The summary as a Markdown table, with the per-seed targets stated above it."""
+    targets = runs.select("seed", "target").unique().sort("seed").drop_nulls()
+    lines = [
+        "Target per seed = that seed's GRPO peak of eval mean@4 (200 test prompts), after a "
+        f"trailing moving average over {smooth} evaluations: "
+        + ", ".join(f"seed {s}: {t:.3f}" for s, t in targets.iter_rows())
+        + ". Costs count training rollouts only; mean [min–max] over the seeds that reached "
+        "the target; ratios are per-seed (GRPO or DAPO cost ÷ this variant's), averaged.",
+        "",
+        "| variant | what | reached | rollouts to target | tokens to target | rollouts (all steps) "
+        "| best acc | final acc (± sd) | × fewer than GRPO | × fewer than DAPO |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in summary.iter_rows(named=True):
+        sd = "" if r["final_acc_sd"] is None else f" ± {r['final_acc_sd']:.3f}"
+        lines.append(
+            f"| `{r['variant']}` | {r['label']} | {r['reached']}/{r['seeds']} "
+            f"| {_range(r, 'rollouts_to_target')} | {_range(r, 'tokens_to_target')} "
+            f"| {_num(r['rollouts'])} | {r['best_acc']:.3f} | {r['final_acc']:.3f}{sd} "
+            f"| {_num(r['x_vs_grpo'], '.2f')} | {_num(r['x_vs_dapo'], '.2f')} |"
+        )
+    return "\n".join(lines)
+
+
+def mean_curves(
+    exp: Experiment, root: str | Path, seeds=DEFAULT_SEEDS, smooth: int = 1
+) -> dict[str, pl.DataFrame]:
+    """Per variant: accuracy and cumulative cost averaged over seeds at each eval step."""
+    out = {}
+    for v in exp.variants:
+        curves = [
+            accuracy_curve(Run(p), smooth=smooth).with_columns(pl.lit(s).alias("seed"))
+            for s in seeds
+            if ((p := Path(root) / v.run_name(s)) / "config.json").exists()
+        ]
+        if curves:
+            out[v.name] = (
+                pl.concat(curves)
+                .group_by("step")
+                .agg(
+                    pl.col("accuracy", "cumulative/rollouts", "cumulative/tokens").mean(),
+                    pl.len().alias("seeds"),
+                )  # fmt: skip
+                .sort("step")
+            )
+    return out
+
+
+def write_figure(exp: Experiment, root: str | Path, path: str | Path, seeds=DEFAULT_SEEDS) -> Path:
+    """Seed-averaged accuracy vs cumulative rollouts and tokens, one small HTML (plotly.js CDN)."""
+    from plotly.subplots import make_subplots
+
+    curves = mean_curves(exp, root, seeds)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("vs cumulative training rollouts",
+                                                        "vs cumulative training tokens"))  # fmt: skip
+    for i, (name, c) in enumerate(curves.items()):
+        for col, x in ((1, "cumulative/rollouts"), (2, "cumulative/tokens")):
+            fig.add_scatter(
+                x=c[x].to_list(), y=c["accuracy"].round(4).to_list(), mode="lines+markers",
+                name=name, legendgroup=name, showlegend=col == 1, row=1, col=col,
+                line={"color": _COLORS[i % len(_COLORS)]},
+            )  # fmt: skip
+    fig.update_layout(
+        title=f"{exp.title} — eval mean@4, mean over seeds {list(seeds)}",
+        template="plotly_white", height=460, yaxis_title="mean@4",
+    )  # fmt: skip
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.write_html(path, include_plotlyjs="cdn", full_html=True)
+    return path
+
+
+_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
+           "#7f7f7f", "#bcbd22", "#17becf")  # fmt: skip
+
+
+def write_block(doc: str | Path, key: str, text: str) -> Path:
+    """Replace the text between `<!-- begin KEY -->` and `<!-- end KEY -->` in a Markdown file
+    (appending the block if it is not there yet), so generated tables sit beside prose."""
+    doc = Path(doc)
+    begin, end = f"<!-- begin {key} -->", f"<!-- end {key} -->"
+    body = doc.read_text() if doc.exists() else ""
+    block = f"{begin}\n{text.rstrip()}\n{end}"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
+    if pattern.search(body):
+        body = pattern.sub(lambda _: block, body)
+    else:
+        body = body.rstrip() + ("\n\n" if body else "") + block + "\n"
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    tmp = doc.with_suffix(doc.suffix + ".tmp")
+    tmp.write_text(body)
+    tmp.replace(doc)
+    return doc

@@ -1,0 +1,80 @@
+"""Multi-seed experiment tables over hand-written run directories (pure analysis logic), and the
+Markdown block writer that puts generated tables into docs/RESULTS.md."""
+
+import pytest
+
+from pcbench import experiments as ex
+from pcbench.cli import main
+
+from test_analysis import _run
+
+EXP = ex.Experiment("t", "test", (ex.PC, ex.GRPO, ex.DAPO))
+
+
+@pytest.fixture
+def root(tmp_path):
+    # seed 0: PC reaches GRPO's smoothed peak first; seed 1: PC never does.
+    _run(tmp_path, "grpo-s0", "grpo", [0.5, 0.55, 0.6, 0.58], 128)
+    _run(tmp_path, "pc-s0", "pilot_commit", [0.5, 0.6, 0.62, 0.61], 100)
+    _run(tmp_path, "dapo-s0", "dapo", [0.5, 0.52, 0.54, 0.6], 300)
+    _run(tmp_path, "grpo-s1", "grpo", [0.5, 0.7, 0.5, 0.5], 128)
+    _run(tmp_path, "pc-s1", "pilot_commit", [0.5, 0.55, 0.55, 0.55], 100)
+    return tmp_path
+
+
+def test_targets_are_paired_by_seed_and_ratios_are_per_seed(root):
+    runs = ex.per_run(EXP, root, seeds=(0, 1), smooth=2)
+    by = {(r["variant"], r["seed"]): r for r in runs.to_dicts()}
+    assert by[("pc", 0)]["target"] == pytest.approx(0.59)  # trailing mean of (0.6, 0.58)
+    assert by[("pc", 1)]["target"] == pytest.approx(0.6)  # (0.5 + 0.7) / 2
+    assert by[("pc", 0)]["rollouts_to_target"] == 200  # smoothed 0.61 at step 2
+    assert by[("grpo", 0)]["rollouts_to_target"] == 384  # smoothed 0.59 at step 3
+    assert by[("pc", 0)]["x_vs_grpo"] == pytest.approx(384 / 200)
+    assert by[("dapo", 0)]["rollouts_to_target"] is None  # smoothed 0.57 at best
+    assert by[("pc", 1)]["rollouts_to_target"] is None
+    assert ("dapo", 1) not in by  # missing runs are skipped, not invented
+
+
+def test_summary_counts_reached_seeds_and_spans_them(root):
+    runs = ex.per_run(EXP, root, seeds=(0, 1), smooth=2)
+    summary = {r["variant"]: r for r in ex.summarize(runs, EXP).to_dicts()}
+    assert list(ex.summarize(runs, EXP)["variant"]) == ["pc", "grpo", "dapo"]
+    assert summary["pc"]["seeds"] == 2 and summary["pc"]["reached"] == 1
+    assert summary["grpo"]["rollouts_to_target_min"] == 128  # seed 1: 0.6 at step 1
+    assert summary["grpo"]["rollouts_to_target_max"] == 384
+    text = ex.markdown(ex.summarize(runs, EXP), runs, smooth=2)
+    assert "seed 0: 0.590, seed 1: 0.600" in text
+    assert "| `pc` |" in text and "| 1/2 |" in text and "not reached" in text
+
+
+def test_write_block_replaces_only_its_own_block(tmp_path):
+    doc = tmp_path / "R.md"
+    doc.write_text("# Results\n\nprose before\n")
+    ex.write_block(doc, "a", "table one")
+    ex.write_block(doc, "b", "table two")
+    ex.write_block(doc, "a", "table one, rerun")
+    text = doc.read_text()
+    assert text.startswith("# Results\n\nprose before\n")
+    assert "table one, rerun" in text and "table one\n" not in text and "table two" in text
+    assert text.count("<!-- begin a -->") == 1 and text.index("rerun") < text.index("two")
+
+
+def test_experiment_configs_are_valid_and_named_per_seed():
+    cfgs = ex.variant_configs(ex.EXPERIMENTS["ablations"], seeds=(0, 1))
+    names = [c.name for _, _, c in cfgs]
+    assert len(names) == len(set(names)) == 2 * len(ex.EXPERIMENTS["ablations"].variants)
+    by = {c.name: c for _, _, c in cfgs}
+    assert by["pc-f1_8-s1"].pilot.n_pilot == 2 and by["pc-f1_8-s1"].seed == 1
+    assert by["pc-f1_8-s1"].pilot.n_pilot + by["pc-f1_8-s1"].commit.n_commit == 16
+    assert by["pc-reuse2-s0"].commit.n_reuse == 2 and by["grpo-s0"].strategy == "grpo"
+
+
+def test_cli_tabulates_and_writes_the_doc(root, tmp_path, capsys):
+    doc = tmp_path / "docs" / "RESULTS.md"
+    code = main(["experiment", "headline", "--seeds", "0", "1", "--runs", str(root),
+                 "--table-only", "--write", str(doc)])  # fmt: skip
+    assert code == 0
+    assert "| `pc` |" in capsys.readouterr().out
+    assert "<!-- begin headline -->" in doc.read_text()
+    assert (tmp_path / "docs" / "results" / "headline.html").stat().st_size > 1000
+    assert main(["experiment", "nope", "--runs", str(root), "--table-only"]) == 2
