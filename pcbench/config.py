@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import itertools
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -47,12 +48,36 @@ class SamplingConfig:
         _positive(self, "max_tokens")
 
 
+PRIORS = ("online", "flat")
+
+
 @dataclass(frozen=True)
 class PilotConfig:
     n_pilot: int = 4  # rollouts per fresh prompt in its pilot group (paper 1.5B: 32)
+    # Sequential pilot (pcbench's, not the paper's; empty = the paper's single stage): cumulative
+    # pilot sizes to stop at before n_pilot, e.g. [0, 2] pilots 0 -> 2 -> n_pilot rollouts; a
+    # prompt stops when its Beta posterior is outside the keep band with confidence 1 - delta.
+    stages: tuple[int, ...] = ()
+    delta: float = 0.1  # sequential pilot: allowed error of an early stop
+    prior: str = "online"  # online: Beta fit to recent pilot pass rates per prior_key | flat
+    prior_key: str | None = "difficulty"  # PROMPTS column bucketing the online prior (None: one)
+    prior_window: int = 256  # online prior: last this many pilot pass rates per bucket
+    prior_min: int = 32  # online prior: rates a bucket needs before its fit is used (else flat)
 
     def __post_init__(self):
-        _positive(self, "n_pilot")
+        _positive(self, "n_pilot", "prior_window", "prior_min")
+        st = self.stages
+        _require(
+            all(0 <= a < b for a, b in itertools.pairwise((*st, self.n_pilot))),
+            f"pilot.stages = {list(st)}: must increase strictly from >= 0 and stay below "
+            f"n_pilot = {self.n_pilot} (the last stage)",
+        )
+        _require(0 < self.delta < 0.5, f"pilot.delta = {self.delta}: must be in (0, 0.5)")
+        _require(self.prior in PRIORS, f"pilot.prior = {self.prior!r}: use one of {PRIORS}")
+
+    @property
+    def sequential(self) -> bool:
+        return bool(self.stages)
 
 
 @dataclass(frozen=True)
@@ -85,6 +110,8 @@ class ScoreConfig:
 
 
 ORDERS = ("max_std", "random")
+ALLOCATIONS = ("uniform", "value_per_cost")
+BUDGETS = ("rollouts", "tokens")
 
 
 @dataclass(frozen=True)
@@ -93,9 +120,25 @@ class CommitConfig:
     order: str = "max_std"  # which buffered prompts are taken first: max_std | random
     max_staleness: int = 4  # drop buffered pilots older than this many updates
     n_reuse: int | None = None  # pilot rollouts reused in the group (None: all of them)
+    # Value-per-cost commit (pcbench's; uniform = the paper's n_commit each): a round's budget of
+    # k * n_commit rollouts (or their expected tokens) split by p(1 - p) / pilot tokens.
+    allocation: str = "uniform"  # uniform | value_per_cost
+    budget: str = "rollouts"  # value_per_cost budget unit: rollouts | tokens
+    min_commit: int = 4  # value_per_cost: fewest commit rollouts of a kept prompt
+    max_commit: int = 36  # value_per_cost: most commit rollouts of a kept prompt
 
     def __post_init__(self):
         _positive(self, "n_commit")
+        _require(
+            self.allocation in ALLOCATIONS,
+            f"commit.allocation = {self.allocation!r}: use one of {ALLOCATIONS}",
+        )
+        _require(self.budget in BUDGETS, f"commit.budget = {self.budget!r}: use one of {BUDGETS}")
+        _require(
+            0 <= self.min_commit <= self.n_commit <= self.max_commit,
+            f"commit bounds: need min_commit ({self.min_commit}) <= n_commit ({self.n_commit}) "
+            f"<= max_commit ({self.max_commit}), so the uniform split fits them",
+        )
         _require(self.order in ORDERS, f"order = {self.order!r}: use one of {ORDERS}")
         _require(self.max_staleness >= 0, f"max_staleness = {self.max_staleness}: must be >= 0")
         _require(
@@ -263,11 +306,15 @@ class RunConfig:
             f"pilot_fraction = {fraction} of group size {n} leaves "
             f"{n_pilot} pilot and {n - n_pilot} commit rollouts; both must be >= 1",
         )
+        c = self.commit
         return replace(
             self,
-            pilot=replace(self.pilot, n_pilot=n_pilot),
-            commit=replace(self.commit, n_commit=n - n_pilot),
-        )
+            # sequential stages at or above the new n_pilot no longer apply
+            pilot=replace(self.pilot, n_pilot=n_pilot,
+                          stages=tuple(x for x in self.pilot.stages if x < n_pilot)),
+            commit=replace(c, n_commit=n - n_pilot, min_commit=min(c.min_commit, n - n_pilot),
+                           max_commit=max(c.max_commit, n - n_pilot)),
+        )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

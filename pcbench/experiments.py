@@ -86,6 +86,25 @@ EXPERIMENTS = {
                 _pc("pc-reuse2", "pilot reuse 2 of 4", "commit.n_reuse=2"),
             ),
         ),  # fmt: skip
+        Experiment(
+            "beyond",
+            "Beyond the paper: sequential pilot and value-per-cost commit vs paper-PC and GRPO",
+            (
+                PC,
+                GRPO,
+                Variant(
+                    "pc-seq",
+                    "tiny-pc-seq.toml",
+                    label="sequential pilot 0 -> 2 -> 4, delta 0.1, online prior by difficulty",
+                ),
+                Variant(
+                    "pc-vpc",
+                    "tiny-pc-vpc.toml",
+                    label="value-per-cost commit, rollout budget, 4-36 per prompt",
+                ),
+                Variant("pc-beyond", "tiny-pc-beyond.toml", label="both, commit budget in tokens"),
+            ),
+        ),  # fmt: skip
     )
 }
 

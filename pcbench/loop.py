@@ -32,6 +32,7 @@ from pcbench.steps import (
     training_group,
     update,
 )
+from pcbench.steps.pilot import apply_stops, pilot_stages, stage_priors
 
 
 class MaxRoundsError(RuntimeError):
@@ -61,32 +62,59 @@ class PCBatch:
 
 
 def pilot_commit_round(s: State, cfg: RunConfig, step: int, round: int, need: int):
-    """Pilot G fresh prompts and commit up to `need` buffered ones in one engine call."""
+    """Pilot G fresh prompts and commit up to `need` buffered ones in one engine call (then, for
+    a sequential pilot, one more engine call per further stage)."""
     fresh = s.stream.next_pool(cfg.pool_prompts)
     if fresh is None:
         return None
     taken = s.buffer.take(need, cfg.commit.order)  # before this round's pilot is classified
     plan_frame = plan(taken, cfg, step)
+    pc, stopped = cfg.pilot, {}
     with s.ledger.time(step, "generate"):
         pilot_rollouts, commit_rollouts = generate_round(
             s.engine, s.verifier, fresh["prompt_id"], plan_frame, s.prompts,
-            n_pilot=cfg.pilot.n_pilot, sampling=cfg.sampling, step=step, round=round,
-            seed=call_seed(cfg.seed, step, round),
+            n_pilot=pc.stages[0] if pc.sequential else pc.n_pilot, sampling=cfg.sampling,
+            step=step, round=round, seed=call_seed(cfg.seed, step, round),
         )  # fmt: skip
+        if pilot_rollouts.height or commit_rollouts.height:  # a call was made (stage 0 may be 0)
+            s.ledger.count_verifier(step, s.verifier.last_health)
+        if pc.sequential:
+            pilot_rollouts, stopped = pilot_stages(
+                s.engine, s.verifier, fresh, pilot_rollouts, s.prompts, cfg,
+                stage_priors(fresh, cfg, s.prior), step, round,
+                on_call=lambda: s.ledger.count_verifier(step, s.verifier.last_health),
+            )  # fmt: skip
     with s.ledger.time(step, "score"):  # score, buffer and training groups: the allocation's cost
         scores = score(pilot_rollouts, cfg)
+        if pc.sequential:
+            scores = apply_stops(scores, stopped, fresh["prompt_id"].to_list(), step)
+            _observe_prior(s, cfg, fresh, scores)
         added = s.buffer.add(scores, pilot_rollouts, step)
         groups = [training_group(e, commit_rollouts, cfg.commit.n_reuse) for e in taken]
     s.stash("rollouts", pl.concat([pilot_rollouts, commit_rollouts]))
     s.stash("scores", scores.with_columns(round=pl.lit(round, pl.Int64)))
     _count_round(s, step, scores, added, taken, pilot_rollouts, commit_rollouts)
+    if pc.sequential:
+        s.ledger.add(step, "filtering_stats/early_stopped", len(stopped))
+        s.ledger.add(
+            step, "filtering_stats/prior_skipped", sum(n == 0 for _, n in stopped.values())
+        )
     return PCRound(round, fresh["prompt_id"].to_list(), taken, scores, groups)
+
+
+def _observe_prior(s: State, cfg: RunConfig, fresh: pl.DataFrame, scores: pl.DataFrame) -> None:
+    """Feed the piloted prompts' pass rates to their buckets of the online prior."""
+    key = cfg.pilot.prior_key
+    seen = scores.filter(pl.col("n") > 0).select("prompt_id", "mean")
+    if key and key in fresh.columns:
+        seen = seen.join(fresh.select("prompt_id", key), on="prompt_id", how="left")
+    buckets = seen[key].to_list() if key and key in seen.columns else [None] * seen.height
+    s.prior.observe(buckets, seen["mean"].to_list())
 
 
 def _count_round(s, step, scores, added, taken, pilot_rollouts, commit_rollouts):
     ledger = s.ledger
     ledger.count_rollouts(step, pl.concat([pilot_rollouts, commit_rollouts]))
-    ledger.count_verifier(step, s.verifier.last_health)
     ledger.add(step, "rounds")
     ledger.add(step, "filtering_stats/seen", scores.height)
     for verdict, name in (("keep", "kept"), ("too_easy", "too_easy"), ("too_hard", "too_hard")):

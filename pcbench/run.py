@@ -127,7 +127,7 @@ class Run:
         s.buffer.save(tmp / "buffer")
         s.ledger.frame().write_parquet(tmp / "ledger.parquet")
         torch.save({"torch": torch.get_rng_state()}, tmp / "rng.pt")
-        state = {"step": s.step, "stream": s.stream.state()}
+        state = {"step": s.step, "stream": s.stream.state(), "prior": s.prior.state()}
         (tmp / "state.json").write_text(json.dumps(state) + "\n")
         shutil.rmtree(final, ignore_errors=True)
         os.rename(tmp, final)
@@ -140,6 +140,7 @@ class Run:
         from pcbench.buffer import PilotBuffer
         from pcbench.ledger import Ledger
         from pcbench.policy import Policy
+        from pcbench.prior import PassRatePrior
 
         ckpts = self.checkpoints()
         step = int(ckpts[-1].name.split("-")[1]) if ckpts else 0
@@ -157,6 +158,8 @@ class Run:
         s.ledger = Ledger.from_frame(pl.read_parquet(ckpt / "ledger.parquet"))
         state = json.loads((ckpt / "state.json").read_text())
         s.stream.restore(state["stream"])
+        if "prior" in state:  # checkpoints made before the sequential pilot have none
+            s.prior = PassRatePrior.from_state(state["prior"])
         torch.set_rng_state(torch.load(ckpt / "rng.pt", weights_only=True)["torch"])
         s.step, s.pending = state["step"], {}
         return step

@@ -15,6 +15,7 @@ import polars as pl
 from pcbench.buffer import PilotBuffer
 from pcbench.config import ConfigError, EngineConfig, RunConfig
 from pcbench.ledger import Ledger
+from pcbench.prior import PassRatePrior
 from pcbench.schema import PROMPTS
 from pcbench.tasks import PromptStream, load_benchmark, template_for
 
@@ -31,6 +32,7 @@ class State:
     buffer: PilotBuffer
     ledger: Ledger = field(default_factory=Ledger)
     eval_prompts: pl.DataFrame | None = None  # test split + extra benchmarks
+    prior: PassRatePrior = field(default_factory=PassRatePrior)  # sequential pilot's prior
     step: int = 0  # completed training steps
     pending: dict[str, list[pl.DataFrame]] = field(default_factory=dict)  # this step's frames
 
@@ -133,5 +135,6 @@ def setup(cfg: RunConfig, *, verifier=None, with_policy: bool = True) -> State:
         prompts=prompts,
         stream=PromptStream(prompts, seed=cfg.seed),
         buffer=PilotBuffer(cfg.commit.max_staleness, seed=cfg.seed),
+        prior=PassRatePrior(cfg.pilot.prior_window, cfg.pilot.prior_min),
         eval_prompts=eval_prompts,
     )

@@ -2,11 +2,10 @@
 Markdown block writer that puts generated tables into docs/RESULTS.md."""
 
 import pytest
+from test_analysis import _run
 
 from pcbench import experiments as ex
 from pcbench.cli import main
-
-from test_analysis import _run
 
 EXP = ex.Experiment("t", "test", (ex.PC, ex.GRPO, ex.DAPO))
 

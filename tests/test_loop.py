@@ -102,3 +102,44 @@ def test_epoch_end_discards_partial_batch_and_continues(state_for):
     assert s.step == 8 and (ledger["filtering_stats/trained_prompts"] == B).all()
     # Evicted prompts are never offered again.
     assert not set(s.stream.order) & s.buffer.evicted
+
+
+def test_sequential_pilot_and_value_per_cost_commit_count_every_rollout(state_for, tmp_path):
+    """pcbench's allocation options on the real loop: stage 0 (prior only) -> 2 -> 4 pilots and
+    a value-per-cost commit under a token budget; every rollout is counted and logged."""
+    from pcbench.run import Run
+
+    cfg = _cfg(
+        "pilot_commit", steps=4, name="test-beyond",
+        pilot=PilotConfig(n_pilot=4, stages=(0, 2), delta=0.1, prior_min=8),
+        commit=CommitConfig(n_commit=4, allocation="value_per_cost", budget="tokens",
+                            min_commit=1, max_commit=12),
+    )  # fmt: skip
+    s, run = state_for(cfg), Run.create(cfg, tmp_path)
+    train(s, cfg, run, progress=False)
+    ledger = s.ledger.frame().filter(pl.col("step") > 0)
+    rollouts, scores = run.read("rollouts"), run.read("scores")
+    assert s.step == 4 and (ledger["filtering_stats/trained_prompts"] == B).all()
+    # Every generated rollout is counted, in its phase, and logged.
+    logged = rollouts.group_by("step", "phase").len()
+    for phase in ("pilot", "commit"):
+        per_step = logged.filter(pl.col("phase") == phase).sort("step")["len"].to_list()
+        assert per_step == ledger.sort("step")[f"rollout_stats/{phase}"].cast(int).to_list()
+    assert ledger["cumulative/rollouts"][-1] == rollouts.height
+    assert (ledger["verifier/items"] == ledger["rollout_stats/pilot"] + ledger["rollout_stats/commit"]).all()  # fmt: skip
+    # Prompts stop at 0 or 2 rollouts only with an out-of-band verdict and are never evicted;
+    # every kept prompt had the full pilot.
+    early = scores.filter(pl.col("n") < 4)
+    assert early.height > 0 and set(early["n"]) <= {0, 2}
+    assert set(early["verdict"]) <= {"too_easy", "too_hard"} and not early["evict"].any()
+    assert (scores.filter(pl.col("verdict") == "keep")["n"] == 4).all()
+    assert ledger["filtering_stats/early_stopped"].sum() == early.height
+    assert (ledger["filtering_stats/seen"] == ledger["rounds"] * G).all()
+    # The commit budget of each round is its taken prompts' uniform budget, in expected tokens,
+    # and pilot samples number 0..3 within a prompt's group.
+    commit = rollouts.filter(pl.col("phase") == "commit")
+    sizes = commit.group_by("step", "round", "prompt_id").len()["len"]
+    assert sizes.min() >= 1 and sizes.max() <= 12
+    pilot = rollouts.filter(pl.col("phase") == "pilot")
+    assert pilot.group_by("step", "round", "prompt_id").agg(pl.col("sample").n_unique() == pl.len())["sample"].all()  # fmt: skip
+    assert sum(len(v) for v in s.prior.rates.values()) == scores.filter(pl.col("n") > 0).height

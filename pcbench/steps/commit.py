@@ -6,17 +6,32 @@ import numpy as np
 import polars as pl
 
 from pcbench.algos import max_variance_subset
+from pcbench.algos.allocation import commit_allocation
 from pcbench.config import RunConfig
 from pcbench.schema import PLAN
 from pcbench.steps.rollouts import call_seed, generate, requests
 
 
 def plan(taken, cfg: RunConfig, step: int) -> pl.DataFrame:
-    """Buffer entries taken for this round -> PLAN: n_commit rollouts each (the paper's rule)."""
-    ids = [e.prompt_id for e in taken]
-    return PLAN.frame(
-        {"step": [step] * len(ids), "prompt_id": ids, "n_commit": [cfg.commit.n_commit] * len(ids)}
-    )
+    """Buffer entries taken for this round -> PLAN: n_commit rollouts each (the paper's rule),
+    or (commit.allocation = value_per_cost) the round's budget split by value / cost."""
+    ids, c = [e.prompt_id for e in taken], cfg.commit
+    counts = [c.n_commit] * len(ids)
+    if c.allocation == "value_per_cost" and taken:
+        values, costs = commit_value_cost(taken)
+        tokens = c.budget == "tokens"
+        budget = len(taken) * c.n_commit * (float(costs.mean()) if tokens else 1.0)
+        counts = commit_allocation(
+            values, costs, budget, c.min_commit, c.max_commit, budget_in_tokens=tokens
+        ).tolist()
+    return PLAN.frame({"step": [step] * len(ids), "prompt_id": ids, "n_commit": counts})
+
+
+def commit_value_cost(taken) -> tuple[np.ndarray, np.ndarray]:
+    """Per buffered prompt: p(1 - p) of its pilot, and its pilot's mean completion tokens."""
+    p = np.array([e.mean for e in taken], dtype=np.float64)
+    costs = np.array([max(1.0, float(e.rollouts["n_tokens"].mean())) for e in taken])
+    return p * (1 - p), costs
 
 
 def commit(

@@ -49,8 +49,8 @@ def generate(
     seed: int | None = None,
 ) -> pl.DataFrame:
     """Generate and verify every requested rollout; ROLLOUTS with reward columns."""
-    if reqs.height == 0:
-        return ROLLOUTS.empty()
+    if reqs.height == 0:  # nothing asked: the columns of a rewarded frame, no rows
+        return pl.DataFrame(schema=ROLLOUTS.columns)
     joined = _with_prompts(reqs, PROMPTS.check(prompts))
     rollouts = engine.generate(joined.drop("answer"), sampling, step=step, round=round, seed=seed)
     answers = rollouts.select("prompt_id").join(
@@ -82,7 +82,7 @@ def generate_round(
             requests(fresh_ids, n_pilot, "pilot"),
             requests(plan["prompt_id"], plan["n_commit"].to_list(), "commit"),
         ]
-    )
+    ).filter(pl.col("n") > 0)  # a sequential pilot may start at 0; an allocation may give 0
     rollouts = generate(
         engine, verifier, reqs, prompts, sampling, step=step, round=round, seed=seed
     )

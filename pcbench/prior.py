@@ -1,0 +1,69 @@
+"""PassRatePrior: the sequential pilot's online Beta prior, per bucket of prompts (state).
+
+It remembers the last `window` pilot pass rates of each bucket (a PROMPTS column such as
+`difficulty`; prompts with no value share one bucket) and gives a new prompt of that bucket the
+method-of-moments Beta fit of them (`algos.allocation.fit_beta`). A bucket with fewer than
+`min_count` rates, or whose rates leave no usable fit, gets the flat prior Beta(1, 1), which can
+never stop a prompt before it is piloted. The policy changes as it trains; the window keeps the
+prior recent. Part of the checkpoint, so resume is exact.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from pcbench.algos.allocation import fit_beta
+
+FLAT = (1.0, 1.0)
+NO_BUCKET = "*"
+
+
+class PassRatePrior:
+    def __init__(self, window: int = 256, min_count: int = 32, max_strength: float | None = None):
+        self.window, self.min_count = window, min_count
+        # a bucket whose rates are all 0 or all 1 fits to a point mass; cap a + b at the number
+        # of rates behind it, so the prior is never surer than its evidence
+        self.max_strength = max_strength
+        self.rates: dict[str, deque] = {}
+
+    @staticmethod
+    def bucket(value) -> str:
+        return NO_BUCKET if value is None else str(value)
+
+    def observe(self, buckets, rates) -> None:
+        for b, r in zip(buckets, rates, strict=True):
+            self.rates.setdefault(self.bucket(b), deque(maxlen=self.window)).append(float(r))
+
+    def prior(self, bucket) -> tuple[float, float]:
+        rates = self.rates.get(self.bucket(bucket), ())
+        if len(rates) < self.min_count:
+            return FLAT
+        r = np.asarray(rates)
+        cap = self.max_strength or float(len(r))
+        m = float(np.clip(r.mean(), 1e-3, 1 - 1e-3))
+        try:
+            a, b = fit_beta(r)
+        except ValueError:  # all rates equal: as sure as the evidence allows
+            return m * cap, (1 - m) * cap
+        total = min(a + b, cap)
+        return m * total, (1 - m) * total
+
+    def priors(self, buckets) -> list[tuple[float, float]]:
+        return [self.prior(b) for b in buckets]
+
+    def state(self) -> dict:
+        return {"window": self.window, "min_count": self.min_count,
+                "rates": {k: list(v) for k, v in self.rates.items()}}  # fmt: skip
+
+    @classmethod
+    def from_state(cls, state: dict) -> PassRatePrior:
+        prior = cls(state["window"], state["min_count"])
+        for k, v in state["rates"].items():
+            prior.rates[k] = deque(v, maxlen=prior.window)
+        return prior
+
+    def __repr__(self) -> str:
+        sizes = {k: len(v) for k, v in sorted(self.rates.items())}
+        return f"PassRatePrior(window={self.window}, min_count={self.min_count}, rates={sizes})"
