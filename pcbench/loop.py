@@ -88,7 +88,7 @@ def pilot_commit_round(s: State, cfg: RunConfig, step: int, round: int, need: in
         scores = score(pilot_rollouts, cfg)
         if pc.sequential:
             scores = apply_stops(scores, stopped, fresh["prompt_id"].to_list(), step)
-            _observe_prior(s, cfg, fresh, scores)
+            observe_prior(s, cfg, fresh, scores)
         added = s.buffer.add(scores, pilot_rollouts, step)
         groups = [training_group(e, commit_rollouts, cfg.commit.n_reuse) for e in taken]
     s.stash("rollouts", pl.concat([pilot_rollouts, commit_rollouts]))
@@ -102,7 +102,7 @@ def pilot_commit_round(s: State, cfg: RunConfig, step: int, round: int, need: in
     return PCRound(round, fresh["prompt_id"].to_list(), taken, scores, groups)
 
 
-def _observe_prior(s: State, cfg: RunConfig, fresh: pl.DataFrame, scores: pl.DataFrame) -> None:
+def observe_prior(s: State, cfg: RunConfig, fresh: pl.DataFrame, scores: pl.DataFrame) -> None:
     """Feed the piloted prompts' pass rates to their buckets of the online prior."""
     key = cfg.pilot.prior_key
     seen = scores.filter(pl.col("n") > 0).select("prompt_id", "mean")

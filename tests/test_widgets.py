@@ -1,6 +1,8 @@
 """Widgets in Python (no browser): refused settings, in-place re-scoring, dashboard over a run
 directory and over a live state (real engine, verifier and policy)."""
 
+from dataclasses import replace
+
 import plotly.graph_objects as go
 import polars as pl
 import pytest
@@ -33,6 +35,26 @@ def test_controls_refuse_an_empty_band_and_keep_the_config():
     assert (controls.cfg.pilot.n_pilot, controls.cfg.commit.n_commit) == (8, 8) and seen
     controls.evict_at.value = 0.7  # <= keep_max: a kept prompt would be evicted
     assert controls.cfg.score.evict_at == 1.0 and "evict_at" in controls.message.value
+
+
+def test_controls_switch_the_allocation_options_and_refuse_bad_ones():
+    controls = Controls(CFG)
+    assert not controls.cfg.pilot.sequential and controls.cfg.commit.allocation == "uniform"
+    controls.sequential.value = True
+    assert controls.cfg.pilot.stages == (0, 2) and "0 → 2 → 4" in controls.summary.value
+    controls.delta.value = 0.2
+    assert controls.cfg.pilot.delta == 0.2 and "confidence 0.80" in controls.summary.value
+    controls.allocation.value = "value_per_cost"
+    controls.budget.value = "tokens"
+    assert (controls.cfg.commit.allocation, controls.cfg.commit.budget) == (
+        "value_per_cost",
+        "tokens",
+    )
+    assert "tokens budget" in controls.summary.value
+    controls.pilot_fraction.value = 2 / 16  # n_pilot 2: stage 2 no longer applies
+    assert controls.cfg.pilot.stages == (0,) and controls.cfg.pilot.n_pilot == 2
+    controls.sequential.value = False
+    assert controls.cfg.pilot.stages == () and controls.cfg.commit.allocation == "value_per_cost"
 
 
 @pytest.fixture(scope="module")
@@ -98,5 +120,26 @@ def test_dashboard_over_a_live_state(tiny_engine, verifier):
         assert board.progress.value == 1 and s.step >= 1
         board.evaluate()
         assert board.accuracy.figure.data[0].y
+    finally:
+        tiny_engine.load_weights(Policy(TINY_POLICY))
+
+
+@pytest.mark.slow
+def test_dashboard_steps_through_a_sequential_pilot(tiny_engine, verifier):
+    from pcbench.state import setup
+
+    cfg = replace(CFG, pilot=PilotConfig(n_pilot=4, stages=(2,), prior="flat"))
+    s = setup(cfg, verifier=verifier)
+    board = Dashboard(s, cfg)
+    board.controls.delta.value = 0.45  # a flat prior stops 2/2 and 0/2 only when delta is loose
+    try:
+        pilots = board.pilot()
+        n = pilots.group_by("prompt_id").len()["len"]
+        assert set(n) <= {2, 4} and pilots.height < 12 * 4  # some prompts stopped at 2
+        scores = board.score()
+        early = scores.filter(pl.col("n") == 2)
+        assert early.height == len(board.stopped) > 0
+        assert set(early["verdict"]) <= {"too_easy", "too_hard"}
+        assert sum(len(v) for v in s.prior.rates.values()) == scores.height
     finally:
         tiny_engine.load_weights(Policy(TINY_POLICY))

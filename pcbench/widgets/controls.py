@@ -1,5 +1,6 @@
-"""Controls: sliders for the pilot fraction and the score thresholds, bound to the next step's
-config. An invalid combination (keep_min > keep_max, evict_at <= keep_max, ...) is refused:
+"""Controls: sliders for the pilot fraction and the score thresholds, and switches for
+pcbench's allocation options (sequential pilot with its delta, value-per-cost commit with its
+budget unit), bound to the next step's config. An invalid combination (keep_min > keep_max, evict_at <= keep_max, ...) is refused:
 the slider snaps back and the config's own error message is shown; nothing else changes."""
 
 from __future__ import annotations
@@ -33,6 +34,15 @@ class Controls:
             value=cfg.commit.max_staleness, min=0, max=16, description="max_staleness",
             continuous_update=False, style={"description_width": "110px"},
         )  # fmt: skip
+        p, c = cfg.pilot, cfg.commit
+        self._stages = p.stages or (0, max(1, p.n_pilot // 2))  # what "sequential" switches on
+        self.sequential = W.Checkbox(value=p.sequential, description="sequential pilot",
+                                     style={"description_width": "110px"})  # fmt: skip
+        self.delta = _slider("delta", p.delta, 0.01, 0.49, 0.01, ".2f")
+        self.allocation = W.ToggleButtons(options=["uniform", "value_per_cost"],
+                                          value=c.allocation, description="commit")  # fmt: skip
+        self.budget = W.ToggleButtons(options=["rollouts", "tokens"], value=c.budget,
+                                      description="budget in")  # fmt: skip
         self.summary = W.HTML()
         self.message = W.HTML()
         self._reverting = False
@@ -48,6 +58,10 @@ class Controls:
             self.keep_max,
             self.evict_at,
             self.max_staleness,
+            self.sequential,
+            self.delta,
+            self.allocation,
+            self.budget,
         ]
 
     def config_from_sliders(self) -> RunConfig:
@@ -57,8 +71,15 @@ class Controls:
             cfg.score, keep_min=self.keep_min.value, keep_max=self.keep_max.value,
             evict_at=self.evict_at.value,
         )  # fmt: skip
-        commit = replace(cfg.commit, max_staleness=self.max_staleness.value)
-        return replace(cfg, score=score, commit=commit)
+        commit = replace(
+            cfg.commit, max_staleness=self.max_staleness.value,
+            allocation=self.allocation.value, budget=self.budget.value,
+        )  # fmt: skip
+        stages = (
+            tuple(x for x in self._stages if x < cfg.pilot.n_pilot) if self.sequential.value else ()
+        )
+        pilot = replace(cfg.pilot, stages=stages, delta=self.delta.value)
+        return replace(cfg, score=score, commit=commit, pilot=pilot)
 
     def _changed(self, change):
         if self._reverting:
@@ -82,7 +103,15 @@ class Controls:
         self.summary.value = (
             f"n_pilot = <b>{c.pilot.n_pilot}</b>, n_commit = <b>{c.commit.n_commit}</b> "
             f"(group {c.group_size}); keep band [{c.score.keep_min:.3f}, {c.score.keep_max:.3f}], "
-            f"evict at {c.score.evict_at:.2f}"
+            f"evict at {c.score.evict_at:.2f}<br>pilot stages "
+            f"{' → '.join(map(str, (*c.pilot.stages, c.pilot.n_pilot)))}"
+            + (f" (stop at confidence {1 - c.pilot.delta:.2f})" if c.pilot.sequential else "")
+            + f"; commit {c.commit.allocation}"
+            + (
+                f" ({c.commit.budget} budget, {c.commit.min_commit}–{c.commit.max_commit} each)"
+                if c.commit.allocation != "uniform"
+                else ""
+            )  # fmt: skip
         )
 
     @property

@@ -42,6 +42,7 @@ class Dashboard:
         self.allocation = AllocationPlot(cfg.strategy)
         self.accuracy = AccuracyPlot()
         self.pilots: pl.DataFrame | None = None  # the latest pilot rollouts (cached)
+        self.fresh, self.stopped = None, {}  # their prompts; sequential pilot's early stops
         self.batch: list[pl.DataFrame] = []  # training groups of the step being built by hand
         self.curves: dict[str, pl.DataFrame] = {}
         self.log = W.Output(layout=W.Layout(max_height="160px", overflow="auto"))
@@ -127,7 +128,21 @@ class Dashboard:
 
             end_epoch(s, cfg, step)
             fresh = s.stream.next_pool(cfg.pool_prompts)
-        self.pilots = steps.pilot(s.engine, s.verifier, fresh, cfg, step)
+        self.fresh, self.stopped = fresh, {}
+        if cfg.pilot.sequential:  # the same stages as the training loop, one engine call each
+            from pcbench.steps.pilot import pilot_stages, stage_priors
+
+            first = steps.generate(
+                s.engine, s.verifier,
+                steps.requests(fresh["prompt_id"], cfg.pilot.stages[0], "pilot").filter(pl.col("n") > 0),
+                s.prompts, cfg.sampling, step=step, seed=steps.call_seed(cfg.seed, step, 1),
+            )  # fmt: skip
+            self.pilots, self.stopped = pilot_stages(
+                s.engine, s.verifier, fresh, first, s.prompts, cfg,
+                stage_priors(fresh, cfg, s.prior), step,
+            )  # fmt: skip
+        else:
+            self.pilots = steps.pilot(s.engine, s.verifier, fresh, cfg, step)
         s.ledger.count_rollouts(step, self.pilots)
         self._settings_changed(cfg)
         return self.pilots
@@ -135,6 +150,14 @@ class Dashboard:
     def score(self) -> pl.DataFrame:
         s, step = self.state, self.state.step + 1
         scores = steps.score(self.pilots, self.cfg)
+        if self.stopped:
+            from pcbench.steps.pilot import apply_stops
+
+            scores = apply_stops(scores, self.stopped, self.fresh["prompt_id"].to_list(), step)
+        if self.cfg.pilot.sequential:
+            from pcbench.loop import observe_prior
+
+            observe_prior(s, self.cfg, self.fresh, scores)
         s.buffer.add(scores, self.pilots, step)
         for verdict, name in (("keep", "kept"), ("too_easy", "too_easy"), ("too_hard", "too_hard")):
             s.ledger.add(step, f"filtering_stats/{name}", (scores["verdict"] == verdict).sum())
