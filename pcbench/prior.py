@@ -1,8 +1,9 @@
 """PassRatePrior: the sequential pilot's online Beta prior, per bucket of prompts (state).
 
-It remembers the last `window` pilot pass rates of each bucket (a PROMPTS column such as
+It remembers the last `window` pilot pass rates (with their rollout counts) of each bucket (a PROMPTS column such as
 `difficulty`; prompts with no value share one bucket) and gives a new prompt of that bucket the
-method-of-moments Beta fit of them (`algos.allocation.fit_beta`). A bucket with fewer than
+method-of-moments Beta fit of them, binomial noise of small pilots taken out
+(`algos.allocation.fit_beta`). A bucket with fewer than
 `min_count` rates, or whose rates leave no usable fit, gets the flat prior Beta(1, 1), which can
 never stop a prompt before it is piloted. The policy changes as it trains; the window keeps the
 prior recent. Part of the checkpoint, so resume is exact.
@@ -32,20 +33,25 @@ class PassRatePrior:
     def bucket(value) -> str:
         return NO_BUCKET if value is None else str(value)
 
-    def observe(self, buckets, rates) -> None:
-        for b, r in zip(buckets, rates, strict=True):
-            self.rates.setdefault(self.bucket(b), deque(maxlen=self.window)).append(float(r))
+    def observe(self, buckets, rates, ns=None) -> None:
+        """Remember pass rates (k / n) by bucket; `ns` (rollouts behind each rate) lets the fit
+        take the binomial noise of small pilots out (None: rates measured exactly)."""
+        ns = [0] * len(rates) if ns is None else ns
+        for b, r, n in zip(buckets, rates, ns, strict=True):
+            self.rates.setdefault(self.bucket(b), deque(maxlen=self.window)).append(
+                (float(r), int(n))
+            )
 
     def prior(self, bucket) -> tuple[float, float]:
-        rates = self.rates.get(self.bucket(bucket), ())
-        if len(rates) < self.min_count:
+        seen = self.rates.get(self.bucket(bucket), ())
+        if len(seen) < self.min_count:
             return FLAT
-        r = np.asarray(rates)
+        r, n = (np.asarray(x) for x in zip(*seen, strict=True))
         cap = self.max_strength or float(len(r))
         m = float(np.clip(r.mean(), 1e-3, 1 - 1e-3))
         try:
-            a, b = fit_beta(r)
-        except ValueError:  # all rates equal: as sure as the evidence allows
+            a, b = fit_beta(r, None if (n == 0).all() else np.where(n == 0, 10**6, n))
+        except ValueError:  # all rates equal (up to noise): as sure as the evidence allows
             return m * cap, (1 - m) * cap
         total = min(a + b, cap)
         return m * total, (1 - m) * total
@@ -61,7 +67,7 @@ class PassRatePrior:
     def from_state(cls, state: dict) -> PassRatePrior:
         prior = cls(state["window"], state["min_count"])
         for k, v in state["rates"].items():
-            prior.rates[k] = deque(v, maxlen=prior.window)
+            prior.rates[k] = deque((tuple(x) for x in v), maxlen=prior.window)
         return prior
 
     def __repr__(self) -> str:

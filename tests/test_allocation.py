@@ -79,6 +79,12 @@ def test_fit_beta_recovers_moments():
     assert a == pytest.approx(2.0, rel=0.05) and b == pytest.approx(5.0, rel=0.05)
     with pytest.raises(ValueError, match="equal"):
         fit_beta([0.5, 0.5, 0.5])
+    # 4-sample pilots of prompts whose true pass rates are Beta(2, 5): the raw rates look far
+    # more spread (smaller a + b); the noise-corrected fit recovers the prompts' own spread.
+    p = rng.beta(2.0, 5.0, 20_000)
+    rates = rng.binomial(4, p) / 4
+    raw, corrected = fit_beta(rates), fit_beta(rates, [4] * len(rates))
+    assert sum(raw) < 0.6 * 7 and sum(corrected) == pytest.approx(7.0, rel=0.1)
 
 
 def test_online_prior_is_flat_until_it_has_evidence_and_round_trips():

@@ -23,6 +23,13 @@ SMALL = {
         "overrides": ["eval.every=2"],
     },  # fmt: skip
     "03_regression.ipynb": {},
+    "04_beyond_pilot_commit.ipynb": {
+        "seeds": [0],
+        "steps": 3,
+        "overrides": ["eval.every=3", "eval.max_prompts=16"],
+        "probe_prompts": 40,
+        "probe_samples": 4,
+    },  # fmt: skip
 }
 
 

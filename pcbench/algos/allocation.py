@@ -61,15 +61,25 @@ def stop_verdicts(
     return out
 
 
-def fit_beta(pass_rates, shrink: float = 1e-3) -> tuple[float, float]:
+def fit_beta(pass_rates, ns=None, shrink: float = 1e-3) -> tuple[float, float]:
     """Method-of-moments Beta(a, b) for a set of pass rates (mean m, variance v):
-    a + b = m (1 - m) / v - 1. Rates are pulled `shrink` away from 0 and 1 so that v < m (1 - m)."""
-    r = np.clip(np.asarray(pass_rates, dtype=np.float64), shrink, 1 - shrink)
-    if r.size < 2:
+    a + b = m (1 - m) / v - 1. Rates are pulled `shrink` away from 0 and 1 so that v < m (1 - m).
+
+    With `ns` (the rollouts behind each rate), v is the variance of the true pass rates: the
+    binomial noise of k/n is taken out, v = var(k/n) - mean(r (1 - r) / (n - 1)) (unbiased per
+    rate). Without it, 2- and 4-sample pilots look far more all-or-nothing than the prompts
+    are, and the prior stops prompts it should not."""
+    raw = np.asarray(pass_rates, dtype=np.float64)
+    if raw.size < 2:
         raise ValueError("fit_beta needs at least two pass rates")
+    r = np.clip(raw, shrink, 1 - shrink)
     m, v = float(r.mean()), float(r.var())
-    if v <= 0:
-        raise ValueError("fit_beta: all pass rates are equal; a Beta cannot be fit")
+    if ns is not None:
+        n = np.asarray(ns, dtype=np.float64)
+        noise = np.where(n > 1, raw * (1 - raw) / np.maximum(n - 1, 1), m * (1 - m))
+        v -= float(noise.mean())
+    if v <= 1e-9:
+        raise ValueError("fit_beta: the pass rates are all equal (up to sampling noise)")
     total = m * (1 - m) / v - 1
     return m * total, (1 - m) * total
 
