@@ -55,3 +55,4 @@ SEEDS ?= 0 1 2
 results: $(STAMP)
 	$(VENV)/bin/pcbench experiment headline --seeds $(SEEDS) --write $(RESULTS)
 	$(VENV)/bin/pcbench experiment ablations --seeds $(SEEDS) --write $(RESULTS)
+	$(VENV)/bin/pcbench experiment beyond --seeds $(SEEDS) --write $(RESULTS)

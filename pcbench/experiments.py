@@ -154,6 +154,7 @@ def per_run(
                 continue
             run = Run(path)
             curve, summary = accuracy_curve(run, smooth=smooth), run.summary()
+            informative = informative_rollouts(run)
             hit = to_target(curve, target) if target is not None else {}
             rows.append(
                 {
@@ -163,10 +164,25 @@ def per_run(
                     "best_acc": curve["accuracy"].max(), "final_acc": curve["accuracy"][-1],
                     "rollouts_to_target": hit.get("rollouts"),
                     "tokens_to_target": hit.get("tokens"),
+                    "informative": informative,
+                    "per_informative": summary["rollouts"] / informative if informative else None,
                 }
             )  # fmt: skip
     table = pl.DataFrame(rows, infer_schema_length=None)
     return _with_seed_ratios(table) if table.height else table
+
+
+def informative_rollouts(run: Run) -> float:
+    """Trained rollouts with a non-zero advantage (their group's rewards differ), summed over
+    steps: what a rollout budget buys that can move the policy."""
+    m = run.read("metrics")
+    if m.height == 0:
+        return 0.0
+    names = ("update/rollouts", "update/zero_advantage_frac")
+    wide = m.filter(pl.col("name").is_in(names)).pivot(on="name", index="step", values="value")
+    if not set(names) <= set(wide.columns):
+        return 0.0
+    return float((wide[names[0]] * (1 - wide[names[1]])).sum())
 
 
 def _with_seed_ratios(table: pl.DataFrame) -> pl.DataFrame:
@@ -207,6 +223,7 @@ def summarize(runs: pl.DataFrame, exp: Experiment) -> pl.DataFrame:
             pl.col("final_acc").std().alias("final_acc_sd"),
             pl.col("x_vs_grpo").mean(),
             pl.col("x_vs_dapo").mean(),
+            pl.col("per_informative").mean(),
         )
         .sort(pl.col("variant").replace_strict(order, default=len(order)))
     )
@@ -231,11 +248,14 @@ def markdown(summary: pl.DataFrame, runs: pl.DataFrame, smooth: int) -> str:
         f"trailing moving average over {smooth} evaluations: "
         + ", ".join(f"seed {s}: {t:.3f}" for s, t in targets.iter_rows())
         + ". Costs count training rollouts only; mean [min–max] over the seeds that reached "
-        "the target; ratios are per-seed (GRPO or DAPO cost ÷ this variant's), averaged.",
+        "the target; ratios are per-seed (GRPO or DAPO cost ÷ this variant's), averaged. "
+        "Rollouts per informative rollout: all rollouts generated ÷ trained rollouts whose "
+        "group's rewards differ (non-zero advantage), mean over seeds.",
         "",
         "| variant | what | reached | rollouts to target | tokens to target | rollouts (all steps) "
-        "| best acc | final acc (± sd) | × fewer than GRPO | × fewer than DAPO |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| best acc | final acc (± sd) | × fewer than GRPO | × fewer than DAPO "
+        "| rollouts per informative rollout |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in summary.iter_rows(named=True):
         sd = "" if r["final_acc_sd"] is None else f" ± {r['final_acc_sd']:.3f}"
@@ -243,7 +263,8 @@ def markdown(summary: pl.DataFrame, runs: pl.DataFrame, smooth: int) -> str:
             f"| `{r['variant']}` | {r['label']} | {r['reached']}/{r['seeds']} "
             f"| {_range(r, 'rollouts_to_target')} | {_range(r, 'tokens_to_target')} "
             f"| {_num(r['rollouts'])} | {r['best_acc']:.3f} | {r['final_acc']:.3f}{sd} "
-            f"| {_num(r['x_vs_grpo'], '.2f')} | {_num(r['x_vs_dapo'], '.2f')} |"
+            f"| {_num(r['x_vs_grpo'], '.2f')} | {_num(r['x_vs_dapo'], '.2f')} "
+            f"| {_num(r['per_informative'], '.2f')} |"
         )
     return "\n".join(lines)
 

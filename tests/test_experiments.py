@@ -77,3 +77,18 @@ def test_cli_tabulates_and_writes_the_doc(root, tmp_path, capsys):
     assert "<!-- begin headline -->" in doc.read_text()
     assert (tmp_path / "docs" / "results" / "headline.html").stat().st_size > 1000
     assert main(["experiment", "nope", "--runs", str(root), "--table-only"]) == 2
+
+
+def test_informative_rollouts_count_trained_rollouts_with_nonzero_advantage(root):
+    import polars as pl
+
+    from pcbench.run import Run
+
+    run = Run(root / "pc-s0")
+    for step, (n, zero) in enumerate([(64, 0.25), (64, 0.5), (64, 0.0)], start=1):
+        run.write("metrics", step, pl.DataFrame(
+            {"step": [step] * 2, "name": ["update/rollouts", "update/zero_advantage_frac"],
+             "value": [float(n), zero]}))  # fmt: skip
+    assert ex.informative_rollouts(run) == 48 + 32 + 64
+    row = ex.per_run(EXP, root, seeds=(0,)).filter(pl.col("variant") == "pc").row(0, named=True)
+    assert row["per_informative"] == pytest.approx(300 / 144)  # 3 steps x 100 rollouts

@@ -103,16 +103,23 @@ def _comparable(ledger: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+BEYOND = ("--set=pilot.stages=[0, 2]", "--set=pilot.prior_min=4",
+          "--set=commit.allocation=value_per_cost", "--set=commit.budget=tokens")  # fmt: skip
+
+
 @pytest.mark.slow
-def test_resume_after_sigkill_is_exact(tmp_path):
+@pytest.mark.parametrize("options", [(), BEYOND], ids=["paper", "sequential+value_per_cost"])
+def test_resume_after_sigkill_is_exact(tmp_path, options):
+    """The online prior of the sequential pilot is part of the state: resume restores it."""
     steps, kill_after = 4, 2
+    small = (*SMALL, *options)
     whole = _pcbench("run", str(CONFIG), "--runs", str(tmp_path), f"--set=steps={steps}",
-                     "--set=name=whole", *SMALL)  # fmt: skip
+                     "--set=name=whole", *small)  # fmt: skip
     out, _ = whole.communicate(timeout=600)
     assert whole.returncode == 0, out[-3000:]
 
     killed = _pcbench("run", str(CONFIG), "--runs", str(tmp_path), f"--set=steps={steps}",
-                      "--set=name=killed", *SMALL)  # fmt: skip
+                      "--set=name=killed", *small)  # fmt: skip
     marker = tmp_path / "killed" / "checkpoints" / f"step-{kill_after:06d}"
     deadline = time.time() + 600
     while not marker.exists() and killed.poll() is None and time.time() < deadline:
@@ -126,7 +133,7 @@ def test_resume_after_sigkill_is_exact(tmp_path):
     assert started >= kill_after
 
     resumed = _pcbench("run", str(CONFIG), "--runs", str(tmp_path), f"--set=steps={steps}",
-                       "--set=name=killed", *SMALL, "--resume")  # fmt: skip
+                       "--set=name=killed", *small, "--resume")  # fmt: skip
     out, _ = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, out[-3000:]
     # It continued from the checkpoint, not from scratch.
@@ -142,3 +149,6 @@ def test_resume_after_sigkill_is_exact(tmp_path):
     assert max((wa[k] - wb[k]).abs().max().item() for k in wa) <= 1e-6
     state = json.loads((b.path / "checkpoints" / f"step-{steps:06d}" / "state.json").read_text())
     assert state["step"] == steps
+    if options:  # the prior was in use and was saved
+        assert sum(len(v) for v in state["prior"]["rates"].values()) > 0
+        assert a.ledger()["filtering_stats/early_stopped"].sum() > 0
