@@ -68,7 +68,11 @@ EXPERIMENTS = {
                 PC,
                 GRPO,
                 _pc(
-                    "pc-f1_8", "pilot fraction 1/8 (p2c14)", "pilot.n_pilot=2", "commit.n_commit=14"
+                    "pc-f1_8",
+                    "pilot fraction 1/8 (p2c14); a step trains on what 10 rounds kept",
+                    "pilot.n_pilot=2",
+                    "commit.n_commit=14",
+                    "on_max_rounds=train_partial",
                 ),
                 _pc(
                     "pc-f3_8", "pilot fraction 3/8 (p6c10)", "pilot.n_pilot=6", "commit.n_commit=10"
@@ -76,9 +80,10 @@ EXPERIMENTS = {
                 _pc("pc-f1_2", "pilot fraction 1/2 (p8c8)", "pilot.n_pilot=8", "commit.n_commit=8"),
                 _pc(
                     "pc-band-mid",
-                    "band [0.375, 0.625]",
+                    "band [0.375, 0.625]; a step trains on what 10 rounds kept",
                     "score.keep_min=0.375",
                     "score.keep_max=0.625",
+                    "on_max_rounds=train_partial",
                 ),
                 _pc("pc-band-hard", "band [0.125, 0.5]", "score.keep_max=0.5"),
                 _pc("pc-stale1", "max_staleness 1", "commit.max_staleness=1"),
@@ -129,12 +134,18 @@ def run_experiment(
     from pcbench.loop import train
     from pcbench.run import open_run
 
-    paths = []
+    paths, failed = [], []
     for _variant, _seed, cfg in variant_configs(exp, seeds, sets):
         state, run = open_run(cfg, root, resume=True)  # finished runs are read back as they are
         log(f"== {run.name}: {cfg.strategy}, step {state.step} of {cfg.steps}")
-        train(state, cfg, run, progress=progress)
+        try:
+            train(state, cfg, run, progress=progress)
+        except RuntimeError as e:  # e.g. MaxRoundsError: this run stops, the others go on
+            log(f"!! {run.name} stopped at step {state.step}: {e}")
+            failed.append(run.name)
         paths.append(run.path)
+    if failed:
+        log(f"!! runs that stopped early (their steps so far are kept): {', '.join(failed)}")
     return paths
 
 
