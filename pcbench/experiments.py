@@ -74,10 +74,10 @@ EXPERIMENTS = {
                     "commit.n_commit=14",
                     "on_max_rounds=train_partial",
                 ),
-                _pc(
-                    "pc-f3_8", "pilot fraction 3/8 (p6c10)", "pilot.n_pilot=6", "commit.n_commit=10"
-                ),
                 _pc("pc-f1_2", "pilot fraction 1/2 (p8c8)", "pilot.n_pilot=8", "commit.n_commit=8"),
+                _pc("pc-stale1", "max_staleness 1", "commit.max_staleness=1"),
+                _pc("pc-random", "buffer order random", "commit.order=random"),
+                _pc("pc-reuse2", "pilot reuse 2 of 4", "commit.n_reuse=2"),
                 _pc(
                     "pc-band-mid",
                     "band [0.375, 0.625]; a step trains on what 10 rounds kept",
@@ -85,10 +85,10 @@ EXPERIMENTS = {
                     "score.keep_max=0.625",
                     "on_max_rounds=train_partial",
                 ),
+                _pc(
+                    "pc-f3_8", "pilot fraction 3/8 (p6c10)", "pilot.n_pilot=6", "commit.n_commit=10"
+                ),
                 _pc("pc-band-hard", "band [0.125, 0.5]", "score.keep_max=0.5"),
-                _pc("pc-stale1", "max_staleness 1", "commit.max_staleness=1"),
-                _pc("pc-random", "buffer order random", "commit.order=random"),
-                _pc("pc-reuse2", "pilot reuse 2 of 4", "commit.n_reuse=2"),
             ),
         ),  # fmt: skip
         Experiment(
