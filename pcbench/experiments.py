@@ -152,7 +152,7 @@ def run_experiment(
 def per_run(
     exp: Experiment, root: str | Path, seeds=DEFAULT_SEEDS, smooth: int = DEFAULT_SMOOTH
 ) -> pl.DataFrame:
-    """One row per (variant, seed) run present on disk, measured against its seed's target."""
+    """One row per finished (variant, seed) run on disk, measured against its seed's target."""
     root, rows = Path(root), []
     for seed in seeds:
         grpo_dir = root / GRPO.run_name(seed)
@@ -165,6 +165,8 @@ def per_run(
                 continue
             run = Run(path)
             curve, summary = accuracy_curve(run, smooth=smooth), run.summary()
+            if summary["steps"] < run.config.steps:  # unfinished: not comparable yet
+                continue
             informative = informative_rollouts(run)
             hit = to_target(curve, target) if target is not None else {}
             rows.append(

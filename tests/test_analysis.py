@@ -10,8 +10,8 @@ from pcbench.report import write_report
 from pcbench.run import Run
 
 
-def _run(root, name, strategy, accuracy, rollouts_per_step):
-    run = Run.create(RunConfig(name=name, strategy=strategy), root)
+def _run(root, name, strategy, accuracy, rollouts_per_step, steps=20):
+    run = Run.create(RunConfig(name=name, strategy=strategy, steps=steps), root)
     for step, acc in enumerate(accuracy):
         evals = pl.DataFrame(
             {"step": [step] * 2, "benchmark": ["arith"] * 2, "prompt_id": ["a", "b"], "k": [4, 4],

@@ -13,11 +13,11 @@ EXP = ex.Experiment("t", "test", (ex.PC, ex.GRPO, ex.DAPO))
 @pytest.fixture
 def root(tmp_path):
     # seed 0: PC reaches GRPO's smoothed peak first; seed 1: PC never does.
-    _run(tmp_path, "grpo-s0", "grpo", [0.5, 0.55, 0.6, 0.58], 128)
-    _run(tmp_path, "pc-s0", "pilot_commit", [0.5, 0.6, 0.62, 0.61], 100)
-    _run(tmp_path, "dapo-s0", "dapo", [0.5, 0.52, 0.54, 0.6], 300)
-    _run(tmp_path, "grpo-s1", "grpo", [0.5, 0.7, 0.5, 0.5], 128)
-    _run(tmp_path, "pc-s1", "pilot_commit", [0.5, 0.55, 0.55, 0.55], 100)
+    _run(tmp_path, "grpo-s0", "grpo", [0.5, 0.55, 0.6, 0.58], 128, steps=3)
+    _run(tmp_path, "pc-s0", "pilot_commit", [0.5, 0.6, 0.62, 0.61], 100, steps=3)
+    _run(tmp_path, "dapo-s0", "dapo", [0.5, 0.52, 0.54, 0.6], 300, steps=3)
+    _run(tmp_path, "grpo-s1", "grpo", [0.5, 0.7, 0.5, 0.5], 128, steps=3)
+    _run(tmp_path, "pc-s1", "pilot_commit", [0.5, 0.55, 0.55, 0.55], 100, steps=3)
     return tmp_path
 
 
@@ -32,6 +32,12 @@ def test_targets_are_paired_by_seed_and_ratios_are_per_seed(root):
     assert by[("dapo", 0)]["rollouts_to_target"] is None  # smoothed 0.57 at best
     assert by[("pc", 1)]["rollouts_to_target"] is None
     assert ("dapo", 1) not in by  # missing runs are skipped, not invented
+
+
+def test_unfinished_runs_are_left_out(root):
+    _run(root, "dapo-s1", "dapo", [0.5, 0.9], 300, steps=3)  # 1 of 3 steps so far
+    runs = ex.per_run(EXP, root, seeds=(0, 1), smooth=2)
+    assert ("dapo", 1) not in set(zip(runs["variant"], runs["seed"], strict=True))
 
 
 def test_summary_counts_reached_seeds_and_spans_them(root):
