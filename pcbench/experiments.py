@@ -199,8 +199,9 @@ def informative_rollouts(run: Run) -> float:
 
 
 def _with_seed_ratios(table: pl.DataFrame) -> pl.DataFrame:
-    """Per-seed rollouts-to-target ratio of GRPO / DAPO to this run (>1: this run is cheaper)."""
-    for base in ("grpo", "dapo"):
+    """Per-seed rollouts-to-target ratio of GRPO / DAPO / paper-PC to this run (>1: this run is
+    cheaper), where both reached the target."""
+    for base in ("grpo", "dapo", "pc"):
         ref = table.filter(pl.col("variant") == base).select(
             "seed", pl.col("rollouts_to_target").alias(f"_{base}")
         )
@@ -236,6 +237,7 @@ def summarize(runs: pl.DataFrame, exp: Experiment) -> pl.DataFrame:
             pl.col("final_acc").std().alias("final_acc_sd"),
             pl.col("x_vs_grpo").mean(),
             pl.col("x_vs_dapo").mean(),
+            pl.col("x_vs_pc").mean(),
             pl.col("per_informative").mean(),
         )
         .sort(pl.col("variant").replace_strict(order, default=len(order)))
@@ -261,14 +263,15 @@ def markdown(summary: pl.DataFrame, runs: pl.DataFrame, smooth: int) -> str:
         f"trailing moving average over {smooth} evaluations: "
         + ", ".join(f"seed {s}: {t:.3f}" for s, t in targets.iter_rows())
         + ". Costs count training rollouts only; mean [min–max] over the seeds that reached "
-        "the target; ratios are per-seed (GRPO or DAPO cost ÷ this variant's), averaged. "
+        "the target; ratios are per-seed (GRPO, DAPO or paper-PC cost ÷ this variant's, seeds "
+        "where both reached the target), averaged. "
         "Rollouts per informative rollout: all rollouts generated ÷ trained rollouts whose "
         "group's rewards differ (non-zero advantage), mean over seeds.",
         "",
         "| variant | what | reached | rollouts to target | tokens to target | rollouts (all steps) "
         "| best acc | final acc (± sd) | × fewer than GRPO | × fewer than DAPO "
-        "| rollouts per informative rollout |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| × fewer than paper-PC | rollouts per informative rollout |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in summary.iter_rows(named=True):
         sd = "" if r["final_acc_sd"] is None else f" ± {r['final_acc_sd']:.3f}"
@@ -277,7 +280,7 @@ def markdown(summary: pl.DataFrame, runs: pl.DataFrame, smooth: int) -> str:
             f"| {_range(r, 'rollouts_to_target')} | {_range(r, 'tokens_to_target')} "
             f"| {_num(r['rollouts'])} | {r['best_acc']:.3f} | {r['final_acc']:.3f}{sd} "
             f"| {_num(r['x_vs_grpo'], '.2f')} | {_num(r['x_vs_dapo'], '.2f')} "
-            f"| {_num(r['per_informative'], '.2f')} |"
+            f"| {_num(r['x_vs_pc'], '.2f')} | {_num(r['per_informative'], '.2f')} |"
         )
     return "\n".join(lines)
 
