@@ -32,7 +32,7 @@ from pcbench.steps import (
     training_group,
     update,
 )
-from pcbench.steps.pilot import apply_stops, pilot_stages, stage_priors
+from pcbench.steps.pilot import apply_stops, pilot_stages, prior_buckets, stage_priors
 
 
 class MaxRoundsError(RuntimeError):
@@ -104,11 +104,8 @@ def pilot_commit_round(s: State, cfg: RunConfig, step: int, round: int, need: in
 
 def observe_prior(s: State, cfg: RunConfig, fresh: pl.DataFrame, scores: pl.DataFrame) -> None:
     """Feed the piloted prompts' pass rates to their buckets of the online prior."""
-    key = cfg.pilot.prior_key
-    seen = scores.filter(pl.col("n") > 0).select("prompt_id", "mean", "n")
-    if key and key in fresh.columns:
-        seen = seen.join(fresh.select("prompt_id", key), on="prompt_id", how="left")
-    buckets = seen[key].to_list() if key and key in seen.columns else [None] * seen.height
+    seen = scores.filter(pl.col("n") > 0)
+    buckets = prior_buckets(fresh, cfg, seen["prompt_id"])
     s.prior.observe(buckets, seen["mean"].to_list(), seen["n"].to_list())
 
 

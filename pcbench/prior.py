@@ -22,11 +22,8 @@ NO_BUCKET = "*"
 
 
 class PassRatePrior:
-    def __init__(self, window: int = 256, min_count: int = 32, max_strength: float | None = None):
+    def __init__(self, window: int = 256, min_count: int = 32):
         self.window, self.min_count = window, min_count
-        # a bucket whose rates are all 0 or all 1 fits to a point mass; cap a + b at the number
-        # of rates behind it, so the prior is never surer than its evidence
-        self.max_strength = max_strength
         self.rates: dict[str, deque] = {}
 
     @staticmethod
@@ -47,7 +44,9 @@ class PassRatePrior:
         if len(seen) < self.min_count:
             return FLAT
         r, n = (np.asarray(x) for x in zip(*seen, strict=True))
-        cap = self.max_strength or float(len(r))
+        # rates all 0 or all 1 fit a point mass: cap a + b at the number of rates behind the
+        # fit, so the prior is never surer than its evidence
+        cap = float(len(r))
         m = float(np.clip(r.mean(), 1e-3, 1 - 1e-3))
         try:
             a, b = fit_beta(r, None if (n == 0).all() else np.where(n == 0, 10**6, n))
@@ -57,7 +56,10 @@ class PassRatePrior:
         return m * total, (1 - m) * total
 
     def priors(self, buckets) -> list[tuple[float, float]]:
-        return [self.prior(b) for b in buckets]
+        """One fit per distinct bucket, not per prompt."""
+        buckets = list(buckets)
+        fits = {b: self.prior(b) for b in set(map(self.bucket, buckets))}
+        return [fits[self.bucket(b)] for b in buckets]
 
     def state(self) -> dict:
         return {"window": self.window, "min_count": self.min_count,

@@ -71,14 +71,21 @@ def _counts(rollouts: pl.DataFrame, ids: list[str]) -> tuple[np.ndarray, np.ndar
     return np.array([k.get(p, 0) for p in ids]), np.array([n.get(p, 0) for p in ids])
 
 
+def prior_buckets(fresh: pl.DataFrame, cfg: RunConfig, ids=None) -> list:
+    """The prior bucket (cfg.pilot.prior_key value, or None) of each prompt id (default: all)."""
+    ids = fresh["prompt_id"].to_list() if ids is None else list(ids)
+    key = cfg.pilot.prior_key
+    if not key or key not in fresh.columns:
+        return [None] * len(ids)
+    of = dict(zip(fresh["prompt_id"], fresh[key], strict=True))
+    return [of[p] for p in ids]
+
+
 def stage_priors(fresh: pl.DataFrame, cfg: RunConfig, prior) -> list[tuple[float, float]]:
     """Each fresh prompt's Beta prior: its bucket's online fit, or flat."""
-    pc = cfg.pilot
-    if pc.prior == "flat" or prior is None:
+    if cfg.pilot.prior == "flat" or prior is None:
         return [(1.0, 1.0)] * fresh.height
-    key = pc.prior_key
-    buckets = fresh[key].to_list() if key and key in fresh.columns else [None] * fresh.height
-    return prior.priors(buckets)
+    return prior.priors(prior_buckets(fresh, cfg))
 
 
 def pilot_stages(
