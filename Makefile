@@ -26,7 +26,7 @@ demo: $(STAMP)
 	$(VENV)/bin/pcbench demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q --durations=20 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check pcbench tests bench

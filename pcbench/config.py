@@ -63,6 +63,9 @@ class PilotConfig:
     prior_key: str | None = "difficulty"  # PROMPTS column bucketing the online prior (None: one)
     prior_window: int = 256  # online prior: last this many pilot pass rates per bucket
     prior_min: int = 32  # online prior: rates a bucket needs before its fit is used (else flat)
+    # Share of the prompts the prior alone would stop (stage 0) that are piloted anyway, so a
+    # level written off keeps being measured and the prior can change its mind (0: never).
+    explore: float = 0.0
 
     def __post_init__(self):
         _positive(self, "n_pilot", "prior_window", "prior_min")
@@ -73,6 +76,7 @@ class PilotConfig:
             f"n_pilot = {self.n_pilot} (the last stage)",
         )
         _require(0 < self.delta < 0.5, f"pilot.delta = {self.delta}: must be in (0, 0.5)")
+        _require(0 <= self.explore <= 1, f"pilot.explore = {self.explore}: must be in [0, 1]")
         _require(self.prior in PRIORS, f"pilot.prior = {self.prior!r}: use one of {PRIORS}")
 
     @property

@@ -69,7 +69,7 @@ def pilot_commit_round(s: State, cfg: RunConfig, step: int, round: int, need: in
         return None
     taken = s.buffer.take(need, cfg.commit.order)  # before this round's pilot is classified
     plan_frame = plan(taken, cfg, step)
-    pc, stopped = cfg.pilot, {}
+    pc, stopped, explored = cfg.pilot, {}, []
     with s.ledger.time(step, "generate"):
         pilot_rollouts, commit_rollouts = generate_round(
             s.engine, s.verifier, fresh["prompt_id"], plan_frame, s.prompts,
@@ -79,7 +79,7 @@ def pilot_commit_round(s: State, cfg: RunConfig, step: int, round: int, need: in
         if pilot_rollouts.height or commit_rollouts.height:  # a call was made (stage 0 may be 0)
             s.ledger.count_verifier(step, s.verifier.last_health)
         if pc.sequential:
-            pilot_rollouts, stopped = pilot_stages(
+            pilot_rollouts, stopped, explored = pilot_stages(
                 s.engine, s.verifier, fresh, pilot_rollouts, s.prompts, cfg,
                 stage_priors(fresh, cfg, s.prior), step, round,
                 on_call=lambda: s.ledger.count_verifier(step, s.verifier.last_health),
@@ -99,6 +99,7 @@ def pilot_commit_round(s: State, cfg: RunConfig, step: int, round: int, need: in
         s.ledger.add(
             step, "filtering_stats/prior_skipped", sum(n == 0 for _, n in stopped.values())
         )
+        s.ledger.add(step, "filtering_stats/prior_explored", len(explored))
     return PCRound(round, fresh["prompt_id"].to_list(), taken, scores, groups)
 
 

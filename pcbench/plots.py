@@ -1,5 +1,5 @@
 """Plotly figures over run data, shared by `pcbench report` (static HTML) and the widgets
-(the same figures as FigureWidgets, updated in place). Inputs are frames only, no models."""
+(the same figures, edited in place and redrawn). Inputs are frames only, no models."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def allocation_figure(ledger: pl.DataFrame, strategy: str, title: str = "") -> g
     return fig
 
 
-def pilot_histogram_figure() -> go.FigureWidget | go.Figure:
+def pilot_histogram_figure() -> go.Figure:
     """Empty two-panel histogram (pilot mean, pilot variance); fill with `show_pilot_scores`."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("pilot pass rate", "pilot reward variance"))
     fig.add_histogram(
@@ -98,7 +98,7 @@ def show_pilot_scores(
 ) -> None:
     """Put SCORES of one step into the histogram figure and move the keep band, in place.
 
-    Works on a FigureWidget (inside batch_update the browser gets one message) and on a Figure.
+    Works on any Figure (the live plots call it inside batch_update).
     """
     kept = scores.filter(pl.col("mean").is_between(keep_min, keep_max))
     fig.data[0].x = scores["mean"].to_list()

@@ -8,9 +8,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pcbench.algos.allocation import beta_cdf, commit_allocation, fit_beta, stop_verdicts
+from pcbench.algos.allocation import (
+    beta_cdf,
+    commit_allocation,
+    explore_draw,
+    fit_beta,
+    stop_verdicts,
+)
 from pcbench.buffer import BufferEntry
-from pcbench.config import CommitConfig, RunConfig
+from pcbench.config import CommitConfig, RunConfig, from_dict
 from pcbench.prior import FLAT, PassRatePrior
 from pcbench.steps.commit import plan
 from pcbench.steps.pilot import apply_stops
@@ -169,3 +175,30 @@ def test_apply_stops_keeps_stop_verdicts_never_evicts_and_adds_unpiloted_prompts
     assert out["prompt_id"].to_list() == ["a", "b", "c"]
     assert out["n"].to_list() == [0, 2, 4] and out["evict"].to_list() == [False, False, True]
     assert out["mean"][0] is None and out["verdict"].to_list() == ["too_easy"] * 3
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from(["", "too_easy", "too_hard"]), max_size=40),
+    st.floats(0, 1),
+    st.integers(0, 2**32 - 1),
+)
+def test_explore_only_clears_stops_and_is_seeded(verdicts, share, seed):
+    verdict = np.array(verdicts, dtype=object)
+    out = explore_draw(verdict, share, seed)
+    assert len(out) == len(verdict)
+    # A prompt that was going on still goes on; a stop either stays or is cleared.
+    assert all(o in ("", v) for o, v in zip(out, verdict, strict=True))
+    assert list(out) == list(explore_draw(verdict, share, seed))  # same seed, same draw
+    if share == 0:
+        assert list(out) == list(verdict)
+    if share == 1:
+        assert (out == "").all()
+
+
+def test_explore_pilots_about_its_share_of_the_stops():
+    verdict = np.array(["too_easy"] * 4000, dtype=object)
+    cleared = (explore_draw(verdict, 0.1, seed=7) == "").mean()
+    assert 0.08 < cleared < 0.12  # binomial sd 0.005
+    with pytest.raises(ValueError, match="explore"):
+        from_dict({"pilot": {"stages": [0, 2], "explore": 1.5}})

@@ -54,6 +54,32 @@ def _wait_for_change(page, before: dict, keys: tuple[str, ...], timeout_s: float
         page.wait_for_timeout(250)
 
 
+def _wait_until_drawn(page, shots: Path, console: list[str], timeout_s: float = 120) -> dict:
+    """The dashboard's DOM state once plotly has drawn the band (plot 0) and the bars (plot 1).
+
+    JupyterLab 4 skips layout of off-screen cells (windowing mode 'contentVisibility'), so a
+    figure that was off screen when run-all finished may not be drawn yet: scroll both into view.
+    A figure left blank (edits lost before its view listened) fails with a screenshot.
+    """
+    deadline = time.time() + timeout_s
+    while True:
+        for i in (0, 1):
+            page.locator(".js-plotly-plot").nth(i).scroll_into_view_if_needed()
+        state = page.evaluate(STATE_JS)
+        if state["band"] and state["bars"]:
+            return state
+        if time.time() > deadline:
+            page.screenshot(path=str(shots / "not_drawn.png"), full_page=True)
+            drawn = page.evaluate(
+                "() => [...document.querySelectorAll('.js-plotly-plot')].map(g => "
+                "({traces: (g.data || []).length, title: g.layout?.title?.text ?? null, "
+                "width: g.offsetWidth, full: (g._fullData || []).length}))"
+            )
+            errors = "\n".join(m for m in console if not m.startswith(("log:", "debug:", "info:")))
+            pytest.fail(f"plotly never drew the band and the bars: {state}\n{drawn}\n{errors}")
+        page.wait_for_timeout(1000)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -107,6 +133,9 @@ def test_dashboard_in_jupyterlab_reacts_to_sliders(lab, tmp_path):
             executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
         )
         page = browser.new_page(viewport={"width": 1400, "height": 2400})
+        console: list[str] = []  # browser-side errors, reported if the figures stay blank
+        page.on("console", lambda m: console.append(f"{m.type}: {m.text}"[:500]))
+        page.on("pageerror", lambda e: console.append(f"pageerror: {e}"[:500]))
         page.goto(url)
         page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
         page.wait_for_function(
@@ -125,13 +154,7 @@ def test_dashboard_in_jupyterlab_reacts_to_sliders(lab, tmp_path):
         page.wait_for_function(
             "() => document.querySelectorAll('.js-plotly-plot').length >= 3", timeout=60_000
         )
-        page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
-        # The figures appear before plotly has drawn the band and the bars: wait for both.
-        page.wait_for_function(
-            f"() => {{ const s = ({STATE_JS})(); return s.band && s.bars; }}", timeout=120_000
-        )
-        before = page.evaluate(STATE_JS)
-        assert before["band"] and before["bars"]
+        before = _wait_until_drawn(page, shots, console)
 
         # Plotly may redraw the band and the bars in separate frames: wait for both to change.
         page.evaluate(SLIDER_JS, ["keep_max", 0.5])

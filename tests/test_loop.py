@@ -105,13 +105,14 @@ def test_epoch_end_discards_partial_batch_and_continues(state_for):
 
 
 def test_sequential_pilot_and_value_per_cost_commit_count_every_rollout(state_for, tmp_path):
-    """pcbench's allocation options on the real loop: stage 0 (prior only) -> 2 -> 4 pilots and
-    a value-per-cost commit under a token budget; every rollout is counted and logged."""
+    """pcbench's allocation options on the real loop: stage 0 (prior only) -> 2 -> 4 pilots
+    with half the prior-only stops explored, and a value-per-cost commit under a token budget;
+    every rollout is counted and logged."""
     from pcbench.run import Run
 
     cfg = _cfg(
         "pilot_commit", steps=4, name="test-beyond",
-        pilot=PilotConfig(n_pilot=4, stages=(0, 2), delta=0.1, prior_min=8),
+        pilot=PilotConfig(n_pilot=4, stages=(0, 2), delta=0.1, prior_min=8, explore=0.5),
         commit=CommitConfig(n_commit=4, allocation="value_per_cost", budget="tokens",
                             min_commit=1, max_commit=12),
     )  # fmt: skip
@@ -143,3 +144,6 @@ def test_sequential_pilot_and_value_per_cost_commit_count_every_rollout(state_fo
     pilot = rollouts.filter(pl.col("phase") == "pilot")
     assert pilot.group_by("step", "round", "prompt_id").agg(pl.col("sample").n_unique() == pl.len())["sample"].all()  # fmt: skip
     assert sum(len(v) for v in s.prior.rates.values()) == scores.filter(pl.col("n") > 0).height
+    # pilot.explore: half of the prior-only stops are piloted anyway; the rest have n = 0.
+    assert ledger["filtering_stats/prior_explored"].sum() > 0
+    assert ledger["filtering_stats/prior_skipped"].sum() == scores.filter(pl.col("n") == 0).height

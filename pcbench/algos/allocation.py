@@ -61,6 +61,14 @@ def stop_verdicts(
     return out
 
 
+def explore_draw(verdict: np.ndarray, share: float, seed: int) -> np.ndarray:
+    """Clear the stop verdict of a random `share` of the stopped prompts (pure, seeded)."""
+    if share <= 0 or len(verdict) == 0:
+        return verdict
+    keep_going = np.random.default_rng(seed).random(len(verdict)) < share
+    return np.where(keep_going, "", verdict).astype(object)
+
+
 def fit_beta(pass_rates, ns=None, shrink: float = 1e-3) -> tuple[float, float]:
     """Method-of-moments Beta(a, b) for a set of pass rates (mean m, variance v):
     a + b = m (1 - m) / v - 1. Rates are pulled `shrink` away from 0 and 1 so that v < m (1 - m).

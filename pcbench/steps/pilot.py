@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import polars as pl
 
 from pcbench.algos import group_stats, verdicts
-from pcbench.algos.allocation import stop_verdicts
+from pcbench.algos.allocation import explore_draw, stop_verdicts
 from pcbench.config import RunConfig, ScoreConfig
 from pcbench.schema import SCORES
 from pcbench.steps.rollouts import call_seed, generate, requests
@@ -88,26 +90,41 @@ def stage_priors(fresh: pl.DataFrame, cfg: RunConfig, prior) -> list[tuple[float
     return prior.priors(prior_buckets(fresh, cfg))
 
 
+EXPLORE_SALT = 1_000  # seeds the explore draw apart from the stages' sampling seeds
+
+
+class PilotStages(NamedTuple):
+    rollouts: pl.DataFrame  # every pilot rollout of every stage
+    stopped: dict[str, tuple[str, int]]  # prompt_id -> (verdict, rollouts it had at the stop)
+    explored: list[str]  # prompts the prior alone would have stopped, piloted anyway
+
+
 def pilot_stages(
     engine, verifier, fresh: pl.DataFrame, first: pl.DataFrame, prompts: pl.DataFrame,
     cfg: RunConfig, priors: list[tuple[float, float]], step: int, round: int = 1, on_call=None,
-) -> tuple[pl.DataFrame, dict[str, tuple[str, int]]]:  # fmt: skip
+) -> PilotStages:  # fmt: skip
     """Run the remaining pilot stages after `first` (the rollouts of stage 0, possibly none).
 
     After each stage but the last, prompts whose posterior is confidently outside the keep band
-    stop; the rest get the next stage's extra rollouts, all of them in one engine call. Returns
-    every pilot rollout and {prompt_id: (verdict, rollouts it had when it stopped)};
-    `on_call()` runs after each engine call (the loop counts the verifier's health there).
+    stop; the rest get the next stage's extra rollouts, all of them in one engine call. At a
+    stage of 0 rollouts (the prior alone decides) a `pilot.explore` share of the stops is
+    piloted anyway. `on_call()` runs after each engine call (the loop counts the verifier's
+    health there).
     """
     pc, sc = cfg.pilot, cfg.score
     sizes = (*pc.stages, pc.n_pilot)
     ids = fresh["prompt_id"].to_list()
     prior_of = dict(zip(ids, priors, strict=True))
-    rollouts, stopped, active = first, {}, ids
+    rollouts, stopped, explored, active = first, {}, [], ids
     for stage, (size, nxt) in enumerate(zip(sizes[:-1], sizes[1:], strict=True), start=1):
         k, n = _counts(rollouts, active)
         verdict = stop_verdicts(k, n, sc.keep_min, sc.keep_max, pc.delta,
                                 [prior_of[p] for p in active])  # fmt: skip
+        if size == 0:
+            seed = call_seed(cfg.seed, step, round, salt=EXPLORE_SALT)
+            drawn = explore_draw(verdict, pc.explore, seed)
+            explored = [p for p, v, d in zip(active, verdict, drawn, strict=True) if v and not d]
+            verdict = drawn
         stopped |= {p: (v, size) for p, v in zip(active, verdict, strict=True) if v}
         active = [p for p, v in zip(active, verdict, strict=True) if not v]
         if not active:
@@ -121,7 +138,7 @@ def pilot_stages(
         # sample numbers continue the prompt's earlier stages (they index its pilot group)
         new = new.with_columns(pl.col("sample") + size)
         rollouts = pl.concat([rollouts, new], how="diagonal_relaxed") if rollouts.height else new
-    return rollouts, stopped
+    return PilotStages(rollouts, stopped, explored)
 
 
 def apply_stops(

@@ -1,4 +1,4 @@
-"""Jupyter widgets: slider controls, live plotly FigureWidgets and a dashboard (DESIGN §8)."""
+"""Jupyter widgets: slider controls, live plotly figures and a dashboard (DESIGN §8)."""
 
 from pcbench.widgets.controls import Controls
 from pcbench.widgets.dashboard import Dashboard, preview_counts

@@ -137,7 +137,7 @@ class Dashboard:
                 steps.requests(fresh["prompt_id"], cfg.pilot.stages[0], "pilot").filter(pl.col("n") > 0),
                 s.prompts, cfg.sampling, step=step, seed=steps.call_seed(cfg.seed, step, 1),
             )  # fmt: skip
-            self.pilots, self.stopped = pilot_stages(
+            self.pilots, self.stopped, _ = pilot_stages(
                 s.engine, s.verifier, fresh, first, s.prompts, cfg,
                 stage_priors(fresh, cfg, s.prior), step,
             )  # fmt: skip
@@ -234,7 +234,7 @@ class Dashboard:
     @property
     def widget(self) -> W.Widget:
         buttons = W.HBox([*self.buttons.values(), self.n_steps, self.progress])
-        plots = W.VBox([self.histograms.widget, self.allocation.figure, self.accuracy.figure])
+        plots = W.VBox([self.histograms.widget, self.allocation.output, self.accuracy.output])
         return W.VBox([W.HBox([self.controls.widget]), buttons, self.status, plots, self.log])
 
     def _ipython_display_(self):

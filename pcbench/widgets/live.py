@@ -1,9 +1,13 @@
-"""Live plots: plotly FigureWidgets created once and updated in place with batch_update."""
+"""Live plots: plotly figures kept in Python, edited in place and redrawn in an Output widget."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import ipywidgets as W
 import plotly.graph_objects as go
+import plotly.io as pio
 import polars as pl
 
 from pcbench.plots import (
@@ -16,13 +20,42 @@ from pcbench.plots import (
 )
 
 PREVIEW = "next (preview)"
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
+
+
+class LivePlot:
+    """A plotly figure edited in place in Python and redrawn whole in an `ipywidgets.Output`.
+
+    DESIGN §8 names plotly FigureWidgets. We moved off them (tests/test_browser.py): plotly 7's
+    FigureWidget is an anywidget that loads a 5 MB module per figure, and with the kernel busy
+    right after the dashboard is shown ("run all" on 2 cores) the browser drew 1 to 3 of the
+    figures empty in about 1 run of 3, whatever Python had sent. The Output widget carries the
+    figure's plotly mimebundle, which JupyterLab's plotly extension (loaded once) draws; a redraw
+    sends the whole figure, a few KB here.
+    """
+
+    def __init__(self, figure: go.Figure):
+        self.figure = figure
+        self.output = W.Output()
+        self.draw()
+
+    @contextmanager
+    def updating(self) -> Iterator[None]:
+        with self.figure.batch_update():
+            yield
+        self.draw()
+
+    def draw(self) -> None:
+        bundle = pio.renderers["plotly_mimetype"].to_mimebundle(self.figure.to_dict())
+        self.output.outputs = ({"output_type": "display_data", "data": bundle, "metadata": {}},)
 
 
 class PilotHistograms:
     """Pilot pass-rate and variance histograms with the keep band, and a step scrubber."""
 
     def __init__(self):
-        self.figure = go.FigureWidget(pilot_histogram_figure())
+        self.plot = LivePlot(pilot_histogram_figure())
+        self.figure = self.plot.figure
         self.scores: dict[int | str, pl.DataFrame] = {}  # step (or "preview") -> SCORES
         self.band = (0.125, 0.75)
         self.scrubber = W.SelectionSlider(options=["-"], description="step", continuous_update=True)
@@ -45,24 +78,24 @@ class PilotHistograms:
         key = self.scrubber.value
         if key not in self.scores:
             return
-        with self.figure.batch_update():
+        with self.plot.updating():
             show_pilot_scores(self.figure, self.scores[key], *self.band, title=f"step {key}:")
 
     @property
     def widget(self) -> W.Widget:
-        return W.VBox([self.scrubber, self.figure])
+        return W.VBox([self.scrubber, self.plot.output])
 
 
-class AllocationPlot:
+class AllocationPlot(LivePlot):
     """Stacked per-step prompt counts; an extra 'preview' bar shows what the sliders would do."""
 
     def __init__(self, strategy: str = "pilot_commit"):
         self.strategy = strategy
-        self.figure = go.FigureWidget(allocation_figure(pl.DataFrame({"step": []}), strategy))
+        super().__init__(allocation_figure(pl.DataFrame({"step": []}), strategy))
 
     def update(self, ledger: pl.DataFrame, preview: dict[str, float] | None = None) -> None:
         steps = [str(s) for s in ledger["step"].to_list()] if ledger.height else []
-        with self.figure.batch_update():
+        with self.updating():
             for trace, column in zip(self.figure.data, ALLOCATION[self.strategy], strict=True):
                 x, y = list(steps), allocation_values(ledger, column, len(steps))
                 if preview is not None:
@@ -72,14 +105,14 @@ class AllocationPlot:
             self.figure.layout.xaxis.type = "category"
 
 
-class AccuracyPlot:
+class AccuracyPlot(LivePlot):
     """Eval accuracy vs cumulative rollouts for any number of runs; one trace per run name."""
 
     def __init__(self):
-        self.figure = go.FigureWidget(accuracy_figure({}))
+        super().__init__(accuracy_figure({}))
 
     def update(self, curves: dict[str, pl.DataFrame], target: float | None = None) -> None:
-        with self.figure.batch_update():
+        with self.updating():
             names = [t.name for t in self.figure.data]
             for name, c in curves.items():
                 x, y = c["cumulative/rollouts"].to_list(), c["accuracy"].to_list()
