@@ -49,6 +49,7 @@ class Experiment:
 GRPO = Variant("grpo", "tiny-grpo.toml", label="GRPO, B 8 x n 16")
 DAPO = Variant("dapo", "tiny-dapo.toml", label="DAPO, rounds of G 24 x n 16")
 PC = Variant("pc", "tiny-pc.toml", label="paper preset: p4c12, band [0.125, 0.75], staleness 4")
+BEYOND = Variant("pc-beyond", "tiny-pc-beyond.toml", label="both, commit budget in tokens")
 
 
 def _pc(name: str, label: str, *overrides: str) -> Variant:
@@ -107,7 +108,22 @@ EXPERIMENTS = {
                     "tiny-pc-vpc.toml",
                     label="value-per-cost commit, rollout budget, 4-36 per prompt",
                 ),
-                Variant("pc-beyond", "tiny-pc-beyond.toml", label="both, commit budget in tokens"),
+                BEYOND,
+            ),
+        ),  # fmt: skip
+        Experiment(
+            "explore",
+            "Exploring the prompts the online prior skips (pilot.explore) on top of pc-beyond",
+            (
+                PC,
+                GRPO,
+                BEYOND,
+                Variant(
+                    "pc-beyond-explore",
+                    "tiny-pc-beyond.toml",
+                    ("pilot.explore=0.1",),
+                    "pc-beyond, 10% of the prior-only stops piloted anyway",
+                ),
             ),
         ),  # fmt: skip
     )

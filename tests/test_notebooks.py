@@ -20,13 +20,13 @@ SMALL = {
         "fractions": [0.25, 0.5],
         "seeds": [0],
         "steps": 4,
-        "overrides": ["eval.every=2"],
+        "overrides": ["eval.every=2", "eval.max_prompts=16"],
     },  # fmt: skip
     "03_regression.ipynb": {},
     "04_beyond_pilot_commit.ipynb": {
         "seeds": [0],
-        "steps": 3,
-        "overrides": ["eval.every=3", "eval.max_prompts=16"],
+        "steps": 2,
+        "overrides": ["eval.every=2", "eval.max_prompts=16"],
         "probe_prompts": 40,
         "probe_samples": 4,
     },  # fmt: skip
