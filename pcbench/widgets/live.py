@@ -29,9 +29,10 @@ class LivePlot:
     DESIGN §8 names plotly FigureWidgets. We moved off them (tests/test_browser.py): plotly 7's
     FigureWidget is an anywidget that loads a 5 MB module per figure, and with the kernel busy
     right after the dashboard is shown ("run all" on 2 cores) the browser drew 1 to 3 of the
-    figures empty in about 1 run of 3, whatever Python had sent. The Output widget carries the
-    figure's plotly mimebundle, which JupyterLab's plotly extension (loaded once) draws; a redraw
-    sends the whole figure, a few KB here.
+    figures with no traces and no title in about 1 run of 3, whatever Python had sent (re-syncing
+    the widget's full state after each edit did not help). The Output widget carries the figure's
+    plotly mimebundle, which JupyterLab's plotly extension (loaded once) draws; a redraw sends the
+    whole figure, ~8 KB for these (most of it the template).
     """
 
     def __init__(self, figure: go.Figure):
