@@ -20,7 +20,6 @@ from pcbench.plots import (
 )
 
 PREVIEW = "next (preview)"
-PLOTLY_MIME = "application/vnd.plotly.v1+json"
 
 
 class LivePlot:
