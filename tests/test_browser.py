@@ -59,7 +59,7 @@ def _wait_until_drawn(page, shots: Path, console: list[str], timeout_s: float = 
 
     JupyterLab 4 skips layout of off-screen cells (windowing mode 'contentVisibility'), so a
     figure that was off screen when run-all finished may not be drawn yet: scroll both into view.
-    A figure left blank (edits lost before its view listened) fails with a screenshot.
+    A figure still blank at the deadline fails with what plotly drew, the console and a screenshot.
     """
     deadline = time.time() + timeout_s
     while True:

@@ -97,7 +97,7 @@ def test_dashboard_from_a_run_directory_rescoring_moves_band_and_preview(pc_run)
     assert board.accuracy.figure.data[0].name == "widgets"
     # What the browser draws is the figure as last edited: each plot's Output widget holds
     # exactly one plotly mimebundle of it.
-    for plot in (board.histograms.plot, board.allocation, board.accuracy):
+    for plot in (board.histograms, board.allocation, board.accuracy):
         (shown,) = plot.output.outputs
         drawn = go.Figure(shown["data"]["application/vnd.plotly.v1+json"])
         assert drawn.to_dict() == plot.figure.to_dict()

@@ -50,12 +50,11 @@ class LivePlot:
         self.output.outputs = ({"output_type": "display_data", "data": bundle, "metadata": {}},)
 
 
-class PilotHistograms:
+class PilotHistograms(LivePlot):
     """Pilot pass-rate and variance histograms with the keep band, and a step scrubber."""
 
     def __init__(self):
-        self.plot = LivePlot(pilot_histogram_figure())
-        self.figure = self.plot.figure
+        super().__init__(pilot_histogram_figure())
         self.scores: dict[int | str, pl.DataFrame] = {}  # step (or "preview") -> SCORES
         self.band = (0.125, 0.75)
         self.scrubber = W.SelectionSlider(options=["-"], description="step", continuous_update=True)
@@ -78,12 +77,12 @@ class PilotHistograms:
         key = self.scrubber.value
         if key not in self.scores:
             return
-        with self.plot.updating():
+        with self.updating():
             show_pilot_scores(self.figure, self.scores[key], *self.band, title=f"step {key}:")
 
     @property
     def widget(self) -> W.Widget:
-        return W.VBox([self.scrubber, self.plot.output])
+        return W.VBox([self.scrubber, self.output])
 
 
 class AllocationPlot(LivePlot):
