@@ -180,9 +180,10 @@ def per_run(
             if not (path / "config.json").exists():
                 continue
             run = Run(path)
-            curve, summary = accuracy_curve(run, smooth=smooth), run.summary()
+            summary = run.summary()
             if summary["steps"] < run.config.steps:  # unfinished: not comparable yet
                 continue
+            curve = accuracy_curve(run, smooth=smooth)
             informative = informative_rollouts(run)
             hit = to_target(curve, target) if target is not None else {}
             rows.append(
