@@ -116,10 +116,17 @@ def cmd_experiment(args) -> None:
     if not args.table_only:
         ex.run_experiment(exp, args.runs, seeds, args.set or [], progress=not args.quiet,
                           log=lambda m: print(m, file=sys.stderr))  # fmt: skip
-    runs = ex.per_run(exp, args.runs, seeds, args.smooth)
+    runs, skipped = (
+        ex.per_run(exp, args.runs, seeds, args.smooth),
+        ex.left_out(exp, args.runs, seeds),
+    )
+    for line in skipped:
+        print(f"!! left out of the comparison: {line}", file=sys.stderr)
     if runs.height == 0:
-        raise FileNotFoundError(f"no runs of {args.name!r} under {args.runs}/")
-    text = ex.markdown(ex.summarize(runs, exp), runs, args.smooth)
+        raise FileNotFoundError(
+            f"no finished runs of {args.name!r} with a target under {args.runs}/"
+        )
+    text = ex.markdown(ex.summarize(runs, exp), runs, args.smooth, skipped)
     print(text)
     if args.write:
         figure = Path(args.write).parent / "results" / f"{exp.name}.html"

@@ -300,6 +300,17 @@ class RunConfig:
     def pilot_fraction(self) -> float:
         return self.pilot.n_pilot / self.group_size
 
+    @property
+    def min_epoch_prompts(self) -> int:
+        """Training prompts an epoch must hold for a step to be able to fill its batch.
+
+        Pilot-Commit commits only prompts piloted in an earlier round of the same epoch (a round
+        takes from the buffer before its own pilots are classified, and the buffer is emptied at
+        the epoch's end), so it needs two pools; GRPO needs one batch, DAPO one pool."""
+        if self.strategy == "pilot_commit":
+            return 2 * self.pool_prompts
+        return self.batch_prompts if self.strategy == "grpo" else self.pool_prompts
+
     def with_pilot_fraction(self, fraction: float, group_size: int | None = None) -> RunConfig:
         """The same config with n_pilot = round(fraction * n) at a fixed group size n."""
         n = group_size or self.group_size

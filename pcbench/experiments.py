@@ -146,8 +146,13 @@ def run_experiment(
     exp: Experiment, root: str | Path, seeds=DEFAULT_SEEDS, sets: list[str] = (),
     progress: bool = True, log=print,
 ) -> list[Path]:  # fmt: skip
-    """Train every missing or partial run of the experiment, seed by seed, in this process."""
-    from pcbench.loop import train
+    """Train every missing or partial run of the experiment, seed by seed, in this process.
+
+    A run that stops on MaxRoundsError (a narrow band that cannot fill its batch: a property of
+    the variant) is logged and the others go on; any other failure (verifier, weight sync, a
+    config that cannot fill an epoch, ...) stops the experiment, since the remaining runs would
+    be measured on a broken setup. Both leave the run resumable from its last checkpoint."""
+    from pcbench.loop import MaxRoundsError, train
     from pcbench.run import open_run
 
     paths, failed = [], []
@@ -156,7 +161,7 @@ def run_experiment(
         log(f"== {run.name}: {cfg.strategy}, step {state.step} of {cfg.steps}")
         try:
             train(state, cfg, run, progress=progress)
-        except RuntimeError as e:  # e.g. MaxRoundsError: this run stops, the others go on
+        except MaxRoundsError as e:
             log(f"!! {run.name} stopped at step {state.step}: {e}")
             failed.append(run.name)
         paths.append(run.path)
@@ -165,27 +170,54 @@ def run_experiment(
     return paths
 
 
+def run_status(path: Path) -> tuple[bool, str]:
+    """(finished, what to say about it) for a run directory that may be partial or missing."""
+    if not (path / "config.json").exists():
+        return False, "not run"
+    run = Run(path)
+    done, steps = run.summary()["steps"], run.config.steps
+    return done >= steps, f"step {done} of {steps}"
+
+
+def left_out(exp: Experiment, root: str | Path, seeds=DEFAULT_SEEDS) -> list[str]:
+    """The runs a comparison leaves out, and why: unfinished runs, and every run of a seed
+    whose GRPO run (the target) is unfinished or missing."""
+    out = []
+    for seed in seeds:
+        grpo_done, grpo_note = run_status(Path(root) / GRPO.run_name(seed))
+        for v in exp.variants:
+            done, note = run_status(Path(root) / v.run_name(seed))
+            if note == "not run":
+                continue
+            if not done:
+                out.append(f"{v.run_name(seed)} (unfinished: {note})")
+            elif not grpo_done:
+                out.append(f"{v.run_name(seed)} (no target: {GRPO.run_name(seed)} {grpo_note})")
+    return out
+
+
 def per_run(
     exp: Experiment, root: str | Path, seeds=DEFAULT_SEEDS, smooth: int = DEFAULT_SMOOTH
 ) -> pl.DataFrame:
-    """One row per finished (variant, seed) run on disk, measured against its seed's target."""
+    """One row per finished (variant, seed) run on disk, measured against its seed's target.
+
+    Only finished runs of seeds whose GRPO run is finished are compared: a target taken from a
+    partial GRPO curve would be a different target (`left_out` names what this skips)."""
     root, rows = Path(root), []
     for seed in seeds:
         grpo_dir = root / GRPO.run_name(seed)
-        target = None
-        if (grpo_dir / "config.json").exists():
-            target = accuracy_curve(Run(grpo_dir), smooth=smooth)["accuracy"].max()
+        if not run_status(grpo_dir)[0]:
+            continue
+        target = accuracy_curve(Run(grpo_dir), smooth=smooth)["accuracy"].max()
         for v in exp.variants:
             path = root / v.run_name(seed)
-            if not (path / "config.json").exists():
+            if not run_status(path)[0]:
                 continue
             run = Run(path)
             summary = run.summary()
-            if summary["steps"] < run.config.steps:  # unfinished: not comparable yet
-                continue
             curve = accuracy_curve(run, smooth=smooth)
             informative = informative_rollouts(run)
-            hit = to_target(curve, target) if target is not None else {}
+            hit = to_target(curve, target)
             rows.append(
                 {
                     "variant": v.name, "label": v.label, "seed": seed, "target": target,
@@ -272,8 +304,11 @@ def _range(row: dict, col: str) -> str:
     return f"{_num(row[col])} [{_num(lo)}–{_num(hi)}]"
 
 
-def markdown(summary: pl.DataFrame, runs: pl.DataFrame, smooth: int) -> str:
-    """The summary as a Markdown table, with the per-seed targets stated above it."""
+def markdown(
+    summary: pl.DataFrame, runs: pl.DataFrame, smooth: int, skipped: list[str] = ()
+) -> str:
+    """The summary as a Markdown table, with the per-seed targets stated above it and the runs
+    it leaves out (`left_out`) below it."""
     targets = runs.select("seed", "target").unique().sort("seed").drop_nulls()
     lines = [
         "Target per seed = that seed's GRPO peak of eval mean@4 (200 test prompts), after a "
@@ -299,6 +334,9 @@ def markdown(summary: pl.DataFrame, runs: pl.DataFrame, smooth: int) -> str:
             f"| {_num(r['x_vs_grpo'], '.2f')} | {_num(r['x_vs_dapo'], '.2f')} "
             f"| {_num(r['x_vs_pc'], '.2f')} | {_num(r['per_informative'], '.2f')} |"
         )
+    if skipped:
+        lines += ["", "**Not in this table** (finish them with `pcbench experiment` without "
+                  "`--table-only`): " + "; ".join(skipped) + "."]  # fmt: skip
     return "\n".join(lines)
 
 

@@ -55,6 +55,7 @@ class Ledger:
         row = self._row(step)
         items = max(row["verifier/items"], 1.0)
         row["verifier/error_rate"] = (row["verifier/timeout"] + row["verifier/error"]) / items
+        row["verifier/timeout_rate"] = row["verifier/timeout"] / items
         row["verifier/cache_hit_rate"] = row["verifier/cache_hits"] / items
 
     def count_rollouts(self, step: int, rollouts: pl.DataFrame) -> None:

@@ -2,9 +2,10 @@
 
 Every state change is on its own line: the stream hands out prompts, the buffer takes and adds,
 the ledger counts, the policy steps, the engine syncs. A step function returns its update
-metrics, or None when the epoch ran out before the batch filled; `train` then ends the epoch
-(partial batch discarded, buffer cleared, evictions applied, DESIGN §4.6) and calls it again
-for the same step. Rollouts generated for a discarded batch stay counted.
+metrics, or None when the epoch ran out before the batch filled; `train_step` then ends the
+epoch (partial batch discarded, buffer cleared, evictions applied, DESIGN §4.6) and calls it
+again for the same step, once: a step that a whole fresh epoch cannot fill raises
+EpochTooSmallError instead of looping. Rollouts generated for a discarded batch stay counted.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ from pcbench.steps.pilot import apply_stops, pilot_stages, prior_buckets, stage_
 
 class MaxRoundsError(RuntimeError):
     """A step did not fill its batch within max_rounds rounds (the official code raises too)."""
+
+
+class EpochTooSmallError(RuntimeError):
+    """A whole epoch of training prompts could not fill one batch: another would not either."""
 
 
 # ---- Pilot-Commit ---------------------------------------------------------------------------
@@ -230,13 +235,25 @@ def end_epoch(s: State, cfg: RunConfig, step: int) -> None:
     newly = s.buffer.end_epoch()
     s.ledger.add(step, "filtering_stats/evicted", len(newly))
     s.ledger.add(step, "epochs")
-    pool = cfg.batch_prompts if cfg.strategy == "grpo" else cfg.pool_prompts
     left = s.stream.start_epoch(s.buffer.evicted)
-    if left < pool:
-        raise RuntimeError(
-            f"only {left} training prompts are left after evictions, fewer than one pool of "
-            f"{pool}: use more training prompts, a smaller pool, or score.evict_at > 1"
+    if left < cfg.min_epoch_prompts:
+        raise EpochTooSmallError(
+            f"only {left} training prompts are left after {len(s.buffer.evicted)} evictions, "
+            f"fewer than the {cfg.min_epoch_prompts} one epoch needs ({epoch_need(cfg)}): use "
+            "more training prompts (train), a smaller pool_prompts, or score.evict_at > 1"
         )
+
+
+def epoch_need(cfg: RunConfig) -> str:
+    """Why an epoch needs cfg.min_epoch_prompts, in the config's own names."""
+    if cfg.strategy == "pilot_commit":
+        return (
+            f"2 pools of pool_prompts = {cfg.pool_prompts}, since a round commits only prompts "
+            "piloted in an earlier round"
+        )
+    if cfg.strategy == "grpo":
+        return f"one batch of batch_prompts = {cfg.batch_prompts}"
+    return f"one pool of pool_prompts = {cfg.pool_prompts}"
 
 
 STEP_FNS = {"pilot_commit": pilot_commit_step, "grpo": grpo_step, "dapo": dapo_step}
@@ -281,9 +298,16 @@ def train_step(s: State, cfg: RunConfig, run=None) -> tuple[dict, dict[str, pl.D
     step_fn = STEP_FNS[cfg.strategy]
     step, start = s.step + 1, time.perf_counter()
     metrics = step_fn(s, cfg, step)
-    while metrics is None:  # the epoch ran out before the batch filled
+    if metrics is None:  # the epoch ran out before the batch filled: one fresh epoch more
         end_epoch(s, cfg, step)
         metrics = step_fn(s, cfg, step)
+    if metrics is None:  # a whole epoch did not fill one batch; more epochs would only loop
+        raise EpochTooSmallError(
+            f"step {step}: a whole epoch of {len(s.stream.order)} training prompts did not fill "
+            f"a batch of {cfg.batch_prompts} prompts (an epoch needs {epoch_need(cfg)}); more "
+            "epochs would only repeat it. Use more training prompts (train), a smaller "
+            "pool_prompts or batch_prompts, or widen the keep band (score.keep_min/keep_max)"
+        )
     s.step = step
     evals = None
     if step % cfg.eval.every == 0 or step == cfg.steps:

@@ -7,11 +7,13 @@ for everything -- which Pilot-Commit would read as "every prompt is too hard". S
 - judging runs in worker processes (forkserver, math-verify preloaded); a worker that overruns
   the per-item timeout is killed and replaced, its item gets `timeout`, the batch goes on;
 - every rollout gets a verify_status (ok / no_answer / timeout / error), and a batch whose
-  error+timeout rate exceeds `max_error_rate` raises VerifierError (carrying the results);
+  error+timeout rate exceeds `max_error_rate` raises VerifierError (carrying the results); a
+  timeout rate above `warn_timeout_rate` warns and is counted (`verifier/timeout_alarm`);
 - predictions are parsed with math-verify's LaTeX extraction only: its expression extraction
   goes through sympy's parse_expr, which evaluates Python, and model output must never be run;
 - plain integers on both sides are compared in-process (the embedded task's common case), and
-  repeated (answer, gold) pairs come from a bounded LRU cache.
+  repeated (answer, gold) pairs come from a bounded LRU cache; only verdicts are cached, never
+  a timeout or an error (they say how loaded the machine was, not what the answer is).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+import warnings
 import weakref
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
@@ -28,7 +31,14 @@ import polars as pl
 from pcbench.rewards_worker import WorkerPool, judge
 from pcbench.tasks.boxed import last_boxed
 
-__all__ = ["Judgement", "VerifierError", "VerifyHealth", "Verifier", "judge"]
+__all__ = [
+    "Judgement",
+    "VerifierError",
+    "VerifierTimeoutWarning",
+    "VerifyHealth",
+    "Verifier",
+    "judge",
+]
 
 EXTRACTIONS = ("boxed", "latex")
 INTEGER = re.compile(r"[+-]?\d{1,60}")
@@ -53,10 +63,15 @@ class VerifyHealth:
     cache_hits: int
     fast_path: int  # integer answers compared without math-verify
     seconds: float
+    timeout_alarm: int = 0  # 1 when the timeout rate passed the verifier's warn_timeout_rate
 
     @property
     def error_rate(self) -> float:
         return (self.timeout + self.error) / self.items if self.items else 0.0
+
+    @property
+    def timeout_rate(self) -> float:
+        return self.timeout / self.items if self.items else 0.0
 
     @property
     def cache_hit_rate(self) -> float:
@@ -65,8 +80,13 @@ class VerifyHealth:
     def metrics(self) -> dict[str, float]:
         out = {f"verifier/{k}": float(v) for k, v in asdict(self).items()}
         out["verifier/error_rate"] = self.error_rate
+        out["verifier/timeout_rate"] = self.timeout_rate
         out["verifier/cache_hit_rate"] = self.cache_hit_rate
         return out
+
+
+class VerifierTimeoutWarning(RuntimeWarning):
+    """More timeouts in a batch than warn_timeout_rate: rewards may be depressed by load."""
 
 
 class VerifierError(RuntimeError):
@@ -122,6 +142,7 @@ class Verifier:
         extraction: str = "boxed",
         cache_size: int = 100_000,
         max_error_rate: float = 0.5,
+        warn_timeout_rate: float = 0.02,
         min_items_for_check: int = 10,
         max_answer_chars: int = 2_000,
         memory_limit_gb: float = 4.0,
@@ -134,7 +155,10 @@ class Verifier:
             raise ValueError(f"max_error_rate = {max_error_rate}: must be in (0, 1]")
         self.timeout_s, self.extraction = timeout_s, extraction
         self.reward_correct, self.reward_wrong = reward_correct, reward_wrong
+        if not 0 <= warn_timeout_rate <= 1:
+            raise ValueError(f"warn_timeout_rate = {warn_timeout_rate}: must be in [0, 1]")
         self.max_error_rate, self.min_items_for_check = max_error_rate, min_items_for_check
+        self.warn_timeout_rate = warn_timeout_rate
         self.max_answer_chars = max_answer_chars
         self.cache = _LRU(cache_size)
         self.last_health: VerifyHealth | None = None
@@ -153,7 +177,9 @@ class Verifier:
             judged, todo, hits, fast = self._prejudge(completions, answers)
             jobs = [(key, key[0], key[1], self.extraction) for key in todo]
             for key, (status, extracted, correct) in self._pool.run(jobs).items():
-                if status != "error":  # worker crashes may be transient: never cached
+                # A crash or a timeout says how busy the machine was, not what the answer is:
+                # only verdicts are cached, so a retry of the same pair is judged afresh.
+                if status not in ("error", "timeout"):
                     self.cache.put(key, (status, extracted, correct))
                 for i in todo[key]:
                     # In boxed mode the completion's own box content is the extracted answer.
@@ -162,15 +188,20 @@ class Verifier:
             frame = self._frame(judged)
             counts = frame["verify_status"].value_counts()
             count = dict(zip(counts["verify_status"], counts["count"], strict=True))
+            timeouts = count.get("timeout", 0)
             self.last_health = VerifyHealth(
                 items=len(judged),
                 ok=count.get("ok", 0),
                 no_answer=count.get("no_answer", 0),
-                timeout=count.get("timeout", 0),
+                timeout=timeouts,
                 error=count.get("error", 0),
                 cache_hits=hits,
                 fast_path=fast,
                 seconds=time.perf_counter() - start,
+                timeout_alarm=int(
+                    len(judged) >= self.min_items_for_check
+                    and timeouts > self.warn_timeout_rate * len(judged)
+                ),
             )
         self._check(frame)
         return frame
@@ -233,6 +264,14 @@ class Verifier:
 
     def _check(self, frame: pl.DataFrame) -> None:
         h = self.last_health
+        if h.timeout_alarm:  # rewards still usable, but a busy machine or a slow input class
+            warnings.warn(
+                f"verifier: {h.timeout} of {h.items} completions timed out ({h.timeout_rate:.1%} "
+                f"> warn_timeout_rate {self.warn_timeout_rate:.1%}); they count as wrong this "
+                "time and are judged again if seen again. Raise timeout_s or add workers.",
+                VerifierTimeoutWarning,
+                stacklevel=3,
+            )
         if h.items >= self.min_items_for_check and h.error_rate > self.max_error_rate:
             raise VerifierError(
                 f"verifier failed on {h.timeout + h.error} of {h.items} completions "

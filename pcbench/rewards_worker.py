@@ -27,6 +27,7 @@ def judge(answer: str, gold: str, extraction: str = "boxed") -> tuple[str, str |
     (extraction="latex", where math-verify's LaTeX extraction finds the answer).
     """
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+    from math_verify.errors import TimeoutException
 
     try:
         target = parse(
@@ -41,6 +42,8 @@ def judge(answer: str, gold: str, extraction: str = "boxed") -> tuple[str, str |
             return ("ok", answer, False) if extraction == "boxed" else ("no_answer", None, False)
         extracted = answer if extraction == "boxed" else str(predicted[-1])
         return "ok", extracted, bool(verify(target, predicted, raise_on_error=True))
+    except TimeoutException:  # math-verify's own alarm (a BaseException): a timeout, not a crash
+        return "timeout", None, False
     except Exception:  # noqa: BLE001 — any failure inside math-verify is an `error` status
         return "error", None, False
 

@@ -15,6 +15,18 @@ os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
 
+def pytest_configure(config):
+    # CI sets PCBENCH_REQUIRE_SHARED=1: without the shared data the golden vectors and every
+    # benchmark test would be skipped, and a green run would hide it.
+    if os.environ.get("PCBENCH_REQUIRE_SHARED") and not (
+        (SHARED / "golden").exists() and BENCHMARKS.exists()
+    ):
+        raise pytest.UsageError(
+            f"PCBENCH_REQUIRE_SHARED is set but the shared data is missing at {SHARED} (golden "
+            "vectors, benchmarks): put shared/ beside the checkout or set PCBENCH_SHARED_DATA"
+        )
+
+
 def pytest_collection_modifyitems(config, items):
     if not BENCHMARKS.exists():
         skip = pytest.mark.skip(reason=f"shared benchmarks not found at {BENCHMARKS}")

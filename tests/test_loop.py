@@ -147,3 +147,106 @@ def test_sequential_pilot_and_value_per_cost_commit_count_every_rollout(state_fo
     # pilot.explore: half of the prior-only stops are piloted anyway; the rest have n = 0.
     assert ledger["filtering_stats/prior_explored"].sum() > 0
     assert ledger["filtering_stats/prior_skipped"].sum() == scores.filter(pl.col("n") == 0).height
+
+
+class _Deadline:
+    """Fail instead of hanging: SIGALRM raises in the main thread after `seconds`."""
+
+    def __init__(self, seconds: int):
+        self.seconds = seconds
+
+    def __enter__(self):
+        import signal
+
+        def expired(*_):
+            raise TimeoutError(f"still running after {self.seconds} s: the step loops")
+
+        self.old = signal.signal(signal.SIGALRM, expired)
+        signal.alarm(self.seconds)
+
+    def __exit__(self, *exc):
+        import signal
+
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, self.old)
+
+
+def test_an_epoch_of_one_pool_is_refused_before_anything_loads(tmp_path):
+    # 30 prompts, G = 24: Pilot-Commit commits only prompts piloted in an earlier round of the
+    # same epoch, so one pool per epoch can never fill a batch (it used to loop forever).
+    from pcbench.config import ConfigError
+
+    train_file = tmp_path / "train.parquet"
+    pl.read_parquet(ARITH / "train.parquet").head(30).write_parquet(train_file)
+    cfg = _cfg("pilot_commit", train=str(train_file), pool_prompts=24)
+    with pytest.raises(ConfigError, match="holds 30 prompts, fewer than the 48 .*pool_prompts"):
+        setup(cfg, with_policy=False)
+    assert setup(_cfg("grpo", train=str(train_file), pool_prompts=24), with_policy=False)
+
+
+def test_a_step_no_epoch_can_fill_raises_instead_of_looping(state_for):
+    # 48 prompts = 4 pools per epoch, and a keep band no 4-sample mean can fall in: no epoch can
+    # fill a batch. Evictions are off so that the epoch is the same size each time.
+    from pcbench.config import ScoreConfig
+    from pcbench.loop import EpochTooSmallError, train_step
+
+    narrow = ScoreConfig(keep_min=0.9, keep_max=0.95, evict_at=1.5)
+    cfg = _cfg("pilot_commit", score=narrow)
+    s = state_for(cfg)
+    small = s.prompts.head(48)
+    s.prompts, s.stream = small, type(s.stream)(small, seed=cfg.seed)
+    with _Deadline(240), pytest.raises(EpochTooSmallError, match="a whole epoch of 48 training"):
+        train_step(s, cfg)
+    row = s.ledger.rows[1]
+    # two epochs were tried (the partial one it started in, then one whole fresh one), no more
+    assert row["epochs"] == 1 and row["rounds"] == 8 and row["rollout_stats/pilot"] == 8 * G * 4
+    assert s.step == 0 and s.policy.version == 0
+
+
+@pytest.mark.parametrize("strategy", ["grpo", "dapo"])
+def test_baselines_cross_epoch_ends(strategy, state_for):
+    # GRPO: 10 prompts = 2 batches of 4 per epoch; DAPO: 30 prompts = 2 pools of 12. Three
+    # steps cross at least one epoch end; a discarded partial DAPO batch stays counted.
+    cfg = _cfg(
+        strategy,
+        steps=3,
+        pilot=PilotConfig(n_pilot=2),
+        commit=CommitConfig(n_commit=2, min_commit=0),
+    )
+    s = state_for(cfg)
+    small = s.prompts.filter(pl.col("difficulty") == 3).head(10 if strategy == "grpo" else 30)
+    s.prompts, s.stream = small, type(s.stream)(small, seed=cfg.seed)
+    train(s, cfg, progress=False)
+    ledger = s.ledger.frame().filter(pl.col("step") > 0)
+    assert s.step == 3 and ledger["epochs"].sum() >= 1 and s.stream.epoch >= 1
+    assert (ledger["filtering_stats/trained_prompts"] == B).all()
+    phase = f"rollout_stats/{strategy}"
+    assert (ledger["cumulative/rollouts"] == ledger[phase].cum_sum()).all()
+    if strategy == "grpo":
+        assert (ledger[phase] == B * 4).all()  # an epoch end between batches costs nothing
+    else:  # every round's G groups are counted, whether kept, discarded or surplus
+        assert (ledger[phase] == ledger["rounds"] * G * 4).all()
+
+
+def test_dapo_max_rounds_raises_or_trains_the_partial_batch(state_for):
+    # B = G = 12 level-1 prompts the policy almost always solves: one round cannot find 12
+    # groups with differing rewards.
+    cfg = _cfg("dapo", batch_prompts=G, max_rounds=1,
+               pilot=PilotConfig(n_pilot=2), commit=CommitConfig(n_commit=2, min_commit=0))  # fmt: skip
+    s = state_for(cfg)
+    easy = s.prompts.filter(pl.col("difficulty") == 1).head(60)
+    s.prompts, s.stream = easy, type(s.stream)(easy, seed=cfg.seed)
+    with pytest.raises(MaxRoundsError, match=f"of {G} prompts filled the batch after 1 rounds"):
+        STEP_FNS["dapo"](s, cfg, 1)
+    partial = _cfg("dapo", batch_prompts=G, max_rounds=1, on_max_rounds="train_partial",
+                   pilot=PilotConfig(n_pilot=2), commit=CommitConfig(n_commit=2, min_commit=0))  # fmt: skip
+    s = state_for(partial)
+    s.prompts, s.stream = easy, type(s.stream)(easy, seed=cfg.seed)
+    metrics = STEP_FNS["dapo"](s, partial, 1)
+    row = s.ledger.rows[1]
+    kept = row["filtering_stats/dapo_kept"]
+    assert row["partial_batch"] == kept < G and row["rollout_stats/dapo"] == G * 4
+    if kept:  # trained on the groups it found, a version further
+        assert metrics["update/groups"] == kept and s.policy.version == 1
+    else:
+        assert metrics == {} and s.policy.version == 0

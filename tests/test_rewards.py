@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pcbench.rewards import Verifier, VerifierError
+from pcbench.rewards import Verifier, VerifierError, VerifierTimeoutWarning, judge
 from pcbench.schema import VERIFY_STATUS
 
 TIMEOUT_S = 2.0
@@ -134,6 +134,7 @@ def hostile_corpus(canary: str) -> list[str]:
     ]
 
 
+@pytest.mark.filterwarnings("ignore::pcbench.rewards.VerifierTimeoutWarning")  # hangs on purpose
 def test_hostile_outputs_get_a_status_within_the_bound(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a relative canary path: anything executed would create it here
     corpus = hostile_corpus(CANARY)
@@ -154,18 +155,48 @@ def test_hostile_outputs_get_a_status_within_the_bound(tmp_path, monkeypatch):
     assert result["correct"][corpus.index("\\boxed{1}" * 10_000)]
 
 
-def test_a_hanging_item_times_out_and_the_rest_completes():
-    # A worker stuck on one item is killed and replaced; its neighbours still get judged.
+HANG = "\\boxed{9^{9^{9^{9^{9^{9}}}}}}"  # sympy computes the tower: math-verify's 5 s alarm
+
+
+def test_a_hanging_item_is_killed_replaced_and_the_rest_of_its_chunk_requeued():
+    # One worker and 12 distinct non-integer answers: chunks of 3 (len // (4 * workers)), the
+    # hanging item in the middle of the second one, so the item after it must be requeued.
+    completions = [f"\\boxed{{\\frac{{{k}}}{{2}}}}" for k in range(1, 13)]
+    golds = [str(k / 2) for k in range(1, 13)]
+    completions[4], golds[4] = HANG, "3"
     with Verifier(timeout_s=1.0, workers=1, max_error_rate=1.0) as v:
-        completions = [
-            "\\boxed{\\frac{1}{2}}",
-            "\\boxed{9^{9^{9^{9^{9^{9}}}}}}",
-            "\\boxed{\\sqrt{4}}",
-        ]
-        result = v.verify(completions, ["0.5", "3", "2"])
+        with pytest.warns(VerifierTimeoutWarning):  # 1 of 12 > warn_timeout_rate 2%
+            result = v.verify(completions, golds)
+        assert v._pool.replaced == 1  # the kill-and-replace path ran, once
         statuses = result["verify_status"].to_list()
-    assert result["correct"][0] and result["correct"][2]
-    assert statuses[0] == statuses[2] == "ok" and statuses[1] in {"timeout", "ok", "error"}
+        assert statuses[4] == "timeout" and not result["correct"][4]
+        # Every other item was answered (none left at its initial "error"), chunk-mates of the
+        # hanging item included, and judged right.
+        assert statuses[:4] + statuses[5:] == ["ok"] * 11
+        assert result["correct"].to_list() == [True] * 4 + [False] + [True] * 7
+        assert v.last_health.timeout == 1 and v.last_health.timeout_rate == 1 / 12
+
+
+def test_a_timeout_is_never_cached_and_a_high_timeout_rate_warns():
+    """A timeout says the machine was busy, not that the answer is wrong: judged afresh."""
+    with Verifier(timeout_s=1.0, workers=1, max_error_rate=1.0, min_items_for_check=1) as v:
+        with pytest.warns(VerifierTimeoutWarning, match="1 of 2 completions timed out"):
+            first = v.verify([HANG, "\\boxed{\\frac{1}{2}}"], ["3", "0.5"])
+        assert first["verify_status"].to_list() == ["timeout", "ok"]
+        assert v.last_health.timeout_alarm == 1
+        assert v.last_health.metrics()["verifier/timeout_rate"] == 0.5
+        with pytest.warns(VerifierTimeoutWarning):  # not answered from the cache: judged again
+            again = v.verify([HANG], ["3"])
+        assert again["verify_status"].to_list() == ["timeout"] and v._pool.replaced == 2
+        assert v.last_health.cache_hits == 0
+        v.verify(["\\boxed{\\frac{1}{2}}"], ["0.5"])  # a verdict is cached
+        assert v.last_health.cache_hits == 1 and v.last_health.timeout_alarm == 0
+
+
+def test_math_verify_own_timeout_is_a_timeout_status_not_a_crash():
+    # In-process (no pool deadline): math-verify's alarm raises a BaseException; judge must
+    # report it as a timeout instead of killing the worker that called it.
+    assert judge("9^{9^{9^{9^{9^{9}}}}}", "3") == ("timeout", None, False)
 
 
 def test_broken_batch_raises_loudly_with_results_kept():

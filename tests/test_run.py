@@ -97,10 +97,10 @@ def _final_weights(run: Path) -> dict:
 
 
 def _comparable(ledger: pl.DataFrame) -> pl.DataFrame:
-    """Wall-clock columns differ between any two runs; everything else must not."""
-    return ledger.drop(
-        [c for c in ledger.columns if c.startswith("time/") or c == "verifier/seconds"]
-    )
+    """Wall-clock columns differ between any two runs, and verifier cache hits depend on what
+    the process verified before (a resumed process starts cold); everything else must not."""
+    process = ("verifier/seconds", "verifier/cache_hits", "verifier/cache_hit_rate")
+    return ledger.drop([c for c in ledger.columns if c.startswith("time/") or c in process])
 
 
 BEYOND = ("--set=pilot.stages=[0, 2]", "--set=pilot.prior_min=4",
@@ -135,7 +135,10 @@ def test_resume_after_sigkill_is_exact(tmp_path):
     run = Run(tmp_path / "killed")
     assert run.ledger()["step"].max() in (kill_after, kill_after + 1)
     started = int(run.checkpoints()[-1].name.split("-")[1])
-    assert started >= kill_after
+    # Killed before the end: the resume below has steps left to redo (an empty resume of a
+    # finished run would compare equal without testing anything).
+    assert kill_after <= started < steps
+    assert run.ledger()["step"].max() < steps
 
     resumed = _pcbench("run", str(CONFIG), "--runs", str(tmp_path), f"--set=steps={steps}",
                        "--set=name=killed", *small, "--resume")  # fmt: skip
@@ -157,3 +160,72 @@ def test_resume_after_sigkill_is_exact(tmp_path):
     # the prior was in use and was saved
     assert sum(len(v) for v in state["prior"]["rates"].values()) > 0
     assert a.ledger()["filtering_stats/early_stopped"].sum() > 0
+
+
+@pytest.mark.slow
+def test_checkpoint_cadence_pruning_no_checkpoint_resume_and_extended_steps(tmp_path, tiny_engine):
+    """In one process (the engine is shared), with checkpoints every 3 steps, keep 2:
+
+    - a straight 4-step run keeps the checkpoints of steps 3 and 4 only;
+    - a run stopped after step 2 has no checkpoint: resuming restarts it from scratch (its
+      logs, step-0 evaluation included, are rewritten) and it ends like the straight run;
+    - a finished 2-step run extended to 4 steps resumes from the final checkpoint of step 2
+      (taken because it was the last step, with an evaluation of its own), even from a
+      checkpoint written before the online prior existed, and prunes that checkpoint later.
+    """
+    from pcbench.config import load_config
+    from pcbench.loop import initial_eval, train, train_step
+    from pcbench.policy import Policy
+    from pcbench.rewards import Verifier
+    from pcbench.run import open_run
+
+    sets = ["batch_prompts=4", "pool_prompts=12", "eval.every=3", "eval.max_prompts=16",
+            "checkpoint_every=3", "keep_checkpoints=2", "steps=4"]  # fmt: skip
+
+    def cfg(name, *more):
+        return load_config(CONFIG, [*sets, f"name={name}", *more])
+
+    def steps_of(run):
+        return [int(p.name.split("-")[1]) for p in run.checkpoints()]
+
+    with Verifier(workers=1) as verifier:
+        try:
+            s, straight = open_run(cfg("straight"), tmp_path, verifier=verifier)
+            train(s, cfg("straight"), straight, progress=False)
+            assert steps_of(straight) == [3, 4]
+
+            s, cut = open_run(cfg("cut"), tmp_path, verifier=verifier)
+            initial_eval(s, cfg("cut"), cut)
+            for _ in range(2):
+                train_step(s, cfg("cut"), cut)
+            assert cut.checkpoints() == [] and cut.read("ledger")["step"].max() == 2
+            s, cut = open_run(cfg("cut"), tmp_path, resume=True, verifier=verifier)
+            assert s.step == 0 and cut.read("evals").height == 0  # restarted from scratch
+            train(s, cfg("cut"), cut, progress=False)
+
+            s, ext = open_run(cfg("ext", "steps=2"), tmp_path, verifier=verifier)
+            train(s, cfg("ext", "steps=2"), ext, progress=False)
+            assert steps_of(ext) == [2]
+            state = ext.checkpoints()[0] / "state.json"
+            saved = json.loads(state.read_text())
+            del saved["prior"]  # as written before the sequential pilot existed
+            state.write_text(json.dumps(saved))
+            s, ext = open_run(cfg("ext"), tmp_path, resume=True, verifier=verifier)
+            assert s.step == 2 and s.prior.state() == type(s.prior)().state()
+            train(s, cfg("ext"), ext, progress=False)
+            assert steps_of(ext) == [3, 4]  # step 2's checkpoint pruned
+        finally:
+            tiny_engine.load_weights(Policy(ROOT / "data" / "tiny-policy"))
+
+    a = Run(straight.path)
+    for b in (Run(cut.path), Run(ext.path)):
+        assert _comparable(a.ledger()).equals(_comparable(b.ledger())), b.name
+        assert a.read("rollouts").equals(b.read("rollouts")), b.name
+        assert a.read("scores").equals(b.read("scores")), b.name
+        wa, wb = _final_weights(a.path), _final_weights(b.path)
+        assert max((wa[k] - wb[k]).abs().max().item() for k in wa) <= 1e-6, b.name
+    assert a.read("evals").equals(Run(cut.path).read("evals"))
+    # The extended run evaluated step 2 as its last step then; the rest is the same.
+    ext_evals = Run(ext.path).read("evals")
+    assert sorted(set(ext_evals["step"])) == [0, 2, 3, 4]
+    assert ext_evals.filter(pl.col("step") != 2).equals(a.read("evals"))

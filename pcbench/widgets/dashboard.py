@@ -19,6 +19,10 @@ from pcbench.widgets.controls import Controls
 from pcbench.widgets.live import AccuracyPlot, AllocationPlot, PilotHistograms
 
 
+class Refused(RuntimeError):
+    """A button pressed out of order: nothing was changed, and the message says what to press."""
+
+
 def preview_counts(pilots: pl.DataFrame, cfg: RunConfig) -> tuple[pl.DataFrame, dict]:
     """SCORES of cached pilots under cfg (first n_pilot samples only) and verdict counts."""
     pilots = pilots.filter(pl.col("sample") < cfg.pilot.n_pilot)
@@ -41,7 +45,8 @@ class Dashboard:
         self.histograms = PilotHistograms()
         self.allocation = AllocationPlot(cfg.strategy)
         self.accuracy = AccuracyPlot()
-        self.pilots: pl.DataFrame | None = None  # the latest pilot rollouts (cached)
+        self.pilots: pl.DataFrame | None = None  # pilot rollouts not scored yet (by hand)
+        self.preview: pl.DataFrame | None = None  # the latest pilot rollouts, for re-scoring
         self.fresh, self.stopped = None, {}  # their prompts; sequential pilot's early stops
         self.batch: list[pl.DataFrame] = []  # training groups of the step being built by hand
         self.curves: dict[str, pl.DataFrame] = {}
@@ -82,7 +87,7 @@ class Dashboard:
         rollouts = runs[0].read("rollouts")
         if rollouts.height:
             last = rollouts.filter(pl.col("phase") == "pilot")
-            board.pilots = (
+            board.preview = (
                 last.filter(pl.col("step") == last["step"].max()) if last.height else None
             )
         board.curves = {r.name: accuracy_curve(r) for r in runs}
@@ -102,25 +107,46 @@ class Dashboard:
     def _settings_changed(self, cfg: RunConfig) -> None:
         self.histograms.set_band(cfg.score.keep_min, cfg.score.keep_max)
         preview = None
-        if self.pilots is not None and self.pilots.height:
-            scores, preview = preview_counts(self.pilots, cfg)
+        if self.preview is not None and self.preview.height:
+            scores, preview = preview_counts(self.preview, cfg)
             self.histograms.set_scores("preview", scores)
         self.allocation.update(self._ledger(), preview)
+
+    def show_pilots(self, pilots: pl.DataFrame) -> None:
+        """Preview these (already scored) pilot rollouts under the current settings."""
+        self.preview = pilots
+        self._settings_changed(self.cfg)
 
     def _press(self, name: str) -> None:
         with self.log:
             try:
                 self.status.value = f"running {name} ..."
-                getattr(
-                    self, name.replace(" ", "_")
-                )() if name != "run N steps" else self.run_steps(self.n_steps.value)
+                self._actions[name]()
                 self.status.value = f"{name} done (step {self.state.step})"
+            except Refused as e:  # pressed out of order: say what to do, nothing changed
+                self.status.value = f"<span style='color:#a60'>{name} refused: {e}</span>"
             except Exception as e:  # shown, not raised into the widget machinery
                 self.status.value = f"<span style='color:#b00'>{name} failed: {e}</span>"
                 raise
 
+    def _refuse_unless(self, ok: bool, why: str) -> None:
+        if self.state is None:
+            raise Refused("no live state: this dashboard shows a run directory")
+        if not ok:
+            raise Refused(why)
+
+    def _in_progress(self) -> str:
+        """What a hand-built step has done so far that another action would lose ('' if none)."""
+        if self.pilots is not None:
+            return f"{self.fresh.height} prompts piloted but not scored: press score"
+        if self.batch:
+            return f"{len(self.batch)} prompts committed but not trained: press update"
+        return ""
+
     # ---- the steps, by hand -------------------------------------------------------------------
     def pilot(self) -> pl.DataFrame:
+        self._refuse_unless(self.pilots is None, f"{self._in_progress()} first (its rollouts "
+                            "are counted; piloting again would discard them)")  # fmt: skip
         s, cfg, step = self.state, self.cfg, self.state.step + 1
         fresh = s.stream.next_pool(cfg.pool_prompts)
         if fresh is None:
@@ -144,10 +170,12 @@ class Dashboard:
         else:
             self.pilots = steps.pilot(s.engine, s.verifier, fresh, cfg, step)
         s.ledger.count_rollouts(step, self.pilots)
+        self.preview = self.pilots
         self._settings_changed(cfg)
         return self.pilots
 
     def score(self) -> pl.DataFrame:
+        self._refuse_unless(self.pilots is not None, "no unscored pilots: press pilot first")
         s, step = self.state, self.state.step + 1
         scores = steps.score(self.pilots, self.cfg)
         if self.stopped:
@@ -168,6 +196,10 @@ class Dashboard:
         return scores
 
     def commit(self) -> pl.DataFrame:
+        self._refuse_unless(self.state is not None and len(self.state.buffer) > 0,
+                            "the buffer is empty: pilot and score prompts first")  # fmt: skip
+        self._refuse_unless(len(self.batch) < self.cfg.batch_prompts,
+                            f"the batch holds {len(self.batch)} prompts already: press update")  # fmt: skip
         s, cfg, step = self.state, self.cfg, self.state.step + 1
         taken = s.buffer.take(cfg.batch_prompts - len(self.batch), cfg.commit.order)
         commits = steps.commit(
@@ -180,9 +212,8 @@ class Dashboard:
     def update(self) -> dict:
         from pcbench.loop import train_on
 
+        self._refuse_unless(bool(self.batch), "nothing committed yet: press commit first")
         s, step = self.state, self.state.step + 1
-        if not self.batch:
-            raise RuntimeError("nothing committed yet: press commit first")
         metrics = train_on(s, self.cfg, step, pl.concat(self.batch, how="diagonal_relaxed"))
         s.ledger.add(step, "buffer_stats/stale_drop", len(s.buffer.drop_stale(step)))
         s.step, self.batch = step, []
@@ -191,6 +222,8 @@ class Dashboard:
 
     def evaluate(self) -> pl.DataFrame:
         from pcbench.loop import evaluate_step
+
+        self._refuse_unless(True, "")
 
         evals, _ = evaluate_step(self.state, self.cfg, self.state.step)
         self._add_eval(evals)
@@ -217,14 +250,16 @@ class Dashboard:
 
         from pcbench.loop import train_step
 
+        self._refuse_unless(not self._in_progress(), f"{self._in_progress()} first: whole "
+                            "steps start from a clean round")  # fmt: skip
         cfg = replace(self.cfg, steps=self.state.step + n)
         self.progress.max, self.progress.value = n, 0
         for _ in range(n):
             _, frames = train_step(self.state, cfg, self.run)
             if "scores" in frames:
                 self.histograms.set_scores(self.state.step, frames["scores"])
-            if "rollouts" in frames:
-                self.pilots = frames["rollouts"].filter(pl.col("phase") == "pilot")
+            if "rollouts" in frames:  # preview only: the loop has scored these already
+                self.preview = frames["rollouts"].filter(pl.col("phase") == "pilot")
             if "evals" in frames:
                 self._add_eval(frames["evals"])
             self._settings_changed(self.cfg)
