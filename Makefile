@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint install data tiny-policy bench results clean
+.PHONY: demo test lint install data tiny-policy bench results mutants clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -27,6 +27,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q --durations=20 $(PYTEST_ARGS)
+
+# Mutation check: flip the method's sharpest edges one at a time; every flip must fail a test.
+mutants: $(STAMP)
+	$(PY) bench/mutants.py --write $(RESULTS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check pcbench tests bench

@@ -89,3 +89,30 @@ def test_cli_compare_prints_the_table(runs, capsys):
     assert main(["compare", *[str(r.path) for r in runs]]) == 0
     out = capsys.readouterr().out
     assert "target accuracy: 0.6000" in out and "x_fewer_than_grpo" in out
+
+
+def _evals_run(root, name, per_step):
+    """A GRPO run whose evals give each of 4 prompts its own mean@k at each step."""
+    run = Run.create(RunConfig(name=name, strategy="grpo", steps=len(per_step) - 1), root)
+    for step, accs in enumerate(per_step):
+        run.write("evals", step, pl.DataFrame(
+            {"step": [step] * 4, "benchmark": ["arith"] * 4, "prompt_id": list("abcd"),
+             "k": [4] * 4, "mean@k": accs, "pass@k": [1.0] * 4}))  # fmt: skip
+    return run
+
+
+def test_target_signal_is_the_paired_gain_of_the_smoothed_peak_and_its_se(tmp_path):
+    from pcbench.analysis import target_signal
+
+    run = _evals_run(tmp_path, "g", [[0.5, 0.5, 0.25, 0.75], [0.75, 0.5, 0.5, 0.75],
+                                     [1.0, 0.75, 0.5, 0.75], [0.5, 0.5, 0.5, 0.5]])  # fmt: skip
+    # smooth 2: the peak is step 2 (mean of steps 1-2 = 0.6875); per-prompt window means minus
+    # step 0: (0.375, 0.125, 0.25, 0.0), mean 0.1875, sample sd 0.16137, SE = sd / 2.
+    sig = target_signal(run, smooth=2)
+    assert sig["step"] == 2 and sig["target"] == pytest.approx(0.6875)
+    assert sig["initial"] == 0.5 and sig["gain"] == pytest.approx(0.1875)
+    assert sig["paired_se"] == pytest.approx(0.161374 / 2, rel=1e-5) and sig["prompts"] == 4
+    # A curve whose peak is step 0 has no gain at all: nothing learned, nothing to compare.
+    flat = _evals_run(tmp_path, "f", [[0.5] * 4, [0.5, 0.5, 0.25, 0.5], [0.25] * 4])
+    sig = target_signal(flat, smooth=1)
+    assert sig["step"] == 0 and sig["gain"] == 0.0 and not sig["gain"] > sig["paired_se"]

@@ -120,3 +120,26 @@ def test_ledger_does_not_count_eval_rollouts():
     ledger.count_rollouts(1, _pilot(1, {"x": [0, 1]}).with_columns(phase=pl.lit("eval")))
     ledger.add(1, "rounds")
     assert ledger.frame()["cumulative/rollouts"].to_list() == [0.0]
+
+
+def test_end_epoch_refuses_an_epoch_that_evictions_left_too_small():
+    # 26 prompts, G = 12: two pools per epoch (what Pilot-Commit needs) until 3 are evicted.
+    from pcbench.config import RunConfig
+    from pcbench.loop import EpochTooSmallError, end_epoch
+    from pcbench.state import State
+    from pcbench.tasks import PromptStream
+
+    prompts = pl.DataFrame({"prompt_id": [f"p{i}" for i in range(26)], "prompt": ["q"] * 26,
+                            "answer": ["1"] * 26})  # fmt: skip
+    cfg = RunConfig(batch_prompts=4, pool_prompts=12)
+    s = State(engine=None, verifier=None, policy=None, prompts=prompts,
+              stream=PromptStream(prompts), buffer=PilotBuffer())  # fmt: skip
+    _add(s.buffer, 1, {"p0": [1, 1, 1, 1], "p1": [1, 1, 1, 1], "p2": [1, 0, 0, 0]})
+    end_epoch(s, cfg, 1)  # 2 evicted: 24 left, exactly two pools
+    assert s.buffer.evicted == {"p0", "p1"} and len(s.stream.order) == 24
+    _add(s.buffer, 2, {"p3": [1, 1, 1, 1]})
+    with pytest.raises(EpochTooSmallError, match="only 23 training prompts are left after 3 ev"):
+        end_epoch(s, cfg, 2)
+    assert s.ledger.rows[2]["filtering_stats/evicted"] == 1  # counted before refusing
+    # GRPO needs only one batch of B per epoch: the same 23 prompts are plenty.
+    end_epoch(s, RunConfig(strategy="grpo", batch_prompts=4, pool_prompts=12), 3)

@@ -1,6 +1,7 @@
 """Multi-seed experiment tables over hand-written run directories (pure analysis logic), and the
 Markdown block writer that puts generated tables into docs/RESULTS.md."""
 
+import polars as pl
 import pytest
 from test_analysis import _run
 
@@ -34,10 +35,28 @@ def test_targets_are_paired_by_seed_and_ratios_are_per_seed(root):
     assert ("dapo", 1) not in by  # missing runs are skipped, not invented
 
 
-def test_unfinished_runs_are_left_out(root):
+def test_unfinished_runs_are_left_out_and_named(root):
     _run(root, "dapo-s1", "dapo", [0.5, 0.9], 300, steps=3)  # 1 of 3 steps so far
     runs = ex.per_run(EXP, root, seeds=(0, 1), smooth=2)
     assert ("dapo", 1) not in set(zip(runs["variant"], runs["seed"], strict=True))
+    assert ex.left_out(EXP, root, seeds=(0, 1)) == ["dapo-s1 (unfinished: step 1 of 3)"]
+
+
+def test_no_comparison_against_an_unfinished_grpo_target(tmp_path):
+    # GRPO of seed 0 is at step 1 of 3: its peak so far is not the target. PC (finished) must
+    # not be scored against it; the table says why it is missing.
+    _run(tmp_path, "grpo-s0", "grpo", [0.5, 0.55], 128, steps=3)
+    _run(tmp_path, "pc-s0", "pilot_commit", [0.5, 0.6, 0.62, 0.61], 100, steps=3)
+    _run(tmp_path, "grpo-s1", "grpo", [0.5, 0.6, 0.6, 0.6], 128, steps=3)
+    _run(tmp_path, "pc-s1", "pilot_commit", [0.5, 0.6, 0.62, 0.61], 100, steps=3)
+    runs = ex.per_run(EXP, tmp_path, seeds=(0, 1), smooth=1)
+    assert set(zip(runs["variant"], runs["seed"], strict=True)) == {("grpo", 1), ("pc", 1)}
+    skipped = ex.left_out(EXP, tmp_path, seeds=(0, 1))
+    assert skipped == ["pc-s0 (no target: grpo-s0 step 1 of 3)",
+                       "grpo-s0 (unfinished: step 1 of 3)"]  # fmt: skip
+    text = ex.markdown(ex.summarize(runs, EXP), runs, 1, skipped)
+    assert "seed 1: 0.600" in text and "seed 0" not in text
+    assert "**Not in this table**" in text and "pc-s0 (no target: grpo-s0 step 1 of 3)" in text
 
 
 def test_summary_counts_reached_seeds_and_spans_them(root):
@@ -86,8 +105,6 @@ def test_cli_tabulates_and_writes_the_doc(root, tmp_path, capsys):
 
 
 def test_informative_rollouts_count_trained_rollouts_with_nonzero_advantage(root):
-    import polars as pl
-
     from pcbench.run import Run
 
     run = Run(root / "pc-s0")
@@ -98,3 +115,37 @@ def test_informative_rollouts_count_trained_rollouts_with_nonzero_advantage(root
     assert ex.informative_rollouts(run) == 48 + 32 + 64
     row = ex.per_run(EXP, root, seeds=(0,)).filter(pl.col("variant") == "pc").row(0, named=True)
     assert row["per_informative"] == pytest.approx(300 / 144)  # 3 steps x 100 rollouts
+
+
+@pytest.mark.slow
+def test_run_experiment_goes_on_after_max_rounds_and_stops_on_anything_else(
+    tmp_path, tiny_engine, monkeypatch
+):
+    """Real runs: a variant that hits max_rounds is logged and the next one runs; a variant that
+    fails otherwise (here a keep band no epoch can fill) stops the experiment loudly."""
+    from conftest import ARITH, ROOT, TINY_POLICY
+
+    from pcbench.loop import EpochTooSmallError
+    from pcbench.policy import Policy
+
+    monkeypatch.chdir(ROOT)  # configs name their files relative to the repository root
+    train_file = tmp_path / "train.parquet"
+    pl.read_parquet(ARITH / "train.parquet").head(48).write_parquet(train_file)
+    never_kept = ("score.keep_min=0.9", "score.keep_max=0.95", "score.evict_at=1.5")
+    exp = ex.Experiment("t", "test", (
+        ex.Variant("rounds", "tiny-pc.toml", ("max_rounds=1", *never_kept)),
+        ex.Variant("epoch", "tiny-pc.toml", never_kept),
+        ex.Variant("never-reached", "tiny-pc.toml"),
+    ))  # fmt: skip
+    sets = [f"train={train_file}", "batch_prompts=4", "pool_prompts=12", "steps=1",
+            "eval.max_prompts=8", "eval.k=1"]  # fmt: skip
+    log = []
+    try:
+        with pytest.raises(EpochTooSmallError, match="a whole epoch of 48 training prompts"):
+            ex.run_experiment(exp, tmp_path / "runs", seeds=(0,), sets=sets, progress=False,
+                              log=log.append)  # fmt: skip
+    finally:
+        tiny_engine.load_weights(Policy(TINY_POLICY))
+    assert any(m.startswith("!! rounds-s0 stopped at step 0") for m in log)
+    assert any(m.startswith("== epoch-s0") for m in log)
+    assert not (tmp_path / "runs" / "never-reached-s0").exists()

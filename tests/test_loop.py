@@ -195,7 +195,7 @@ def test_a_step_no_epoch_can_fill_raises_instead_of_looping(state_for):
     s = state_for(cfg)
     small = s.prompts.head(48)
     s.prompts, s.stream = small, type(s.stream)(small, seed=cfg.seed)
-    with _Deadline(240), pytest.raises(EpochTooSmallError, match="a whole epoch of 48 training"):
+    with _Deadline(120), pytest.raises(EpochTooSmallError, match="a whole epoch of 48 training"):
         train_step(s, cfg)
     row = s.ledger.rows[1]
     # two epochs were tried (the partial one it started in, then one whole fresh one), no more

@@ -1,5 +1,7 @@
 """The five steps on the real engine, verifier and tiny policy; the paper's overview example."""
 
+from dataclasses import replace
+
 import numpy as np
 import polars as pl
 import pytest
@@ -171,9 +173,27 @@ def test_update_mini_batches_and_kl_report_clipping(tiny_engine, verifier, arith
     policy = Policy(TINY_POLICY, cfg, reference_path=TINY_POLICY)
     metrics = update(policy, rollouts, prompts, cfg)
     assert policy.version == 4  # one optimizer step per mini-batch
-    assert metrics["update/kl"] >= 0
+    assert metrics["update/kl"] > 0  # later mini-batches have left the reference
     clipped = metrics["update/clip_high"] + metrics["update/clip_low"]
     assert 0 <= clipped < 1 and metrics["update/ratio_mean"] != 1.0
+
+
+@pytest.mark.slow
+def test_the_kl_term_enters_the_loss_with_its_coefficient(tiny_engine, verifier, arith_test):
+    # Two mini-batches: the first is taken at the reference (KL 0 and zero gradient), so both
+    # policies are equal before the second, whose loss differs exactly by kl_coef * KL.
+    prompts = arith_test.filter(pl.col("difficulty") == 3).head(8)
+    rollouts = pilot(tiny_engine, verifier, prompts, CFG.with_pilot_fraction(0.5, 16), step=1)
+    with_kl = UpdateConfig(lr=3e-3, warmup_steps=0, mini_batches=2, micro_batch_size=8,
+                           kl_coef=0.5)  # fmt: skip
+    without = replace(with_kl, kl_coef=0.0)
+    m_kl = update(Policy(TINY_POLICY, with_kl, reference_path=TINY_POLICY), rollouts, prompts,
+                  with_kl)  # fmt: skip
+    m_0 = update(Policy(TINY_POLICY, without), rollouts, prompts, without)
+    assert m_0["update/kl"] == 0 and m_kl["update/kl"] > 1e-6
+    # update/loss and update/kl are means over the 2 mini-batches; KL is 0 in the first.
+    extra = m_kl["update/loss"] - m_0["update/loss"]
+    assert extra == pytest.approx(0.5 * m_kl["update/kl"], rel=1e-3)
 
 
 @pytest.mark.slow

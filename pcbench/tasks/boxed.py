@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 BOX = re.compile(r"\\(?:boxed|fbox)(?=[{ ])")
+WORD = re.compile(r"\s*(\S*)")  # "\boxed 5": the next word, matched in place (no slicing)
 
 
 def last_boxed(text: str) -> str | None:
@@ -20,8 +21,9 @@ def last_boxed(text: str) -> str | None:
     closing = _matching_braces(text)
     for i in reversed(starts):
         if text[i] == " ":  # "\boxed 5": the argument is the next word
-            words = text[i:].split(maxsplit=1)
-            word = words[0].rstrip("$.") if words else ""
+            # Matched at i, not split from a slice: a slice per box made "\boxed $ " * n
+            # quadratic (each empty word falls back to the box before it).
+            word = WORD.match(text, i).group(1).rstrip("$.")
             if word:
                 return word
         elif i in closing:

@@ -196,10 +196,10 @@ class Dashboard:
         return scores
 
     def commit(self) -> pl.DataFrame:
-        self._refuse_unless(self.state is not None and len(self.state.buffer) > 0,
-                            "the buffer is empty: pilot and score prompts first")  # fmt: skip
         self._refuse_unless(len(self.batch) < self.cfg.batch_prompts,
                             f"the batch holds {len(self.batch)} prompts already: press update")  # fmt: skip
+        self._refuse_unless(self.state is not None and len(self.state.buffer) > 0,
+                            "the buffer is empty: pilot and score prompts first")  # fmt: skip
         s, cfg, step = self.state, self.cfg, self.state.step + 1
         taken = s.buffer.take(cfg.batch_prompts - len(self.batch), cfg.commit.order)
         commits = steps.commit(
