@@ -106,6 +106,15 @@ def failing_tests(tree: Path) -> tuple[list[str], str]:
     return failed, out.stdout[-600:]
 
 
+def _tests(ids: list[str]) -> str:
+    """Failing test ids, parametrised cases folded: `test_x` (3 cases), `test_y`."""
+    cases: dict[str, int] = {}
+    for test_id in ids:
+        name = test_id.split("::")[-1].split("[")[0]
+        cases[name] = cases.get(name, 0) + 1
+    return ", ".join(f"`{n}`" + (f" ({c} cases)" if c > 1 else "") for n, c in cases.items())
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", metavar="MD", help="write the table into this Markdown file")
@@ -130,10 +139,8 @@ def main(argv=None) -> int:
     survivors = [m.name for m, k in rows if not k]
     table = "\n".join(
         ["| mutant | file | killed by |", "|---|---|---|"]
-        + [f"| {m.name} | `{m.path}` | "
-           + (", ".join(f"`{t.split('::')[-1]}`" for t in k) if k else "**survived**") + " |"
-           for m, k in rows]
-    )  # fmt: skip
+        + [f"| {m.name} | `{m.path}` | {_tests(k) if k else '**survived**'} |" for m, k in rows]
+    )
     print(f"\n{table}\n\n{len(rows) - len(survivors)} of {len(rows)} mutants killed "
           f"({time.perf_counter() - start:.0f} s)")  # fmt: skip
     if args.write:

@@ -123,10 +123,10 @@ def test_run_experiment_goes_on_after_max_rounds_and_stops_on_anything_else(
 ):
     """Real runs: a variant that hits max_rounds is logged and the next one runs; a variant that
     fails otherwise (here a keep band no epoch can fill) stops the experiment loudly."""
-    from conftest import ARITH, ROOT, TINY_POLICY
-
     from pcbench.loop import EpochTooSmallError
     from pcbench.policy import Policy
+
+    from conftest import ARITH, ROOT, TINY_POLICY
 
     monkeypatch.chdir(ROOT)  # configs name their files relative to the repository root
     train_file = tmp_path / "train.parquet"
