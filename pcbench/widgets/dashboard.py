@@ -129,7 +129,8 @@ class Dashboard:
                 self.status.value = f"<span style='color:#b00'>{name} failed: {e}</span>"
                 raise
 
-    def _refuse_unless(self, ok: bool, why: str) -> None:
+    def _refuse_unless(self, ok: bool = True, why: str = "") -> None:
+        """Refused (nothing changed) without a live state, or when `ok` is false."""
         if self.state is None:
             raise Refused("no live state: this dashboard shows a run directory")
         if not ok:
@@ -223,8 +224,7 @@ class Dashboard:
     def evaluate(self) -> pl.DataFrame:
         from pcbench.loop import evaluate_step
 
-        self._refuse_unless(True, "")
-
+        self._refuse_unless()
         evals, _ = evaluate_step(self.state, self.cfg, self.state.step)
         self._add_eval(evals)
         return evals
