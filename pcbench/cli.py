@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 DEFAULT_POLICY = "data/tiny-policy"
 DEFAULT_ARITH = "data/arith"
@@ -21,8 +22,20 @@ def cmd_data_arith(args) -> None:
 def cmd_tiny_train(args) -> None:
     from pcbench.tiny.train import TinyConfig, train_tiny
 
-    cfg = TinyConfig(seed=args.seed, **({"steps": args.steps} if args.steps else {}))
-    stats = train_tiny(args.train_split, args.out, cfg)
+    given = {"steps": args.steps, "lr": args.lr, "warmup_steps": args.warmup, "init": args.init}
+    cfg = TinyConfig(seed=args.seed, **{k: v for k, v in given.items() if v is not None})
+    split = args.train_split
+    if args.slip:  # a noisy teacher's SFT split, drawn apart from the RL train split
+        import tempfile
+
+        from pcbench.tasks.arith import generate
+
+        slip = {level: p for level, p in enumerate(args.slip, start=1) if p > 0}
+        frame = generate(args.sft_prompts, args.sft_seed, split="sft", slip=slip,
+                         slip_final_only=args.slip_final_only)  # fmt: skip
+        split = Path(tempfile.mkdtemp(prefix="pcbench-sft-")) / "sft.parquet"
+        frame.write_parquet(split)
+    stats = train_tiny(split, args.out, cfg)
     print(json.dumps({k: v for k, v in stats.items() if k != "config"}, indent=2))
     print(f"saved to {args.out}; next: pcbench tiny profile --model {args.out} --card")
 
@@ -201,6 +214,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", default=DEFAULT_POLICY)
     train.add_argument("--train-split", default=f"{DEFAULT_ARITH}/train.parquet")
     train.add_argument("--steps", type=int, help="optimizer steps (default: TinyConfig.steps)")
+    train.add_argument("--lr", type=float, help="peak learning rate (default: TinyConfig.lr)")
+    train.add_argument("--warmup", type=int, help="warm-up steps (default: TinyConfig)")
+    train.add_argument("--init", help="fine-tune this saved policy instead of a fresh model")
+    train.add_argument("--slip", type=float, nargs=5, metavar="P",
+                       help="noisy teacher: per-level (1-5) probability that a solution step "
+                            "writes a value one off; trains on a fresh SFT split instead of "
+                            "--train-split")  # fmt: skip
+    train.add_argument("--slip-final-only", action="store_true",
+                       help="slip only at the boxed (last) step")  # fmt: skip
+    train.add_argument("--sft-seed", type=int, default=2, help="seed of the noisy SFT split")
+    train.add_argument("--sft-prompts", type=int, default=20_000)
     train.add_argument("--seed", type=int, default=0)
     train.set_defaults(func=cmd_tiny_train)
     prof = tiny.add_parser("profile", help="per-prompt pass rates at temperature 1 (vLLM)")

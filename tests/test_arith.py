@@ -109,3 +109,36 @@ def test_shipped_splits_are_what_the_generator_makes(tmp_path):
     assert pl.read_parquet(regenerated["train"]).equals(train)
     assert pl.read_parquet(regenerated["test"]).equals(test)
     assert not set(test["prompt_id"]) & set(train["prompt_id"])
+
+
+def test_a_noisy_teacher_slips_at_its_rate_and_leaves_problems_and_answers_alone():
+    import re
+
+    from pcbench.tasks.arith import generate
+
+    clean = generate(3000, 7, split="t")
+    noisy = generate(3000, 7, split="t", slip={3: 0.2, 4: 0.2, 5: 0.2})
+    final = generate(3000, 7, split="t", slip={4: 0.5}, slip_final_only=True)
+    for frame in (noisy, final):  # same problems, same (true) answers: only solutions differ
+        assert frame["prompt"].equals(clean["prompt"]) and frame["answer"].equals(clean["answer"])
+
+    def boxed(solution):
+        return re.search(r"\\boxed\{(-?\d+)\}", solution).group(1)
+
+    def wrong(frame, level):
+        rows = frame.filter(pl.col("difficulty") == level)
+        return (
+            sum(boxed(s) != a for s, a in zip(rows["solution"], rows["answer"], strict=True))
+            / rows.height
+        )
+
+    assert wrong(noisy, 1) == wrong(noisy, 2) == 0  # levels without slips
+    # Level 3 has 2 steps: a slip at either (one off, so never cancelled by itself) -> ~0.36;
+    # later slips can land back on the right value, so allow a margin below.
+    assert 0.28 < wrong(noisy, 3) < 0.42
+    assert 0.42 < wrong(final, 4) < 0.58 and wrong(final, 3) == 0  # final step only, level 4
+    # final_only: every value before the box is the clean solution's
+    rows = final.filter(pl.col("difficulty") == 4)
+    ref = clean.filter(pl.col("difficulty") == 4)
+    for s, c in zip(rows["solution"], ref["solution"], strict=True):
+        assert s.rsplit("\\boxed", 1)[0] == c.rsplit("\\boxed", 1)[0]

@@ -72,26 +72,43 @@ def render(e: Expr) -> str:
     return f"{left}{op}{right}"
 
 
-def reduce_once(e: Expr) -> Expr:
-    """Evaluate the leftmost operation whose operands are both numbers."""
+def reduce_once(e: Expr, slip=None) -> Expr:
+    """Evaluate the leftmost operation whose operands are both numbers (`slip` may change the
+    value it writes: a noisy teacher's error)."""
     op, a, b = e
     if isinstance(a, int) and isinstance(b, int):
-        return evaluate(e)
+        value = evaluate(e)
+        return slip(value) if slip else value
     if isinstance(a, tuple):
-        return (op, reduce_once(a), b)
-    return (op, a, reduce_once(b))
+        return (op, reduce_once(a, slip), b)
+    return (op, a, reduce_once(b, slip))
 
 
-def worked_solution(e: Expr) -> str:
+def off_by_one(rng: random.Random, p: float):
+    """A slip: with probability p a written value is one off (up or down; never below 0)."""
+
+    def slip(value: int) -> int:
+        if rng.random() >= p:
+            return value
+        return value + 1 if value == 0 or rng.random() < 0.5 else value - 1
+
+    return slip
+
+
+def worked_solution(e: Expr, slip=None, final_only: bool = False) -> str:
     """' 3+20 = \\boxed{23}' for 3+4*5: one rewrite per operation, the last one boxed.
 
     The prompt ends with "3+4*5 =", so the solution continues that chain of equalities. The
     result is written once, inside the box: copying it a second time would only add a step
-    at which a sampled policy can slip.
+    at which a sampled policy can slip. With `slip` (a noisy teacher, `off_by_one`), a step
+    may write a wrong value and the chain goes on from it, so the boxed answer is wrong too:
+    a policy fitted to such solutions errs at a known rate per step, an error mode RL can
+    remove (the pass@k - pass@1 gap of real models).
     """
     chain = []
     while isinstance(e, tuple):
-        e = reduce_once(e)
+        last = isinstance(e[1], int) and isinstance(e[2], int)  # the boxed step
+        e = reduce_once(e, slip if last or not final_only else None)
         chain.append(render(e))
     return " " + " = ".join(chain[:-1] + ["\\boxed{" + chain[-1] + "}"])
 
@@ -131,14 +148,20 @@ def generate(
     split: str,
     weights: dict[int, float] | None = None,
     template: TextTemplate = ARITH_TEMPLATE,
+    slip: dict[int, float] | None = None,
+    slip_final_only: bool = False,
 ) -> pl.DataFrame:
-    """n problems drawn i.i.d. with difficulty weights, as a PROMPTS frame (plus `solution`)."""
+    """n problems drawn i.i.d. with difficulty weights, as a PROMPTS frame (plus `solution`).
+
+    `slip` (per difficulty level): a noisy teacher's probability that a step of the worked
+    solution writes a value one off. Slips draw from their own seeded generator, so the problems
+    are the same with and without them; `answer` is always the true value."""
     weights = weights or {d: 1.0 for d in LEVELS}
     if unknown := set(weights) - set(LEVELS):
         raise ValueError(
             f"unknown difficulty levels {sorted(unknown)}; use some of {sorted(LEVELS)}"
         )
-    rng = random.Random(seed)
+    rng, slip_rng = random.Random(seed), random.Random(f"{seed}-slip")
     levels, w = list(weights), list(weights.values())
     rows = []
     for i in range(n):
@@ -151,7 +174,11 @@ def generate(
                 "answer": str(evaluate(e)),
                 "source": "arith",
                 "difficulty": difficulty,
-                "solution": worked_solution(e),
+                "solution": worked_solution(
+                    e,
+                    off_by_one(slip_rng, slip.get(difficulty, 0.0)) if slip else None,
+                    slip_final_only,
+                ),
             }
         )
     return PROMPTS.frame(rows)

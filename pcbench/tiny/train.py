@@ -38,6 +38,7 @@ class TinyConfig:
     difficulty_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0)
     seed: int = 0
     threads: int = 2  # torch CPU threads
+    init: str = ""  # a saved policy to fine-tune instead of a fresh model (sizes then ignored)
 
     def __post_init__(self):
         if self.hidden_size % 64:
@@ -132,7 +133,11 @@ def train_tiny(
     examples = encode_examples(tokenizer, data["prompt"].to_list(), data["solution"].to_list())
     lengths = [len(ids) for ids, _ in examples]
     weights = [cfg.difficulty_weights[d - 1] for d in data["difficulty"]]
-    model = LlamaForCausalLM(model_config(cfg, tokenizer))
+    model = (
+        LlamaForCausalLM.from_pretrained(cfg.init, dtype=torch.float32)
+        if cfg.init
+        else LlamaForCausalLM(model_config(cfg, tokenizer))
+    )
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     batches: list[list[int]] = []
