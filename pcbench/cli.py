@@ -61,6 +61,19 @@ def cmd_tiny_profile(args) -> None:
         print(f"wrote {write_card(args.model, profile, command.strip())}")
 
 
+def cmd_tiny_learncheck(args) -> None:
+    from pcbench.tiny.learncheck import learning_check
+
+    rows = learning_check(args.model, args.config, args.seeds, args.runs, args.set or [],
+                          progress=not args.quiet)  # fmt: skip
+    for r in rows:
+        fails = "; ".join(r["fails"]) or "qualifies"
+        print(f"seed {r['seed']}: {r['start']:.3f} -> {r['end']:.3f} (last evals {r['evaluated']})"
+              f", gain {r['gain']:+.4f} ± {r['se']:.4f} over {r['prompts']} prompts, peak at step "
+              f"{r['peak_step']} of {r['steps']}: {fails}")  # fmt: skip
+    print("model organism: " + ("yes" if not any(r["fails"] for r in rows) else "no"))
+
+
 def cmd_run(args) -> None:
     from pcbench.config import load_config
     from pcbench.loop import train
@@ -236,6 +249,14 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--seed", type=int, default=0)
     prof.add_argument("--card", action="store_true", help="write the result into CARD.md")
     prof.set_defaults(func=cmd_tiny_profile)
+    check = tiny.add_parser("learncheck", help="does GRPO measurably improve the policy? (seeds)")
+    check.add_argument("--model", default=DEFAULT_POLICY)
+    check.add_argument("--config", default="configs/tiny-grpo.toml", help="the GRPO run config")
+    check.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    check.add_argument("--runs", default="runs/learncheck", help="where its runs go (reused)")
+    check.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, repeatable")
+    check.add_argument("--quiet", action="store_true")
+    check.set_defaults(func=cmd_tiny_learncheck)
     return parser
 
 

@@ -116,3 +116,18 @@ def test_target_signal_is_the_paired_gain_of_the_smoothed_peak_and_its_se(tmp_pa
     flat = _evals_run(tmp_path, "f", [[0.5] * 4, [0.5, 0.5, 0.25, 0.5], [0.25] * 4])
     sig = target_signal(flat, smooth=1)
     assert sig["step"] == 0 and sig["gain"] == 0.0 and not sig["gain"] > sig["paired_se"]
+
+
+def test_learning_check_gain_is_paired_over_the_last_evaluations(tmp_path):
+    from pcbench.tiny.learncheck import Criteria, paired_gain, verdict
+
+    run = _evals_run(tmp_path, "g", [[0.5, 0.5, 0.25, 0.75], [0.75, 0.5, 0.5, 0.75],
+                                     [1.0, 0.75, 0.5, 0.75], [0.5, 0.75, 0.5, 1.0]])  # fmt: skip
+    row = paired_gain(run, last=2)
+    # Steps 2 and 3 per prompt: (0.75, 0.75, 0.5, 0.875) minus step 0: (0.25, 0.25, 0.25, 0.125)
+    assert row["evaluated"] == [2, 3] and row["gain"] == pytest.approx(0.21875)
+    assert row["se"] == pytest.approx(0.0625 / 2) and row["peak_step"] == 2 and row["steps"] == 3
+    assert verdict(row) == ["SE 0.0312 > 0.01"]  # the default criteria: gain 0.22 >= 0.10, z 7
+    fails = verdict(row, Criteria(min_gain=0.3, max_se=0.05, min_z=8, no_peak_before=0.7))
+    assert fails == ["gain +0.2188 < 0.3", "gain < 8 SE", "peak at step 2 of 3"]
+    assert verdict(row, Criteria(min_gain=0.2, max_se=0.05)) == []

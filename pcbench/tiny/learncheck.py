@@ -1,0 +1,89 @@
+"""Learning check: does group-based RL measurably improve a policy? (the model-organism test)
+
+GRPO runs (a config, one per seed) on the policy; each run's held-out gain is measured paired on
+the same prompts: per prompt, the mean@k over the last `last` evaluations minus its step-0
+mean@k. The gain's standard error is sd / sqrt(prompts). A default qualifies as a model organism
+for allocation research when, in every seed, the gain is >= `min_gain` with SE <= `max_se` and
+gain >= 5 SE, and the run's peak does not come within the first quarter of its steps (the gain
+keeps coming).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from pcbench.analysis import accuracy_curve
+from pcbench.run import Run
+
+
+@dataclass(frozen=True)
+class Criteria:
+    min_gain: float = 0.10  # absolute held-out mean@k gain
+    max_se: float = 0.01  # paired standard error of that gain
+    min_z: float = 5.0  # gain / SE
+    no_peak_before: float = 0.25  # share of the run's steps the peak may not fall within
+
+
+def paired_gain(run: Run, last: int = 2, benchmark: str | None = None) -> dict:
+    """Gain of the mean of the last `last` evaluations over step 0, per prompt, with its SE."""
+    evals = run.read("evals")
+    benchmark = benchmark or evals["benchmark"][0]
+    evals = evals.filter(pl.col("benchmark") == benchmark)
+    steps = sorted(evals["step"].unique().to_list())
+    if len(steps) < 2 or steps[0] != 0:
+        raise ValueError(f"{run.name}: needs a step-0 evaluation and at least one more")
+    tail = steps[1:][-last:]
+    per_prompt = (
+        evals.filter(pl.col("step").is_in(tail))
+        .group_by("prompt_id")
+        .agg(pl.col("mean@k").mean().alias("end"))
+        .join(
+            evals.filter(pl.col("step") == 0).select("prompt_id", pl.col("mean@k").alias("start")),
+            on="prompt_id",
+        )  # fmt: skip
+        .with_columns(diff=pl.col("end") - pl.col("start"))
+    )
+    n = per_prompt.height
+    curve = accuracy_curve(run, benchmark)
+    peak_step = int(curve.sort("accuracy", descending=True, maintain_order=True)["step"][0])
+    return {
+        "run": run.name, "prompts": n, "steps": run.config.steps, "evaluated": tail,
+        "start": float(per_prompt["start"].mean()), "end": float(per_prompt["end"].mean()),
+        "gain": float(per_prompt["diff"].mean()),
+        "se": float(per_prompt["diff"].std() / n**0.5) if n > 1 else float("inf"),
+        "peak_step": peak_step, "curve": [round(x, 4) for x in curve["accuracy"].to_list()],
+    }  # fmt: skip
+
+
+def verdict(row: dict, c: Criteria = Criteria()) -> list[str]:
+    """The criteria a learning-check row fails ([] = it qualifies)."""
+    fails = []
+    if row["gain"] < c.min_gain:
+        fails.append(f"gain {row['gain']:+.4f} < {c.min_gain}")
+    if row["se"] > c.max_se:
+        fails.append(f"SE {row['se']:.4f} > {c.max_se}")
+    if row["gain"] < c.min_z * row["se"]:
+        fails.append(f"gain < {c.min_z:g} SE")
+    if 0 < row["peak_step"] <= c.no_peak_before * row["steps"]:
+        fails.append(f"peak at step {row['peak_step']} of {row['steps']}")
+    return fails
+
+
+def learning_check(model: str, config: str, seeds, root: str | Path, sets=(), progress=False):
+    """Train (or reuse) one GRPO run per seed on `model` and measure each; returns the rows."""
+    from pcbench.config import load_config
+    from pcbench.loop import train
+    from pcbench.run import open_run
+
+    rows = []
+    for seed in seeds:
+        cfg = load_config(config, [*sets, f"model={model}", f"seed={seed}",
+                                   f"name=learncheck-s{seed}"])  # fmt: skip
+        state, run = open_run(cfg, root, resume=True)
+        train(state, cfg, run, progress=progress)
+        row = paired_gain(run)
+        rows.append(row | {"seed": seed, "fails": verdict(row)})
+    return rows
