@@ -53,6 +53,28 @@ def to_target(curve: pl.DataFrame, target: float) -> dict:
     }
 
 
+def paired_gain(evals: pl.DataFrame, window: list[int]) -> dict:
+    """Per prompt, mean@k averaged over the `window` evaluation steps minus its step-0 mean@k:
+    the mean of that difference over prompts (`gain`), its standard error sd / sqrt(prompts),
+    and the two means. Paired, so prompt difficulty cancels out of the noise."""
+    per_prompt = (
+        evals.filter(pl.col("step").is_in(window))
+        .group_by("prompt_id")
+        .agg(pl.col("mean@k").mean().alias("end"))
+        .join(
+            evals.filter(pl.col("step") == 0).select("prompt_id", pl.col("mean@k").alias("start")),
+            on="prompt_id",
+        )  # fmt: skip
+        .with_columns(diff=pl.col("end") - pl.col("start"))
+    )
+    n = per_prompt.height
+    return {
+        "prompts": n, "start": float(per_prompt["start"].mean()),
+        "end": float(per_prompt["end"].mean()), "gain": float(per_prompt["diff"].mean()),
+        "se": float(per_prompt["diff"].std() / n**0.5) if n > 1 else float("inf"),
+    }  # fmt: skip
+
+
 def target_signal(run: Run, smooth: int = 1, benchmark: str | None = None) -> dict:
     """Is a run's peak (the GRPO target) real? Its gain over step 0 and the paired standard error
     of that gain: per prompt, the mean@k over the peak's smoothing window minus the step-0 mean@k,
@@ -62,27 +84,15 @@ def target_signal(run: Run, smooth: int = 1, benchmark: str | None = None) -> di
     if curve.height < 2:
         raise ValueError(f"{run.name}: needs evaluations after step 0 to have a target")
     evals = run.read("evals")
-    benchmark = benchmark or evals["benchmark"][0]
-    evals = evals.filter(pl.col("benchmark") == benchmark)
+    evals = evals.filter(pl.col("benchmark") == (benchmark or evals["benchmark"][0]))
     # The earliest peak, as `compare` takes it; a peak at step 0 has gain 0 (nothing learned).
     peak_step = curve.sort("accuracy", descending=True, maintain_order=True)["step"][0]
     window = curve.filter(pl.col("step") <= peak_step)["step"].tail(smooth).to_list()
-    per_prompt = (
-        evals.filter(pl.col("step").is_in(window))
-        .group_by("prompt_id")
-        .agg(pl.col("mean@k").mean().alias("peak"))
-        .join(
-            evals.filter(pl.col("step") == 0).select("prompt_id", pl.col("mean@k").alias("start")),
-            on="prompt_id",
-        )  # fmt: skip
-        .with_columns(diff=pl.col("peak") - pl.col("start"))
-    )
-    n = per_prompt.height
-    se = float(per_prompt["diff"].std() / n**0.5) if n > 1 else float("inf")
+    gain = paired_gain(evals, window)
     target = float(curve.filter(pl.col("step") == peak_step)["accuracy"][0])
     return {
         "step": int(peak_step), "target": target, "initial": float(curve["accuracy"][0]),
-        "gain": float(per_prompt["diff"].mean()), "paired_se": se, "prompts": n,
+        "gain": gain["gain"], "paired_se": gain["se"], "prompts": gain["prompts"],
     }  # fmt: skip
 
 

@@ -119,11 +119,11 @@ def test_target_signal_is_the_paired_gain_of_the_smoothed_peak_and_its_se(tmp_pa
 
 
 def test_learning_check_gain_is_paired_over_the_last_evaluations(tmp_path):
-    from pcbench.tiny.learncheck import Criteria, paired_gain, verdict
+    from pcbench.tiny.learncheck import Criteria, last_evals_gain, verdict
 
     run = _evals_run(tmp_path, "g", [[0.5, 0.5, 0.25, 0.75], [0.75, 0.5, 0.5, 0.75],
                                      [1.0, 0.75, 0.5, 0.75], [0.5, 0.75, 0.5, 1.0]])  # fmt: skip
-    row = paired_gain(run, last=2)
+    row = last_evals_gain(run, last=2)
     # Steps 2 and 3 per prompt: (0.75, 0.75, 0.5, 0.875) minus step 0: (0.25, 0.25, 0.25, 0.125)
     assert row["evaluated"] == [2, 3] and row["gain"] == pytest.approx(0.21875)
     assert row["se"] == pytest.approx(0.0625 / 2) and row["peak_step"] == 2 and row["steps"] == 3

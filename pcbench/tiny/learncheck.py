@@ -15,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
-from pcbench.analysis import accuracy_curve
+from pcbench.analysis import accuracy_curve, paired_gain
 from pcbench.run import Run
 
 
@@ -27,34 +27,19 @@ class Criteria:
     no_peak_before: float = 0.25  # share of the run's steps the peak may not fall within
 
 
-def paired_gain(run: Run, last: int = 2, benchmark: str | None = None) -> dict:
+def last_evals_gain(run: Run, last: int = 2, benchmark: str | None = None) -> dict:
     """Gain of the mean of the last `last` evaluations over step 0, per prompt, with its SE."""
     evals = run.read("evals")
-    benchmark = benchmark or evals["benchmark"][0]
-    evals = evals.filter(pl.col("benchmark") == benchmark)
+    evals = evals.filter(pl.col("benchmark") == (benchmark or evals["benchmark"][0]))
     steps = sorted(evals["step"].unique().to_list())
     if len(steps) < 2 or steps[0] != 0:
         raise ValueError(f"{run.name}: needs a step-0 evaluation and at least one more")
     tail = steps[1:][-last:]
-    per_prompt = (
-        evals.filter(pl.col("step").is_in(tail))
-        .group_by("prompt_id")
-        .agg(pl.col("mean@k").mean().alias("end"))
-        .join(
-            evals.filter(pl.col("step") == 0).select("prompt_id", pl.col("mean@k").alias("start")),
-            on="prompt_id",
-        )  # fmt: skip
-        .with_columns(diff=pl.col("end") - pl.col("start"))
-    )
-    n = per_prompt.height
     curve = accuracy_curve(run, benchmark)
     peak_step = int(curve.sort("accuracy", descending=True, maintain_order=True)["step"][0])
-    return {
-        "run": run.name, "prompts": n, "steps": run.config.steps, "evaluated": tail,
-        "start": float(per_prompt["start"].mean()), "end": float(per_prompt["end"].mean()),
-        "gain": float(per_prompt["diff"].mean()),
-        "se": float(per_prompt["diff"].std() / n**0.5) if n > 1 else float("inf"),
-        "peak_step": peak_step, "curve": [round(x, 4) for x in curve["accuracy"].to_list()],
+    return paired_gain(evals, tail) | {
+        "run": run.name, "steps": run.config.steps, "evaluated": tail, "peak_step": peak_step,
+        "curve": [round(x, 4) for x in curve["accuracy"].to_list()],
     }  # fmt: skip
 
 
@@ -84,6 +69,6 @@ def learning_check(model: str, config: str, seeds, root: str | Path, sets=(), pr
                                    f"name=learncheck-s{seed}"])  # fmt: skip
         state, run = open_run(cfg, root, resume=True)
         train(state, cfg, run, progress=progress)
-        row = paired_gain(run)
+        row = last_evals_gain(run)
         rows.append(row | {"seed": seed, "fails": verdict(row)})
     return rows
