@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 DEFAULT_POLICY = "data/tiny-policy"
@@ -24,18 +25,16 @@ def cmd_tiny_train(args) -> None:
 
     given = {"steps": args.steps, "lr": args.lr, "warmup_steps": args.warmup, "init": args.init}
     cfg = TinyConfig(seed=args.seed, **{k: v for k, v in given.items() if v is not None})
-    split = args.train_split
-    if args.slip:  # a noisy teacher's SFT split, drawn apart from the RL train split
-        import tempfile
+    with tempfile.TemporaryDirectory(prefix="pcbench-sft-") as tmp:
+        split = args.train_split
+        if args.slip:  # a noisy teacher's SFT split, drawn apart from the RL train split
+            from pcbench.tasks.arith import generate
 
-        from pcbench.tasks.arith import generate
-
-        slip = {level: p for level, p in enumerate(args.slip, start=1) if p > 0}
-        frame = generate(args.sft_prompts, args.sft_seed, split="sft", slip=slip,
-                         slip_final_only=args.slip_final_only)  # fmt: skip
-        split = Path(tempfile.mkdtemp(prefix="pcbench-sft-")) / "sft.parquet"
-        frame.write_parquet(split)
-    stats = train_tiny(split, args.out, cfg)
+            slip = {level: p for level, p in enumerate(args.slip, start=1) if p > 0}
+            split = Path(tmp) / "sft.parquet"
+            generate(args.sft_prompts, args.sft_seed, split="sft", slip=slip,
+                     slip_final_only=args.slip_final_only).write_parquet(split)  # fmt: skip
+        stats = train_tiny(split, args.out, cfg)
     print(json.dumps({k: v for k, v in stats.items() if k != "config"}, indent=2))
     print(f"saved to {args.out}; next: pcbench tiny profile --model {args.out} --card")
 
