@@ -311,6 +311,18 @@ class RunConfig:
             return 2 * self.pool_prompts
         return self.batch_prompts if self.strategy == "grpo" else self.pool_prompts
 
+    @property
+    def epoch_need(self) -> str:
+        """Why an epoch needs min_epoch_prompts, in the config's own names (for errors)."""
+        if self.strategy == "pilot_commit":
+            return (
+                f"2 pools of pool_prompts = {self.pool_prompts}, since a round commits only "
+                "prompts piloted in an earlier round"
+            )
+        if self.strategy == "grpo":
+            return f"one batch of batch_prompts = {self.batch_prompts}"
+        return f"one pool of pool_prompts = {self.pool_prompts}"
+
     def with_pilot_fraction(self, fraction: float, group_size: int | None = None) -> RunConfig:
         """The same config with n_pilot = round(fraction * n) at a fixed group size n."""
         n = group_size or self.group_size

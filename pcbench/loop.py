@@ -239,21 +239,9 @@ def end_epoch(s: State, cfg: RunConfig, step: int) -> None:
     if left < cfg.min_epoch_prompts:
         raise EpochTooSmallError(
             f"only {left} training prompts are left after {len(s.buffer.evicted)} evictions, "
-            f"fewer than the {cfg.min_epoch_prompts} one epoch needs ({epoch_need(cfg)}): use "
+            f"fewer than the {cfg.min_epoch_prompts} one epoch needs ({cfg.epoch_need}): use "
             "more training prompts (train), a smaller pool_prompts, or score.evict_at > 1"
         )
-
-
-def epoch_need(cfg: RunConfig) -> str:
-    """Why an epoch needs cfg.min_epoch_prompts, in the config's own names."""
-    if cfg.strategy == "pilot_commit":
-        return (
-            f"2 pools of pool_prompts = {cfg.pool_prompts}, since a round commits only prompts "
-            "piloted in an earlier round"
-        )
-    if cfg.strategy == "grpo":
-        return f"one batch of batch_prompts = {cfg.batch_prompts}"
-    return f"one pool of pool_prompts = {cfg.pool_prompts}"
 
 
 STEP_FNS = {"pilot_commit": pilot_commit_step, "grpo": grpo_step, "dapo": dapo_step}
@@ -304,7 +292,7 @@ def train_step(s: State, cfg: RunConfig, run=None) -> tuple[dict, dict[str, pl.D
     if metrics is None:  # a whole epoch did not fill one batch; more epochs would only loop
         raise EpochTooSmallError(
             f"step {step}: a whole epoch of {len(s.stream.order)} training prompts did not fill "
-            f"a batch of {cfg.batch_prompts} prompts (an epoch needs {epoch_need(cfg)}); more "
+            f"a batch of {cfg.batch_prompts} prompts (an epoch needs {cfg.epoch_need}); more "
             "epochs would only repeat it. Use more training prompts (train), a smaller "
             "pool_prompts or batch_prompts, or widen the keep band (score.keep_min/keep_max)"
         )

@@ -115,11 +115,9 @@ def setup(cfg: RunConfig, *, verifier=None, with_policy: bool = True) -> State:
     check_files(cfg)
     prompts = load_prompts(cfg.train, cfg.model)
     if prompts.height < cfg.min_epoch_prompts:
-        from pcbench.loop import epoch_need
-
         raise ConfigError(
             f"train = {cfg.train!r} holds {prompts.height} prompts, fewer than the "
-            f"{cfg.min_epoch_prompts} one epoch needs ({epoch_need(cfg)}): use more training "
+            f"{cfg.min_epoch_prompts} one epoch needs ({cfg.epoch_need}): use more training "
             "prompts or a smaller pool_prompts / batch_prompts"
         )
     evals = [load_prompts(p, cfg.model) for p in (cfg.test, *cfg.extra_eval)]
