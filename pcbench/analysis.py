@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import polars as pl
 
+from pcbench.ledger import CUMULATIVE
 from pcbench.run import Run
 
 
 def accuracy_curve(run: Run, benchmark: str | None = None, smooth: int = 1) -> pl.DataFrame:
-    """(step, accuracy, pass@k, cumulative/rollouts, cumulative/tokens) per evaluation."""
+    """(step, accuracy, pass@k, cumulative/rollouts, cumulative/tokens, cumulative/seconds) per
+    evaluation; seconds are training wall time (evaluations left out), see Ledger."""
     evals = run.read("evals")
     if evals.height == 0:
         return pl.DataFrame(
             schema={"step": pl.Int64, "accuracy": pl.Float64, "pass@k": pl.Float64,
-                    "cumulative/rollouts": pl.Float64, "cumulative/tokens": pl.Float64}
+                    "cumulative/rollouts": pl.Float64, "cumulative/tokens": pl.Float64,
+                    "cumulative/seconds": pl.Float64}
         )  # fmt: skip
     benchmark = benchmark or evals["benchmark"][0]  # the test split comes first
     acc = (
@@ -30,27 +33,44 @@ def accuracy_curve(run: Run, benchmark: str | None = None, smooth: int = 1) -> p
         .with_columns(pl.col("accuracy").rolling_mean(smooth, min_samples=1))
     )
     ledger = run.ledger()
-    cumulative = pl.DataFrame(
-        {"step": [0], "cumulative/rollouts": [0.0], "cumulative/tokens": [0.0]}
-    )
+    cumulative = pl.DataFrame({"step": [0]} | dict.fromkeys(CUMULATIVE, [0.0]))
     if ledger.height:
-        cumulative = pl.concat(
-            [cumulative, ledger.select("step", "cumulative/rollouts", "cumulative/tokens")]
-        ).unique("step", keep="last")
+        cumulative = pl.concat([cumulative, ledger.select("step", *CUMULATIVE)]).unique(
+            "step", keep="last"
+        )
     return acc.join(cumulative, on="step", how="left").sort("step")
 
 
 def to_target(curve: pl.DataFrame, target: float) -> dict:
-    """Step, rollouts and tokens at the first evaluation reaching `target` (None if never)."""
+    """Step, rollouts, tokens and training seconds at the first evaluation reaching `target`
+    (None if never; seconds None too where the curve has no time column)."""
     hit = curve.filter(pl.col("accuracy") >= target - 1e-12).head(1)
     if hit.height == 0:
-        return {"step": None, "rollouts": None, "tokens": None}
+        return {"step": None, "rollouts": None, "tokens": None, "seconds": None}
     row = hit.row(0, named=True)
     return {
         "step": row["step"],
         "rollouts": row["cumulative/rollouts"],
         "tokens": row["cumulative/tokens"],
+        "seconds": row.get("cumulative/seconds"),
     }
+
+
+def bootstrap_interval(
+    values, level: float = 0.95, resamples: int = 10_000, seed: int = 0
+) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of the mean of `values` (e.g. per-seed ratios): resample
+    the values with replacement. With 3 seeds it is coarse (it cannot be wider than their
+    range); None for fewer than 2 values."""
+    import numpy as np
+
+    x = np.asarray([v for v in values if v is not None], dtype=float)
+    if x.size < 2:
+        return None
+    means = np.random.default_rng(seed).choice(x, size=(resamples, x.size)).mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(means, [tail, 100 - tail])
+    return float(lo), float(hi)
 
 
 def paired_gain(evals: pl.DataFrame, window: list[int]) -> dict:

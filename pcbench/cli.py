@@ -26,7 +26,7 @@ def cmd_tiny_train(args) -> None:
     given = {"steps": args.steps, "lr": args.lr, "warmup_steps": args.warmup, "init": args.init}
     cfg = TinyConfig(seed=args.seed, **{k: v for k, v in given.items() if v is not None})
     with tempfile.TemporaryDirectory(prefix="pcbench-sft-") as tmp:
-        split = args.train_split
+        split, data = args.train_split, {}
         if args.slip:  # a noisy teacher's SFT split, drawn apart from the RL train split
             from pcbench.tasks.arith import generate
 
@@ -34,7 +34,9 @@ def cmd_tiny_train(args) -> None:
             split = Path(tmp) / "sft.parquet"
             generate(args.sft_prompts, args.sft_seed, split="sft", slip=slip,
                      slip_final_only=args.slip_final_only).write_parquet(split)  # fmt: skip
-        stats = train_tiny(split, args.out, cfg)
+            data = {"prompts": args.sft_prompts, "seed": args.sft_seed, "slip": args.slip,
+                    "slip_final_only": args.slip_final_only}  # fmt: skip
+        stats = train_tiny(split, args.out, cfg, data)
     print(json.dumps({k: v for k, v in stats.items() if k != "config"}, indent=2))
     print(f"saved to {args.out}; next: pcbench tiny profile --model {args.out} --card")
 
@@ -44,7 +46,7 @@ def cmd_tiny_profile(args) -> None:
 
     profile = profile_policy(
         args.model,
-        args.test_split,
+        args.split,
         prompts=args.prompts,
         samples=args.samples,
         temperature=args.temperature,
@@ -71,6 +73,11 @@ def cmd_tiny_learncheck(args) -> None:
               f", gain {r['gain']:+.4f} ± {r['se']:.4f} over {r['prompts']} prompts, peak at step "
               f"{r['peak_step']} of {r['steps']}: {fails}")  # fmt: skip
     print("model organism: " + ("yes" if not any(r["fails"] for r in rows) else "no"))
+    if args.card:
+        from pcbench.tiny.learncheck import write_card_section
+
+        command = "pcbench tiny learncheck " + " ".join(sys.argv[3:])
+        print(f"wrote {write_card_section(args.model, rows, command.strip())}")
 
 
 def cmd_run(args) -> None:
@@ -241,7 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_tiny_train)
     prof = tiny.add_parser("profile", help="per-prompt pass rates at temperature 1 (vLLM)")
     prof.add_argument("--model", default=DEFAULT_POLICY)
-    prof.add_argument("--test-split", default=f"{DEFAULT_ARITH}/test.parquet")
+    prof.add_argument("--split", "--test-split", default=f"{DEFAULT_ARITH}/train.parquet",
+                      help="the prompts to profile (default: the RL train split, what the keep "
+                           "band sees)")  # fmt: skip
     prof.add_argument("--prompts", type=int, default=500)
     prof.add_argument("--samples", type=int, default=16)
     prof.add_argument("--temperature", type=float, default=1.0)
@@ -255,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--runs", default="runs/learncheck", help="where its runs go (reused)")
     check.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, repeatable")
     check.add_argument("--quiet", action="store_true")
+    check.add_argument("--card", action="store_true", help="write the result into CARD.md")
     check.set_defaults(func=cmd_tiny_learncheck)
     return parser
 

@@ -220,6 +220,10 @@ class EngineConfig:
     gpu_memory_utilization: float | None = None  # vLLM GPU share (colocated training: ~0.4)
     gradient_checkpointing: bool = False  # policy memory saver for long responses
     sync_check_every: int = 8  # vLLM weight-sync self-check on the 1st sync and every Nth
+    # Any other `vllm.EngineArgs` field (max_num_seqs, tensor_parallel_size, enforce_eager,
+    # enable_prefix_caching, ...): written straight into [engine], collected here by the TOML
+    # reader, checked against EngineArgs and passed to `vllm.LLM` as is.
+    vllm_args: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         _require(self.kind in ENGINES, f"engine.kind = {self.kind!r}: use one of {ENGINES}")
@@ -231,6 +235,52 @@ class EngineConfig:
         _positive(self, "max_model_len", "cpu_kv_cache_gb", "sync_check_every")
         u = self.gpu_memory_utilization
         _require(u is None or 0 < u <= 1, f"gpu_memory_utilization = {u}: in (0, 1] or unset")
+        _require(isinstance(self.vllm_args, dict), "engine.vllm_args must be a table")
+        _require(
+            not self.vllm_args or self.kind == "vllm",
+            f"engine.kind = {self.kind!r} does not take the vLLM arguments "
+            f"{sorted(self.vllm_args)}: remove them or use engine.kind = 'vllm'",
+        )
+        _check_vllm_args(self.vllm_args)
+
+
+# EngineArgs fields pcbench sets from its own settings; written in [engine] they would be
+# ambiguous, so each error names the setting to use instead.
+_OWNED_VLLM_ARGS = {
+    "model": "model (top level)", "tokenizer": "model (top level)", "seed": "seed (top level)",
+    "dtype": "engine.dtype", "max_model_len": "engine.max_model_len",
+}  # fmt: skip
+
+
+def _vllm_arg_names() -> frozenset[str] | None:
+    """The fields of `vllm.EngineArgs`, or None where vLLM is not installed (then engine
+    pass-through arguments are checked when the engine is made)."""
+    try:
+        from vllm.engine.arg_utils import EngineArgs
+    except ImportError:
+        return None
+    return frozenset(f.name for f in fields(EngineArgs) if not f.name.startswith("_"))
+
+
+def _check_vllm_args(args: dict[str, Any]) -> None:
+    if not args:
+        return
+    for key in args:
+        _require(
+            key not in _OWNED_VLLM_ARGS,
+            f"engine.{key}: pcbench sets this itself; use {_OWNED_VLLM_ARGS.get(key)}",
+        )
+    names = _vllm_arg_names()
+    if names is None:
+        return
+    for key in args:
+        if key not in names:
+            own = [f.name for f in fields(EngineConfig) if f.name != "vllm_args"]
+            hint = difflib.get_close_matches(key, [*own, *names], n=1)
+            raise ConfigError(
+                f"unknown key engine.{key}: neither a pcbench engine setting nor a "
+                "vllm.EngineArgs field" + (f"; did you mean {hint[0]!r}?" if hint else "")
+            )
 
 
 STRATEGIES = ("pilot_commit", "grpo", "dapo")
@@ -349,6 +399,11 @@ class RunConfig:
 
 def _build(cls, values: dict[str, Any], where: str):
     known = {f.name: f for f in fields(cls)}
+    if cls is EngineConfig:  # [engine] keys pcbench does not know are vLLM's (checked there)
+        extra = {k: v for k, v in values.items() if k not in known}
+        values = {k: v for k, v in values.items() if k in known}
+        if extra:
+            values["vllm_args"] = {**values.get("vllm_args", {}), **extra}
     for key in values:
         if key not in known:
             hint = difflib.get_close_matches(key, known, n=1)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import polars as pl
 
-from pcbench.analysis import accuracy_curve, to_target
+from pcbench.analysis import accuracy_curve, bootstrap_interval, target_signal, to_target
 from pcbench.config import RunConfig, load_config
 from pcbench.run import Run
 
@@ -208,7 +208,8 @@ def per_run(
         grpo_dir = root / GRPO.run_name(seed)
         if not run_status(grpo_dir)[0]:
             continue
-        target = accuracy_curve(Run(grpo_dir), smooth=smooth)["accuracy"].max()
+        signal = target_signal(Run(grpo_dir), smooth=smooth)  # the target and its paired SE
+        target = signal["target"]
         for v in exp.variants:
             path = root / v.run_name(seed)
             if not run_status(path)[0]:
@@ -221,11 +222,14 @@ def per_run(
             rows.append(
                 {
                     "variant": v.name, "label": v.label, "seed": seed, "target": target,
+                    "target_gain": signal["gain"], "target_se": signal["paired_se"],
+                    "eval_prompts": signal["prompts"],
                     "steps": summary["steps"], "rollouts": summary["rollouts"],
                     "tokens": summary["tokens"], "initial_acc": curve["accuracy"][0],
                     "best_acc": curve["accuracy"].max(), "final_acc": curve["accuracy"][-1],
                     "rollouts_to_target": hit.get("rollouts"),
                     "tokens_to_target": hit.get("tokens"),
+                    "seconds_to_target": hit.get("seconds"),
                     "informative": informative,
                     "per_informative": summary["rollouts"] / informative if informative else None,
                 }
@@ -272,7 +276,7 @@ def summarize(runs: pl.DataFrame, exp: Experiment) -> pl.DataFrame:
             pl.col("rollouts_to_target").is_not_null().sum().alias("reached"),
             *[
                 e
-                for c in ("rollouts_to_target", "tokens_to_target")
+                for c in ("rollouts_to_target", "tokens_to_target", "seconds_to_target")
                 for e in (
                     pl.col(c).mean().alias(c),
                     pl.col(c).min().alias(c + "_min"),
@@ -284,24 +288,44 @@ def summarize(runs: pl.DataFrame, exp: Experiment) -> pl.DataFrame:
             pl.col("best_acc").mean(),
             pl.col("final_acc").mean(),
             pl.col("final_acc").std().alias("final_acc_sd"),
-            pl.col("x_vs_grpo").mean(),
-            pl.col("x_vs_dapo").mean(),
-            pl.col("x_vs_pc").mean(),
+            *[e for c in RATIOS for e in (pl.col(c).mean(), pl.col(c).alias(c + "_seeds"))],
             pl.col("per_informative").mean(),
         )
+        .with_columns(
+            pl.col(c + "_seeds")
+            .map_elements(_interval, return_dtype=pl.List(pl.Float64))
+            .alias(c + "_ci")
+            for c in RATIOS
+        )
+        .drop([c + "_seeds" for c in RATIOS])
         .sort(pl.col("variant").replace_strict(order, default=len(order)))
     )
+
+
+RATIOS = ("x_vs_grpo", "x_vs_dapo", "x_vs_pc")
+
+
+def _interval(values: pl.Series) -> list[float] | None:
+    """Bootstrap 95% interval over seeds of the mean per-seed ratio (None below 2 seeds)."""
+    ci = bootstrap_interval(values.drop_nulls().to_list())
+    return list(ci) if ci else None
 
 
 def _num(x, fmt: str = ",.0f") -> str:
     return "—" if x is None else format(x, fmt)
 
 
-def _range(row: dict, col: str) -> str:
+def _range(row: dict, col: str, fmt: str = ",.0f") -> str:
     if row[col] is None:
         return "not reached"
     lo, hi = row[col + "_min"], row[col + "_max"]
-    return f"{_num(row[col])} [{_num(lo)}–{_num(hi)}]"
+    return f"{_num(row[col], fmt)} [{_num(lo, fmt)}–{_num(hi, fmt)}]"
+
+
+def _ratio(row: dict, col: str) -> str:
+    ci = row[col + "_ci"]
+    interval = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
+    return _num(row[col], ".2f") + interval
 
 
 def markdown(
@@ -309,30 +333,39 @@ def markdown(
 ) -> str:
     """The summary as a Markdown table, with the per-seed targets stated above it and the runs
     it leaves out (`left_out`) below it."""
-    targets = runs.select("seed", "target").unique().sort("seed").drop_nulls()
+    targets = (
+        runs.select("seed", "target", "target_gain", "target_se").unique().sort("seed").drop_nulls()
+    )
+    prompts = ", ".join(str(n) for n in runs["eval_prompts"].unique().sort())
     lines = [
-        "Target per seed = that seed's GRPO peak of eval mean@4 (200 test prompts), after a "
-        f"trailing moving average over {smooth} evaluations: "
-        + ", ".join(f"seed {s}: {t:.3f}" for s, t in targets.iter_rows())
+        f"Target per seed = that seed's GRPO peak of eval mean@4 ({prompts} test prompts), after "
+        f"a trailing moving average over {smooth} evaluations, with its gain over step 0 ± the "
+        "paired standard error (per prompt, peak window minus step 0): "
+        + ", ".join(
+            f"seed {s}: {t:.3f} ({g:+.3f} ± {se:.3f})" for s, t, g, se in targets.iter_rows()
+        )
         + ". Costs count training rollouts only; mean [min–max] over the seeds that reached "
-        "the target; ratios are per-seed (GRPO, DAPO or paper-PC cost ÷ this variant's, seeds "
-        "where both reached the target), averaged. "
+        "the target; seconds are training wall time on this machine (evaluations left out). "
+        "Ratios are per-seed (GRPO, DAPO or paper-PC rollouts ÷ this variant's, seeds where "
+        "both reached the target), averaged, with a bootstrap 95% interval over those seeds "
+        "(coarse with 3 seeds: never wider than their range). "
         "Rollouts per informative rollout: all rollouts generated ÷ trained rollouts whose "
         "group's rewards differ (non-zero advantage), mean over seeds.",
         "",
-        "| variant | what | reached | rollouts to target | tokens to target | rollouts (all steps) "
-        "| best acc | final acc (± sd) | × fewer than GRPO | × fewer than DAPO "
-        "| × fewer than paper-PC | rollouts per informative rollout |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| variant | what | reached | rollouts to target | tokens to target | seconds to target "
+        "| rollouts (all steps) | best acc | final acc (± sd) | × fewer than GRPO "
+        "| × fewer than DAPO | × fewer than paper-PC | rollouts per informative rollout |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in summary.iter_rows(named=True):
         sd = "" if r["final_acc_sd"] is None else f" ± {r['final_acc_sd']:.3f}"
         lines.append(
             f"| `{r['variant']}` | {r['label']} | {r['reached']}/{r['seeds']} "
             f"| {_range(r, 'rollouts_to_target')} | {_range(r, 'tokens_to_target')} "
+            f"| {_range(r, 'seconds_to_target', ',.1f')} "
             f"| {_num(r['rollouts'])} | {r['best_acc']:.3f} | {r['final_acc']:.3f}{sd} "
-            f"| {_num(r['x_vs_grpo'], '.2f')} | {_num(r['x_vs_dapo'], '.2f')} "
-            f"| {_num(r['x_vs_pc'], '.2f')} | {_num(r['per_informative'], '.2f')} |"
+            f"| {_ratio(r, 'x_vs_grpo')} | {_ratio(r, 'x_vs_dapo')} "
+            f"| {_ratio(r, 'x_vs_pc')} | {_num(r['per_informative'], '.2f')} |"
         )
     if skipped:
         lines += ["", "**Not in this table** (finish them with `pcbench experiment` without "

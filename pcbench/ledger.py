@@ -25,7 +25,7 @@ from contextlib import contextmanager
 import polars as pl
 
 GENERATING_PHASES = ("pilot", "commit", "grpo", "dapo")
-CUMULATIVE = ("cumulative/rollouts", "cumulative/tokens")
+CUMULATIVE = ("cumulative/rollouts", "cumulative/tokens", "cumulative/seconds")
 
 
 class Ledger:
@@ -93,7 +93,14 @@ class Ledger:
         return frame.with_columns(
             pl.Series("cumulative/rollouts", [g[0] for g in generated]).cum_sum(),
             pl.Series("cumulative/tokens", [g[1] for g in generated]).cum_sum(),
+            pl.Series("cumulative/seconds", [self.train_seconds(s) for s in steps]).cum_sum(),
         )
+
+    def train_seconds(self, step: int) -> float:
+        """Wall seconds the step spent training: its time/step less its evaluation (which
+        measures the method and is the same work for every strategy)."""
+        row = self.rows.get(step, {})
+        return row.get("time/step", 0.0) - row.get("time/evaluate", 0.0)
 
     def long(self) -> pl.DataFrame:
         """The same numbers in METRICS long format (step, name, value)."""

@@ -79,7 +79,15 @@ def load_prompts(path: str, model: str) -> pl.DataFrame:
 
 def make_engine(model: str, ec: EngineConfig, seed: int):
     where = Path(model).resolve() if Path(model).exists() else model  # same dir, same engine
-    key = (ec.kind, str(where), ec.dtype, ec.max_model_len, ec.device)  # seed: set per call
+    # seed: set per call; the pass-through arguments may hold tables, hence repr
+    key = (
+        ec.kind,
+        str(where),
+        ec.dtype,
+        ec.max_model_len,
+        ec.device,
+        repr(sorted(ec.vllm_args.items())),
+    )
     if key in _ENGINES:
         return _ENGINES[key]
     if ec.kind == "vllm" and any(k[0] == "vllm" for k in _ENGINES):
@@ -96,6 +104,7 @@ def make_engine(model: str, ec: EngineConfig, seed: int):
         engine = VLLMEngine(
             str(model), dtype=ec.dtype, max_model_len=ec.max_model_len, seed=seed,
             cpu_kv_cache_gb=ec.cpu_kv_cache_gb, gpu_memory_utilization=ec.gpu_memory_utilization,
+            engine_args=ec.vllm_args,
         )  # fmt: skip
     else:
         from pcbench.engines import HFEngine

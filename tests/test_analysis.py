@@ -21,7 +21,9 @@ def _run(root, name, strategy, accuracy, rollouts_per_step, steps=20):
         if step:
             ledger = {"step": [step], f"rollout_stats/{'pilot' if strategy == 'pilot_commit' else strategy}": [float(rollouts_per_step)],
                       f"token_stats/{'pilot' if strategy == 'pilot_commit' else strategy}": [10.0 * rollouts_per_step],
-                      "filtering_stats/kept": [3.0], "filtering_stats/too_easy": [5.0]}  # fmt: skip
+                      "filtering_stats/kept": [3.0], "filtering_stats/too_easy": [5.0],
+                      # training seconds = rollouts / 64; the evaluation's second is left out
+                      "time/step": [rollouts_per_step / 64 + 1.0], "time/evaluate": [1.0]}  # fmt: skip
             run.write("ledger", step, pl.DataFrame(ledger))
             scores = pl.DataFrame(
                 {

@@ -91,3 +91,23 @@ def test_toml_errors_name_the_problem(tmp_path):
         load_config(typo)
     with pytest.raises(ConfigError, match="write it as key=value"):
         from_dict({}, ["update.lr"])
+
+
+def test_engine_passes_vllm_arguments_through_checked(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text("[engine]\nmax_model_len = 128\nmax_num_seqs = 512\nenforce_eager = false\n")
+    cfg = load_config(path, ["engine.enable_prefix_caching=true"])
+    assert cfg.engine.max_model_len == 128  # pcbench's own key stays a field
+    assert cfg.engine.vllm_args == {
+        "max_num_seqs": 512, "enforce_eager": False, "enable_prefix_caching": True,
+    }  # fmt: skip
+    # the saved form (config.json) reads back to the same config
+    assert from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ConfigError, match="engine.max_num_seq: .*did you mean 'max_num_seqs'"):
+        from_dict({"engine": {"max_num_seq": 8}})
+    with pytest.raises(ConfigError, match="engine.max_modl_len: .*did you mean 'max_model_len'"):
+        from_dict({"engine": {"max_modl_len": 8}})
+    with pytest.raises(ConfigError, match="engine.seed: pcbench sets this itself; use seed"):
+        from_dict({"engine": {"seed": 3}})
+    with pytest.raises(ConfigError, match="does not take the vLLM arguments"):
+        from_dict({"engine": {"kind": "hf", "max_num_seqs": 8}})

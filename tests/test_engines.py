@@ -9,7 +9,7 @@ from pcbench.engines import RequestError, WeightSyncError
 from pcbench.policy import Policy, make_batch
 from pcbench.schema import ROLLOUTS
 
-from conftest import ARITH, TINY_POLICY
+from conftest import ARITH, ROOT, TINY_POLICY
 
 pytestmark = pytest.mark.slow
 
@@ -232,3 +232,31 @@ def test_vllm_same_seed_same_rollouts():
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "SAME True" in out.stdout
+
+
+ENGINE_ARGS_SCRIPT = """
+import sys
+from pcbench.config import load_config
+from pcbench.state import make_engine
+cfg = load_config(sys.argv[2], ["engine.max_num_seqs=7"])
+engine = make_engine(sys.argv[1], cfg.engine, seed=0)
+vc = engine.llm.llm_engine.vllm_config
+print("ARGS", vc.scheduler_config.max_num_seqs, vc.model_config.enforce_eager)
+"""
+
+
+def test_engine_arguments_from_the_config_reach_vllm():
+    # In a subprocess, as above: this engine has other settings than the session's.
+    import subprocess
+    import sys
+
+    config = ROOT / "configs" / "tiny-pc.toml"
+    out = subprocess.run(
+        [sys.executable, "-c", ENGINE_ARGS_SCRIPT, str(TINY_POLICY), str(config)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    # max_num_seqs came through [engine]; eager is the CPU platform's default, not hard-coded
+    assert "ARGS 7 True" in out.stdout

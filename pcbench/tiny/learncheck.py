@@ -72,3 +72,40 @@ def learning_check(model: str, config: str, seeds, root: str | Path, sets=(), pr
         row = last_evals_gain(run)
         rows.append(row | {"seed": seed, "fails": verdict(row)})
     return rows
+
+
+def card_text(rows: list[dict], command: str, c: Criteria = Criteria()) -> str:
+    """The learning check as a CARD.md section: per seed, the curve's ends, the paired gain
+    with its SE, where the peak came, and the verdict against the organism criteria."""
+    ok = not any(r["fails"] for r in rows)
+    lines = [
+        "## Learning check (GRPO learns on this policy)",
+        f"`{command}`: one GRPO run per seed; gain = per held-out prompt, mean@k of the last "
+        "two evaluations minus step 0, averaged over prompts, ± its paired standard error. "
+        f"Criteria: gain >= {c.min_gain} with SE <= {c.max_se} and >= {c.min_z:g} SE in every "
+        f"seed, peak not in the first {c.no_peak_before:.0%} of steps.",
+        "",
+        "| seed | steps | held-out prompts | step 0 | last evals | gain ± SE | peak at step "
+        "| verdict |",
+        "|---|---|---|---|---|---|---|---|",
+        *(
+            f"| {r['seed']} | {r['steps']} | {r['prompts']} | {r['start']:.3f} | {r['end']:.3f} "
+            f"| {r['gain']:+.3f} ± {r['se']:.3f} | {r['peak_step']} "
+            f"| {'; '.join(r['fails']) or 'qualifies'} |"
+            for r in rows
+        ),
+        "",
+        f"Model organism: **{'yes' if ok else 'no'}**. Curves (mean@k per evaluation): "
+        + "; ".join(f"seed {r['seed']}: {r['curve']}" for r in rows)
+        + ".",
+    ]
+    return "\n".join(lines)
+
+
+def write_card_section(model: str | Path, rows: list[dict], command: str) -> Path:
+    """Put the learning check into the model's CARD.md (its own block; `tiny profile --card`
+    keeps it when it rewrites the rest)."""
+    from pcbench.experiments import write_block
+    from pcbench.tiny.card import LEARNCHECK
+
+    return write_block(Path(model) / "CARD.md", LEARNCHECK, card_text(rows, command))

@@ -24,6 +24,7 @@ class Profile:
     temperature: float
     seed: int
     seconds: float
+    split: str = ""  # the prompts profiled (a PROMPTS parquet)
 
     def summary(self) -> dict[str, float]:
         p = self.per_prompt["pass_rate"]
@@ -64,7 +65,7 @@ class Profile:
 
 def profile_policy(
     model_dir: str | Path,
-    test_split: str | Path,
+    split: str | Path,
     *,
     prompts: int = 500,
     samples: int = 16,
@@ -73,14 +74,15 @@ def profile_policy(
     max_tokens: int = 160,
     engine=None,
 ) -> Profile:
-    """Sample each of the first `prompts` test prompts `samples` times and judge every answer.
+    """Sample each of the first `prompts` prompts of `split` `samples` times and judge every
+    answer (the RL train split is what the organism criteria and the keep band see).
 
     Pass `engine` (a VLLMEngine of the model) to reuse a loaded one, e.g. in tests; otherwise
     a fresh engine seeded with `seed` makes the profile reproducible.
     """
     from pcbench.engines import VLLMEngine
 
-    test = pl.read_parquet(test_split).head(prompts)
+    test = pl.read_parquet(split).head(prompts)
     start = time.perf_counter()
     engine = engine or VLLMEngine(str(model_dir), max_model_len=256, seed=seed)
     requests = test.select("prompt_id", "prompt").with_columns(
@@ -107,4 +109,5 @@ def profile_policy(
         counts, on="prompt_id", maintain_order="left"
     )
     per_prompt = rows.with_columns(pass_rate=pl.col("n_correct") / pl.col("n"))
-    return Profile(per_prompt, samples, temperature, seed, time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    return Profile(per_prompt, samples, temperature, seed, seconds, str(split))

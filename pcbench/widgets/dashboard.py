@@ -15,6 +15,7 @@ import polars as pl
 from pcbench import steps
 from pcbench.analysis import accuracy_curve
 from pcbench.config import RunConfig
+from pcbench.ledger import CUMULATIVE
 from pcbench.widgets.controls import Controls
 from pcbench.widgets.live import AccuracyPlot, AllocationPlot, PilotHistograms
 
@@ -233,9 +234,8 @@ class Dashboard:
         name = self.cfg.name
         totals = self.state.ledger.frame().row(-1, named=True)  # one frame build, not two
         point = pl.DataFrame({"step": [self.state.step], "accuracy": [evals["mean@k"].mean()],
-                              "pass@k": [evals["pass@k"].mean()],
-                              "cumulative/rollouts": [totals["cumulative/rollouts"]],
-                              "cumulative/tokens": [totals["cumulative/tokens"]]})  # fmt: skip
+                              "pass@k": [evals["pass@k"].mean()]}
+                             | {c: [totals[c]] for c in CUMULATIVE})  # fmt: skip
         old = self.curves.get(name)
         self.curves[name] = (
             point
