@@ -76,7 +76,8 @@ def sweep(values: list[int], repeats: int) -> dict[int, dict[str, float]]:
     for value in values:
         out = subprocess.run(
             [sys.executable, "-c", SWEEP_SCRIPT, POLICY, str(ROOT / "data/arith/test.parquet"),
-             json.dumps(CALLS), json.dumps({"max_num_seqs": value}), str(repeats)],
+             json.dumps(CALLS), json.dumps({"max_num_seqs": value} if value else {}),
+             str(repeats)],
             capture_output=True, text=True, check=True,
         )  # fmt: skip
         line = next(x for x in out.stdout.splitlines() if x.startswith("RESULT "))
@@ -101,8 +102,8 @@ def main() -> None:
     parser.add_argument("--write", metavar="MD", help="also write the table into this file")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument(
-        "--max-num-seqs", type=int, nargs="+", default=[128, 256, 512, 1024],
-        help="engine.max_num_seqs values to sweep (vLLM's CPU default is 256)",
+        "--max-num-seqs", type=int, nargs="+", default=[0, 128, 512, 1024],
+        help="engine.max_num_seqs values to sweep (0: unset, vLLM's own default)",
     )  # fmt: skip
     args = parser.parse_args()
 
@@ -172,7 +173,7 @@ def sweep_table(results: dict[int, dict[str, float]]) -> list[str]:
         "`engine.max_num_seqs` (raw `vllm.LLM.generate`, rollouts/s, best of 3 per call, one "
         "fresh engine per value):",
         "",
-        "| call | " + " | ".join(str(v) for v in values) + " |",
+        "| call | " + " | ".join(str(v) if v else "unset (vLLM's default)" for v in values) + " |",
         "|---|" + "---|" * len(values),
         *(f"| {call} | " + " | ".join(f"{results[v][call]:,.0f}" for v in values) + " |"
           for call in CALLS),

@@ -54,7 +54,7 @@ def test_card_section_states_each_seed_and_the_verdict():
         for s, g, f in ((0, 0.11, []), (1, 0.09, ["gain +0.0900 < 0.1"]))
     ]  # fmt: skip
     text = card_text(rows, "pcbench tiny learncheck --seeds 0 1")
-    assert "| 0 | 120 | 1000 | 0.470 | 0.580 | +0.110 ± 0.009 | 120 | qualifies |" in text
+    assert "| 0 | 120 | 1000 | 0.470 | 0.580 | +0.1100 ± 0.0090 | 120 | — | qualifies |" in text
     assert "gain +0.0900 < 0.1" in text and "Model organism: **no**" in text
     assert "`pcbench tiny learncheck --seeds 0 1`" in text
     assert "Model organism: **yes**" in card_text(rows[:1], "c")
@@ -83,10 +83,26 @@ def test_card_records_both_stages_and_keeps_the_learning_check(tmp_path):
     profile = Profile(per_prompt, 4, 1.0, 0, 1.0, "data/arith/train.parquet")
     write_card_section(tmp_path, [], "first")  # a learning check written before the profile
     text = write_card(tmp_path, profile, "pcbench tiny profile --card").read_text()
-    assert "Stage 1 — Base SFT" in text and "Stage 2 — Fine-tune" in text
+    assert "Stage 1 — Base SFT" in text and "Stage 2 — Noisy-teacher fine-tune" in text
     assert "`data/arith/train.parquet` (200 arithmetic prompts" in text
     assert "500 fresh arithmetic prompts (seed 2" in text
     assert "at the boxed (last) step only) with probability level 3 0.7" in text
     assert "hidden\n64" in text  # the architecture is the base stage's
     assert "first 3 prompts of `data/arith/train.parquet`" in text
     assert text.count("<!-- begin learncheck -->") == 1 and "`first`" in text
+
+
+@pytest.mark.slow
+def test_grpo_learns_on_the_shipped_policy(tmp_path, tiny_engine):
+    """The learning check at reduced size (CARD.md has the full one): the default GRPO config
+    on the shipped policy, 20 steps, 400 held-out prompts. The default must be a curve that
+    moves, by a margin the evaluation can see, or no rollouts-to-target number means anything."""
+    from pcbench.tiny.learncheck import learning_check
+
+    from conftest import ROOT, TINY_POLICY
+
+    sets = ["steps=20", "eval.every=10", "eval.max_prompts=400"]
+    (row,) = learning_check(str(TINY_POLICY), ROOT / "configs" / "tiny-grpo.toml", [0],
+                            tmp_path, sets)  # fmt: skip
+    assert row["prompts"] == 400 and row["evaluated"] == [10, 20]
+    assert row["gain"] >= 0.03 and row["gain"] >= 3 * row["se"], row

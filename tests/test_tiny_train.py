@@ -1,5 +1,7 @@
 """Training the tiny policy: a short run saves a loadable, deterministic model that learned."""
 
+import json
+
 import polars as pl
 import pytest
 import torch
@@ -50,6 +52,20 @@ def test_short_run_is_deterministic_and_loadable(small_split, tmp_path):
     assert not [k for k in init if torch.equal(init[k], a[k])]
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "a")
     assert tokenizer.chat_template and tokenizer.eos_token == "<|eos|>"
+
+
+def test_a_fine_tune_starts_from_its_init_and_records_both_stages(small_split, tmp_path):
+    base = train_tiny(small_split, tmp_path / "base", SHORT)
+    source = {"prompts": 200, "seed": 2, "slip": [0, 0, 0.7, 0.7, 0.7], "slip_final_only": True}
+    tuned = train_tiny(small_split, tmp_path / "tuned",
+                       TinyConfig(**{**SHORT.__dict__, "init": str(tmp_path / "base")}), source)  # fmt: skip
+    assert tuned["init"] == json.loads((tmp_path / "base" / "train_stats.json").read_text())
+    assert tuned["init"]["final_loss"] == base["final_loss"]
+    assert tuned["data"] == {"split": "train.parquet", **source}
+    # it went on from the base: its weights moved on, and its loss starts where the base ended
+    a, b = weights(tmp_path / "base"), weights(tmp_path / "tuned")
+    assert not all(torch.equal(a[k], b[k]) for k in a)
+    assert tuned["final_loss"] < base["final_loss"]
 
 
 def test_loss_falls_on_a_fixed_batch(small_split, tmp_path):

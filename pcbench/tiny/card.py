@@ -46,7 +46,10 @@ def training_text(stats: dict) -> str:
         stages.insert(0, stages[0]["init"])
     if len(stages) == 1:
         return "\n".join(stage_lines(stats))
-    names = ["Base SFT", *["Fine-tune" for _ in stages[1:]]]
+    names = ["Base SFT"] + [
+        "Noisy-teacher fine-tune" if st.get("data", {}).get("slip") else "Fine-tune"
+        for st in stages[1:]
+    ]
     return "\n\n".join(
         f"Stage {i} — {name}:\n" + "\n".join(stage_lines(st))
         for i, (name, st) in enumerate(zip(names, stages, strict=True), 1)

@@ -37,9 +37,11 @@ def last_evals_gain(run: Run, last: int = 2, benchmark: str | None = None) -> di
     tail = steps[1:][-last:]
     curve = accuracy_curve(run, benchmark)
     peak_step = int(curve.sort("accuracy", descending=True, maintain_order=True)["step"][0])
+    ledger = run.ledger()
+    seconds = float(ledger["time/step"].sum()) if "time/step" in ledger.columns else None
     return paired_gain(evals, tail) | {
         "run": run.name, "steps": run.config.steps, "evaluated": tail, "peak_step": peak_step,
-        "curve": [round(x, 4) for x in curve["accuracy"].to_list()],
+        "curve": [round(x, 4) for x in curve["accuracy"].to_list()], "seconds": seconds,
     }  # fmt: skip
 
 
@@ -86,12 +88,12 @@ def card_text(rows: list[dict], command: str, c: Criteria = Criteria()) -> str:
         f"seed, peak not in the first {c.no_peak_before:.0%} of steps.",
         "",
         "| seed | steps | held-out prompts | step 0 | last evals | gain ± SE | peak at step "
-        "| verdict |",
-        "|---|---|---|---|---|---|---|---|",
+        "| run time | verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
         *(
             f"| {r['seed']} | {r['steps']} | {r['prompts']} | {r['start']:.3f} | {r['end']:.3f} "
-            f"| {r['gain']:+.3f} ± {r['se']:.3f} | {r['peak_step']} "
-            f"| {'; '.join(r['fails']) or 'qualifies'} |"
+            f"| {r['gain']:+.4f} ± {r['se']:.4f} | {r['peak_step']} "
+            f"| {_minutes(r.get('seconds'))} | {'; '.join(r['fails']) or 'qualifies'} |"
             for r in rows
         ),
         "",
@@ -100,6 +102,10 @@ def card_text(rows: list[dict], command: str, c: Criteria = Criteria()) -> str:
         + ".",
     ]
     return "\n".join(lines)
+
+
+def _minutes(seconds: float | None) -> str:
+    return "—" if seconds is None else f"{seconds / 60:.1f} min"
 
 
 def write_card_section(model: str | Path, rows: list[dict], command: str) -> Path:

@@ -123,11 +123,11 @@ def train_tiny(
     train_split: str | Path,
     out_dir: str | Path,
     cfg: TinyConfig = TinyConfig(),
-    data: dict | None = None,
+    source: dict | None = None,
 ) -> dict:
     """Train on the split's (prompt, solution) pairs and save an HF model dir; returns stats.
 
-    `data` describes the split for the record (e.g. the noisy teacher's slip rates); a
+    `source` describes the split for the record (e.g. the noisy teacher's slip rates); a
     fine-tune (cfg.init) carries the stats of the policy it started from under "init"."""
     from transformers import GenerationConfig, LlamaForCausalLM
 
@@ -173,7 +173,7 @@ def train_tiny(
         "wall_seconds": round(time.perf_counter() - start, 1),
         "torch": torch.__version__,
         "config": asdict(cfg),
-        "data": {"split": Path(train_split).name, **(data or {})},
+        "data": {"split": Path(train_split).name, **(source or {})},
     }
     init_stats = Path(cfg.init) / "train_stats.json" if cfg.init else None
     if init_stats and init_stats.exists():  # read before saving: out_dir may be cfg.init
