@@ -37,12 +37,12 @@ def workload() -> pl.DataFrame:
 
 
 # The calls the embedded default makes (configs/tiny-pc.toml and tiny-grpo.toml, B 8, G 24,
-# n 16): a Pilot-Commit round, a GRPO step, an evaluation of 1,000 prompts x 4; and the
+# n 16): a Pilot-Commit round, a GRPO step, an evaluation of 1,000 prompts x 8; and the
 # Pilot-Commit-shaped call above (the paper's proportions).
 CALLS = {
     "PC round (24 x 4 + 8 x 12)": [4] * 24 + [12] * 8,
     "GRPO step (8 x 16)": [16] * 8,
-    "eval (1,000 x 4)": [4] * 1000,
+    "eval (1,000 x 8)": [8] * 1000,
     "paper-shaped round (64 x 16 + 16 x 48)": [16] * 64 + [48] * 16,
 }
 

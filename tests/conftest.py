@@ -44,10 +44,17 @@ def benchmarks() -> Path:
 def tiny_engine():
     """One in-process vLLM engine on the shipped tiny policy for the whole session.
 
-    Made through `make_engine`, so `pcbench.state.setup` with the default engine settings
-    reuses it (vLLM allows one engine per process).
+    Made through `make_engine`, so `pcbench.state.setup` with the embedded default's engine
+    settings reuses it (vLLM allows one engine per process).
     """
-    from pcbench.config import EngineConfig
     from pcbench.state import make_engine
 
-    return make_engine(str(TINY_POLICY), EngineConfig(max_model_len=256), seed=0)
+    return make_engine(str(TINY_POLICY), tiny_engine_config(), seed=0)
+
+
+def tiny_engine_config():
+    """The embedded default's [engine] (configs/tiny-pc.toml): a test config that runs on the
+    session engine must carry it, since vLLM allows one engine per process."""
+    from pcbench.config import load_config
+
+    return load_config(ROOT / "configs" / "tiny-pc.toml").engine

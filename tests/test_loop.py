@@ -10,7 +10,7 @@ from pcbench.policy import Policy
 from pcbench.rewards import Verifier
 from pcbench.state import setup
 
-from conftest import ARITH, TINY_POLICY
+from conftest import ARITH, TINY_POLICY, tiny_engine_config
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +23,7 @@ def _cfg(strategy, **kw):
         train=str(ARITH / "train.parquet"), test=str(ARITH / "test.parquet"),
         batch_prompts=B, pool_prompts=G, steps=3, seed=3,
         pilot=PilotConfig(n_pilot=4), commit=CommitConfig(n_commit=4),
-        eval=EvalConfig(every=3, k=2, max_prompts=16),
+        eval=EvalConfig(every=3, k=2, max_prompts=16), engine=tiny_engine_config(),
     )  # fmt: skip
     return RunConfig(**(base | kw))
 

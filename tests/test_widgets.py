@@ -14,13 +14,13 @@ from pcbench.rewards import Verifier
 from pcbench.run import open_run
 from pcbench.widgets import Controls, Dashboard
 
-from conftest import ARITH, TINY_POLICY
+from conftest import ARITH, TINY_POLICY, tiny_engine_config
 
 CFG = RunConfig(
     name="widgets", model=str(TINY_POLICY), train=str(ARITH / "train.parquet"),
     test=str(ARITH / "test.parquet"), batch_prompts=4, pool_prompts=12, steps=2, seed=1,
     pilot=PilotConfig(n_pilot=4), commit=CommitConfig(n_commit=12),
-    eval=EvalConfig(every=2, k=2, max_prompts=16),
+    eval=EvalConfig(every=2, k=2, max_prompts=16), engine=tiny_engine_config(),
 )  # fmt: skip
 
 
