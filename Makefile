@@ -61,6 +61,7 @@ bench: $(STAMP)
 	$(PY) bench/verifier.py --write $(RESULTS)
 	$(PY) bench/engines.py --write $(RESULTS)
 	$(PY) bench/steps.py --write $(RESULTS)
+	$(PY) bench/logprobs.py --write $(RESULTS)
 
 # The multi-seed experiments of docs/RESULTS.md (runs under runs/results/, reused when done).
 SEEDS ?= 0 1 2

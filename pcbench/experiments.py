@@ -232,6 +232,7 @@ def per_run(
                     "seconds_to_target": hit.get("seconds"),
                     "informative": informative,
                     "per_informative": summary["rollouts"] / informative if informative else None,
+                    **mechanism(run),
                 }
             )  # fmt: skip
     table = pl.DataFrame(rows, infer_schema_length=None)
@@ -249,6 +250,29 @@ def informative_rollouts(run: Run) -> float:
     if not set(names) <= set(wide.columns):
         return 0.0
     return float((wide[names[0]] * (1 - wide[names[1]])).sum())
+
+
+MECHANISM = {  # per_run column: (ledger numerator, denominator), summed over the run's steps
+    "too_easy_share": ("filtering_stats/too_easy", "filtering_stats/seen"),
+    "too_hard_share": ("filtering_stats/too_hard", "filtering_stats/seen"),
+    "kept_share": ("filtering_stats/kept", "filtering_stats/seen"),
+    "evicted_share": ("filtering_stats/evict_marked", "filtering_stats/seen"),
+    "buffer_age": ("buffer_stats/age_sum", "buffer_stats/take"),
+    "stale_share": ("buffer_stats/stale_drop", "buffer_stats/add"),
+}
+
+
+def mechanism(run: Run) -> dict[str, float | None]:
+    """Where a Pilot-Commit run's pilots went: shares of piloted prompts skipped as too easy,
+    deferred as too hard, kept and marked for eviction; the mean age (updates) of a buffered
+    pilot when committed, and the share of buffered pilots dropped as stale. None where the
+    run has no pilots (GRPO, DAPO)."""
+    totals = run.ledger().sum()
+    value = lambda c: float(totals[c][0]) if c in totals.columns else 0.0  # noqa: E731
+    return {
+        name: (value(num) / value(den)) if value(den) else None
+        for name, (num, den) in MECHANISM.items()
+    }
 
 
 def _with_seed_ratios(table: pl.DataFrame) -> pl.DataFrame:
@@ -290,6 +314,7 @@ def summarize(runs: pl.DataFrame, exp: Experiment) -> pl.DataFrame:
             pl.col("final_acc").std().alias("final_acc_sd"),
             *[e for c in RATIOS for e in (pl.col(c).mean(), pl.col(c).alias(c + "_seeds"))],
             pl.col("per_informative").mean(),
+            *[pl.col(c).mean() for c in MECHANISM],
         )
         .with_columns(
             pl.col(c + "_seeds")
@@ -367,6 +392,23 @@ def markdown(
             f"| {_ratio(r, 'x_vs_grpo')} | {_ratio(r, 'x_vs_dapo')} "
             f"| {_ratio(r, 'x_vs_pc')} | {_num(r['per_informative'], '.2f')} |"
         )
+    piloted = [r for r in summary.iter_rows(named=True) if r["kept_share"] is not None]
+    if piloted:
+        lines += [
+            "",
+            "Where the pilots went (Pilot-Commit variants, mean over seeds): shares of piloted "
+            "prompts skipped as too easy, deferred as too hard, kept, and marked for eviction "
+            "(solved by every pilot rollout); a buffered pilot's mean age in updates when "
+            "committed, and the share of buffered pilots dropped as stale.",
+            "",
+            "| variant | too easy | too hard | kept | evict-marked | buffer age at commit "
+            "| stale-dropped |",
+            "|---|---|---|---|---|---|---|",
+            *(f"| `{r['variant']}` | {_num(r['too_easy_share'], '.1%')} "
+              f"| {_num(r['too_hard_share'], '.1%')} | {_num(r['kept_share'], '.1%')} "
+              f"| {_num(r['evicted_share'], '.1%')} | {_num(r['buffer_age'], '.2f')} "
+              f"| {_num(r['stale_share'], '.1%')} |" for r in piloted),
+        ]  # fmt: skip
     if skipped:
         lines += ["", "**Not in this table** (finish them with `pcbench experiment` without "
                   "`--table-only`): " + "; ".join(skipped) + "."]  # fmt: skip

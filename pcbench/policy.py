@@ -37,11 +37,63 @@ def make_batch(prompts: list[list[int]], completions: list[list[int]], pad_id: i
     return TokenBatch(ids, attn, comp)
 
 
-def _token_logprobs(model, batch: TokenBatch, device: str) -> torch.Tensor:
+# Architectures whose logits are exactly lm_head(decoder(...).last_hidden_state): for these the
+# log-probs are computed from the hidden states chunk by chunk, never holding (B, T, V) logits.
+LEAN_LOGPROB_ARCHITECTURES = ("llama", "qwen2", "qwen3", "mistral")
+LOGIT_CHUNK_BYTES = 256 * 2**20  # fp32 logits of one chunk of positions (all rows, full vocab)
+
+
+def _taken_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log p(target) = its logit minus the logsumexp over the vocabulary, in fp32."""
+    logits = logits.float()
+    return logits.gather(-1, targets[..., None])[..., 0] - torch.logsumexp(logits, dim=-1)
+
+
+def _head_logprobs(head, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return _taken_logprobs(head(hidden), targets)
+
+
+def _token_logprobs(
+    model, batch: TokenBatch, device: str, chunk_bytes: int = LOGIT_CHUNK_BYTES
+) -> torch.Tensor:
+    """(B, T) teacher-forced log-probs of the completion tokens, 0 elsewhere.
+
+    Memory-lean: where the fp32 logits of the whole batch would exceed `chunk_bytes`, the
+    vocabulary projection runs over chunks of positions that stay under it, each under
+    activation checkpointing when gradients flow (the backward recomputes a chunk's logits
+    instead of keeping them), so a (B, T, V) fp32 tensor is never made: at B 8 x T 9,216 x
+    V 151,936 it would be ~45 GB. Batches that fit (the tiny policy's always do) take the
+    one-shot path, bit for bit what the model's own forward gives.
+    """
     ids = batch.input_ids.to(device)
-    logits = model(input_ids=ids, attention_mask=batch.attention_mask.to(device)).logits
-    lp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # (B, T-1, V)
-    lp = lp.gather(-1, ids[:, 1:, None])[..., 0]  # (B, T-1): token t+1 given its prefix
+    attention = batch.attention_mask.to(device)
+    targets = ids[:, 1:]  # token t+1 is predicted from its prefix
+    lean = getattr(model.config, "model_type", None) in LEAN_LOGPROB_ARCHITECTURES
+    if not lean:
+        logits = model(input_ids=ids, attention_mask=attention).logits
+        lp = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, targets[..., None])[
+            ..., 0
+        ]
+    else:
+        hidden = model.get_decoder()(input_ids=ids, attention_mask=attention).last_hidden_state
+        head = model.get_output_embeddings()
+        rows, positions = targets.shape
+        chunk = max(1, chunk_bytes // (4 * rows * head.out_features))
+        if chunk >= positions:  # fits: exactly the model's forward (lm_head on every position)
+            logits = head(hidden)[:, :-1].float()
+            lp = torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None])[..., 0]
+        else:
+            hidden = hidden[:, :-1]  # the last position predicts nothing here
+            checkpoint = torch.is_grad_enabled() and hidden.requires_grad
+            parts = []
+            for start in range(0, positions, chunk):
+                args = (head, hidden[:, start : start + chunk], targets[:, start : start + chunk])
+                parts.append(
+                    torch.utils.checkpoint.checkpoint(_head_logprobs, *args, use_reentrant=False)
+                    if checkpoint
+                    else _head_logprobs(*args)
+                )
+            lp = torch.cat(parts, dim=1)
     lp = torch.nn.functional.pad(lp, (1, 0))  # (B, T): position 0 has no prediction
     return lp * batch.completion_mask.to(lp.device)
 
@@ -77,8 +129,19 @@ class Policy:
         if gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
         self.update = update = update or UpdateConfig()
+        # Mixed precision: the model (forward, backward, what engines load) is in `dtype`; the
+        # optimizer updates fp32 master copies and the model is re-cast from them. AdamW on
+        # bf16 weights rounds away updates below ~1e-3 relative (lr 1e-6 moved weights by
+        # 2.4e-7 in 20 steps instead of ~2e-5). fp16 compute has no loss scaling here: use bf16.
+        params = list(self.model.parameters())
+        self.mixed = any(p.dtype != torch.float32 for p in params)
+        self.masters = (
+            [p.detach().float().clone().requires_grad_(True) for p in params]
+            if self.mixed
+            else params
+        )
         self.optimizer = torch.optim.AdamW(
-            self.model.parameters(),
+            self.masters,
             lr=update.lr,
             betas=update.betas,
             weight_decay=update.weight_decay,
@@ -107,12 +170,24 @@ class Policy:
         """
         if loss is not None:
             loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.update.grad_clip)
+        if self.mixed:  # gradients to the fp32 masters, where clipping and AdamW happen
+            for p, m in zip(self.model.parameters(), self.masters, strict=True):
+                m.grad = None if p.grad is None else p.grad.float()
+                p.grad = None
+        norm = torch.nn.utils.clip_grad_norm_(self.masters, self.update.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.mixed:
+            self._cast_masters()
         self.version += 1
         return float(norm)
+
+    @torch.no_grad()
+    def _cast_masters(self) -> None:
+        """The compute copy (what the engine syncs from) := the masters, rounded to its dtype."""
+        for p, m in zip(self.model.parameters(), self.masters, strict=True):
+            p.copy_(m)
 
     def named_weights(self):
         """(name, tensor) pairs in HF naming, what engines load."""
@@ -131,10 +206,10 @@ class Policy:
             if shown:
                 hf_logging.enable_progress_bar()
         self.tokenizer.save_pretrained(out)
-        torch.save(
-            {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
-            out / "optimizer.pt",
-        )
+        state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+        if self.mixed:  # the saved model holds the rounded copy; resuming needs the masters
+            state["masters"] = [m.detach() for m in self.masters]
+        torch.save(state, out / "optimizer.pt")
         (out / "policy.json").write_text(json.dumps({"version": self.version}) + "\n")
         return out
 
@@ -142,6 +217,17 @@ class Policy:
     def load(cls, path: str | Path, update: UpdateConfig | None = None, **kwargs) -> Policy:
         policy = cls(path, update, **kwargs)
         state = torch.load(Path(path) / "optimizer.pt", weights_only=True)
+        if "masters" in state:  # saved in mixed precision: the fp32 weights are these
+            with torch.no_grad():
+                for m, saved in zip(policy.masters, state["masters"], strict=True):
+                    m.copy_(saved)
+            if policy.mixed:
+                policy._cast_masters()
+        elif policy.mixed:
+            raise ValueError(
+                f"{path}: saved without fp32 master weights (a float32 policy); load it with "
+                "dtype='float32', or start a fresh run from it as a model"
+            )
         policy.optimizer.load_state_dict(state["optimizer"])
         policy.scheduler.load_state_dict(state["scheduler"])
         policy.version = json.loads((Path(path) / "policy.json").read_text())["version"]

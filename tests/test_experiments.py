@@ -182,3 +182,36 @@ def test_bootstrap_interval_of_a_mean():
     assert bootstrap_interval([1.0, 2.0, 6.0]) == (lo, hi)  # seeded: the same every time
     wide = bootstrap_interval([1.0, 2.0, 6.0], level=0.99)
     assert wide[0] <= lo and wide[1] >= hi
+
+
+def test_mechanism_says_where_the_pilots_went(tmp_path):
+    from pcbench.config import RunConfig
+    from pcbench.run import Run
+
+    run = Run.create(RunConfig(name="m", strategy="pilot_commit", steps=2), tmp_path)
+    for step, (seen, easy, hard, kept, marked, take, age, add, stale) in enumerate(
+        [(24, 10, 6, 8, 4, 8, 8, 8, 0), (24, 12, 4, 8, 6, 8, 16, 8, 2)], start=1
+    ):
+        run.write("ledger", step, pl.DataFrame({"step": [step]} | {
+            f"filtering_stats/{k}": [float(v)] for k, v in
+            {"seen": seen, "too_easy": easy, "too_hard": hard, "kept": kept,
+             "evict_marked": marked}.items()
+        } | {f"buffer_stats/{k}": [float(v)] for k, v in
+             {"take": take, "age_sum": age, "add": add, "stale_drop": stale}.items()}))  # fmt: skip
+    m = ex.mechanism(run)
+    assert m["too_easy_share"] == pytest.approx(22 / 48)
+    assert m["too_hard_share"] == pytest.approx(10 / 48) and m["kept_share"] == pytest.approx(1 / 3)
+    assert m["evicted_share"] == pytest.approx(10 / 48)
+    assert m["buffer_age"] == pytest.approx(24 / 16) and m["stale_share"] == pytest.approx(2 / 16)
+    grpo = _run(tmp_path, "g", "grpo", [0.5, 0.6], 128, steps=1)
+    assert ex.mechanism(grpo)["kept_share"] is None  # no pilots: no shares, not zeros
+
+
+def test_markdown_has_the_mechanism_table_for_piloted_variants_only(root):
+    runs = ex.per_run(EXP, root, seeds=(0, 1), smooth=2)
+    runs = runs.with_columns(
+        pl.when(pl.col("variant") == "pc").then(0.25).otherwise(None).alias(c) for c in ex.MECHANISM
+    )
+    text = ex.markdown(ex.summarize(runs, EXP), runs, smooth=2)
+    assert "| `pc` | 25.0% | 25.0% | 25.0% | 25.0% | 0.25 | 25.0% |" in text
+    assert "| `grpo` | 25.0%" not in text

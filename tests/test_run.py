@@ -229,3 +229,18 @@ def test_checkpoint_cadence_pruning_no_checkpoint_resume_and_extended_steps(tmp_
     ext_evals = Run(ext.path).read("evals")
     assert sorted(set(ext_evals["step"])) == [0, 2, 3, 4]
     assert ext_evals.filter(pl.col("step") != 2).equals(a.read("evals"))
+
+
+@pytest.mark.slow
+def test_demo_trains_three_strategies_then_tables_and_reports(tmp_path):
+    """`make demo` at toy size: the three runs, the compare table, the HTML report."""
+    sets = ["steps=2", "eval.every=1", "eval.max_prompts=16", "eval.n=4", "batch_prompts=4",
+            "pool_prompts=12"]  # fmt: skip
+    proc = _pcbench("demo", "--runs", str(tmp_path), "--quiet", *[f"--set={s}" for s in sets])
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-3000:]
+    for name in ("tiny-pc", "tiny-grpo", "tiny-dapo"):
+        assert name in out and (tmp_path / name / "config.json").exists()
+        assert json.loads((tmp_path / name / "config.json").read_text())["steps"] == 2  # --set wins
+    assert (tmp_path / "demo-report.html").stat().st_size > 10_000
+    assert "report: " in out

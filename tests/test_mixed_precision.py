@@ -1,0 +1,73 @@
+"""Mixed precision: bf16 compute, fp32 master weights and AdamW state. At the paper's lr 1e-6 a
+bf16 policy must move its weights by ~lr per step (plain bf16 AdamW rounds the updates away),
+and resuming from its checkpoint must be exact."""
+
+import polars as pl
+import pytest
+import torch
+
+from pcbench.config import UpdateConfig
+from pcbench.policy import Policy, make_batch
+
+from conftest import ARITH, TINY_POLICY
+
+LR = 1e-6
+UPDATE = UpdateConfig(lr=LR, warmup_steps=0, weight_decay=0.0)
+
+
+def batch_for(policy):
+    tok = policy.tokenizer
+    prompts = pl.read_parquet(ARITH / "test.parquet")["prompt"].head(4).to_list()
+    return make_batch([tok(p).input_ids for p in prompts],
+                      [tok(c, add_special_tokens=False).input_ids for c in
+                       ("\\boxed{7}", "3*2=6 \\boxed{6}", "\\boxed{10}", "1+1=2")],
+                      tok.pad_token_id)  # fmt: skip
+
+
+def train(policy, batch, steps):
+    for _ in range(steps):
+        lp = policy.logprobs(batch)
+        policy.step(-(lp.sum() / batch.completion_mask.sum()))
+
+
+def test_bf16_policy_moves_by_lr_per_step_and_syncs_the_compute_copy():
+    policy = Policy(TINY_POLICY, UPDATE, dtype="bfloat16")
+    assert policy.mixed and all(m.dtype == torch.float32 for m in policy.masters)
+    assert all(p.dtype == torch.bfloat16 for p in policy.model.parameters())
+    start = [m.detach().clone() for m in policy.masters]
+    batch = batch_for(policy)
+    train(policy, batch, 20)
+    moved = torch.cat(
+        [(m.detach() - s).abs().flatten() for m, s in zip(policy.masters, start, strict=True)]
+    )
+    # AdamW moves each weight by ~lr per step while the gradient's sign holds: 20 steps ~2e-5
+    # (plain bf16 AdamW moved them by 2.4e-7 on average: updates rounded away)
+    assert 0.3 * 20 * LR < float(moved.mean()) < 1.2 * 20 * LR
+    # the compute copy (what engines sync from) is the masters rounded to bf16
+    weights = dict(policy.named_weights())
+    for (name, p), m in zip(policy.model.named_parameters(), policy.masters, strict=True):
+        assert weights[name].dtype == torch.bfloat16 and torch.equal(
+            p.detach(), m.detach().bfloat16()
+        )
+
+
+def test_bf16_resume_from_a_checkpoint_is_exact(tmp_path):
+    straight = Policy(TINY_POLICY, UPDATE, dtype="bfloat16")
+    batch = batch_for(straight)
+    train(straight, batch, 3)
+    straight.save(tmp_path / "ckpt")
+    train(straight, batch, 3)
+    resumed = Policy.load(tmp_path / "ckpt", UPDATE, dtype="bfloat16")
+    assert resumed.version == 3
+    train(resumed, batch, 3)
+    for a, b in zip(straight.masters, resumed.masters, strict=True):
+        assert torch.equal(a.detach(), b.detach())
+    for a, b in zip(straight.model.parameters(), resumed.model.parameters(), strict=True):
+        assert torch.equal(a.detach(), b.detach())
+
+
+def test_a_float32_checkpoint_is_not_resumed_as_bf16(tmp_path):
+    Policy(TINY_POLICY, UPDATE).save(tmp_path / "fp32")
+    with pytest.raises(ValueError, match="saved without fp32 master weights"):
+        Policy.load(tmp_path / "fp32", UPDATE, dtype="bfloat16")
+    assert not Policy.load(tmp_path / "fp32", UPDATE).mixed
