@@ -69,19 +69,16 @@ def _token_logprobs(
     attention = batch.attention_mask.to(device)
     targets = ids[:, 1:]  # token t+1 is predicted from its prefix
     lean = getattr(model.config, "model_type", None) in LEAN_LOGPROB_ARCHITECTURES
+    logits, lp = None, None
     if not lean:
         logits = model(input_ids=ids, attention_mask=attention).logits
-        lp = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, targets[..., None])[
-            ..., 0
-        ]
     else:
         hidden = model.get_decoder()(input_ids=ids, attention_mask=attention).last_hidden_state
         head = model.get_output_embeddings()
         rows, positions = targets.shape
         chunk = max(1, chunk_bytes // (4 * rows * head.out_features))
         if chunk >= positions:  # fits: exactly the model's forward (lm_head on every position)
-            logits = head(hidden)[:, :-1].float()
-            lp = torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None])[..., 0]
+            logits = head(hidden)
         else:
             hidden = hidden[:, :-1]  # the last position predicts nothing here
             checkpoint = torch.is_grad_enabled() and hidden.requires_grad
@@ -94,6 +91,9 @@ def _token_logprobs(
                     else _head_logprobs(*args)
                 )
             lp = torch.cat(parts, dim=1)
+    if lp is None:  # one shot: log_softmax over the whole (B, T-1, V), as the model's forward
+        lp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+        lp = lp.gather(-1, targets[..., None])[..., 0]
     lp = torch.nn.functional.pad(lp, (1, 0))  # (B, T): position 0 has no prediction
     return lp * batch.completion_mask.to(lp.device)
 
