@@ -22,7 +22,8 @@ SMALL = {
         "steps": 4,
         "overrides": ["eval.every=2", "eval.max_prompts=16"],
     },  # fmt: skip
-    # Its own defaults: require_signal = True, so a default that stopped learning fails CI.
+    # Its own defaults: require_signal = True, so a default that stopped learning fails CI (at 12
+    # steps GRPO is still climbing, so costs are compared at the default length, make results).
     "03_regression.ipynb": {},
     "04_beyond_pilot_commit.ipynb": {
         "seeds": [0],
@@ -55,6 +56,7 @@ def test_notebook_runs_clean(name, tmp_path):
         for o in c.get("outputs", []) if o.get("output_type") == "stream"
     )  # fmt: skip
     assert streams.count("\r") < 200, "progress bars flooded the notebook output"
-    if name == "03_regression.ipynb":  # every seed compared costs on a real target
+    if name == "03_regression.ipynb":  # every seed had a real target; costs where GRPO peaked
         last = executed.cells[-1].outputs[0]["data"]["text/plain"]
-        assert "PC within tolerance" in last and "no signal" not in last, last
+        assert "no signal" not in last, last
+        assert last.count("PC within tolerance") + last.count("GRPO still climbing") == 1, last

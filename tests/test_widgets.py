@@ -81,13 +81,18 @@ def test_dashboard_from_a_run_directory_rescoring_moves_band_and_preview(pc_run)
     assert list(board.histograms.scrubber.options) == [1, 2, "preview"]
     figure_id = id(board.allocation.figure)
     before_preview = list(board.allocation.figure.data[0].y)
-    board.controls.keep_max.value = 0.5
-    assert _band(board.histograms.figure) == (0.125, 0.5)
+    # Lower keep_max to just under the highest previewed pilot mean still inside the band: the
+    # previewed prompts at that mean (and only they) leave it. Means come in steps of 1/4 (4
+    # pilots); the choice follows the seeded data, so the test holds for any shipped policy.
+    preview = board.histograms.scores["preview"]
+    inside = preview.filter((pl.col("mean") > CFG.score.keep_min) & (pl.col("mean") <= 0.75))
+    assert inside.height > 0  # the cached pilots do hold in-band prompts: the test can fail
+    top = inside["mean"].max()
+    moved = inside.filter(pl.col("mean") == top).height
+    board.controls.keep_max.value = top - 0.125
+    assert _band(board.histograms.figure) == (CFG.score.keep_min, top - 0.125)
     assert id(board.allocation.figure) == figure_id  # updated in place, not re-created
     after = list(board.allocation.figure.data[0].y)
-    # Exactly the previewed prompts with a pilot mean in (0.5, 0.75] (i.e. 3 of 4) left the band.
-    moved = board.histograms.scores["preview"].filter(pl.col("mean") == 0.75).height
-    assert moved > 0  # the cached pilots do hold such prompts (seeded run): the test can fail
     assert after[:-1] == before_preview[:-1] and after[-1] == before_preview[-1] - moved
     assert board.allocation.figure.data[0].x[-1] == "next (preview)"
     board.controls.pilot_fraction.value = 2 / 16  # preview from the first 2 pilot samples
