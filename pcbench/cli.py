@@ -149,9 +149,10 @@ def cmd_experiment(args) -> None:
         raise ValueError(f"unknown experiment {args.name!r}; known: {', '.join(ex.EXPERIMENTS)}")
     exp, start = ex.EXPERIMENTS[args.name], time.perf_counter()
     seeds = tuple(args.seeds)
+    ex.select_variants(exp, args.variants)  # an unknown name is refused before anything runs
     if not args.table_only:
         ex.run_experiment(exp, args.runs, seeds, args.set or [], progress=not args.quiet,
-                          log=lambda m: print(m, file=sys.stderr))  # fmt: skip
+                          log=lambda m: print(m, file=sys.stderr), only=args.variants)  # fmt: skip
     runs, skipped = (
         ex.per_run(exp, args.runs, seeds, args.smooth),
         ex.left_out(exp, args.runs, seeds),
@@ -211,8 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     exp = top.add_parser("experiment", help="a named multi-seed experiment and its table")
-    exp.add_argument("name", help="headline | ablations | beyond")
+    exp.add_argument("name", help="headline | ablations | beyond | explore")
     exp.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    exp.add_argument("--variants", nargs="+", metavar="NAME",
+                     help="train only these variants (the table covers every finished run)")  # fmt: skip
     exp.add_argument("--runs", default="runs/results", help="shared directory of its runs")
     exp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override for all runs")
     exp.add_argument("--smooth", type=int, default=2, help="moving average over N evals")

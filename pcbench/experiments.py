@@ -130,13 +130,28 @@ EXPERIMENTS = {
 }
 
 
+def select_variants(exp: Experiment, names: list[str] | None) -> tuple[Variant, ...]:
+    """The experiment's variants named in `names` (all when None), in the experiment's order;
+    an unknown name is refused with the known ones."""
+    if not names:
+        return exp.variants
+    known = [v.name for v in exp.variants]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(
+            f"{exp.name} has no variant {', '.join(map(repr, unknown))}; known: {', '.join(known)}"
+        )
+    return tuple(v for v in exp.variants if v.name in names)
+
+
 def variant_configs(
-    exp: Experiment, seeds=DEFAULT_SEEDS, sets: list[str] = ()
+    exp: Experiment, seeds=DEFAULT_SEEDS, sets: list[str] = (), only: list[str] | None = None
 ) -> list[tuple[Variant, int, RunConfig]]:
-    """Every (variant, seed) config, all validated before anything runs."""
-    out = []
+    """Every (variant, seed) config (of the `only` variants, if given), all validated before
+    anything runs."""
+    out, variants = [], select_variants(exp, only)
     for seed in seeds:
-        for v in exp.variants:
+        for v in variants:
             overrides = [*v.overrides, *sets, f"seed={seed}", f"name={v.run_name(seed)}"]
             out.append((v, seed, load_config(CONFIGS / v.config, overrides)))
     return out
@@ -144,9 +159,11 @@ def variant_configs(
 
 def run_experiment(
     exp: Experiment, root: str | Path, seeds=DEFAULT_SEEDS, sets: list[str] = (),
-    progress: bool = True, log=print,
+    progress: bool = True, log=print, only: list[str] | None = None,
 ) -> list[Path]:  # fmt: skip
-    """Train every missing or partial run of the experiment, seed by seed, in this process.
+    """Train every missing or partial run of the experiment (or of its `only` variants), seed by
+    seed, in this process. Running a subset lets seed counts differ per variant (e.g. 3 seeds for
+    a sweep, 1 for a side ablation); the table then says how many seeds each row has.
 
     A run that stops on MaxRoundsError (a narrow band that cannot fill its batch: a property of
     the variant) is logged and the others go on; any other failure (verifier, weight sync, a
@@ -156,7 +173,7 @@ def run_experiment(
     from pcbench.run import open_run
 
     paths, failed = [], []
-    for _variant, _seed, cfg in variant_configs(exp, seeds, sets):
+    for _variant, _seed, cfg in variant_configs(exp, seeds, sets, only):
         state, run = open_run(cfg, root, resume=True)  # finished runs are read back as they are
         log(f"== {run.name}: {cfg.strategy}, step {state.step} of {cfg.steps}")
         try:

@@ -96,6 +96,17 @@ def test_experiment_configs_are_valid_and_named_per_seed():
     assert by["pc-reuse2-s0"].commit.n_reuse == 2 and by["grpo-s0"].strategy == "grpo"
 
 
+def test_a_variant_subset_keeps_the_experiment_order_and_refuses_unknown_names(capsys):
+    exp = ex.EXPERIMENTS["ablations"]
+    cfgs = ex.variant_configs(exp, seeds=(0, 2), only=["pc-f1_2", "pc-f1_8"])
+    assert [c.name for _, _, c in cfgs] == ["pc-f1_8-s0", "pc-f1_2-s0", "pc-f1_8-s2", "pc-f1_2-s2"]
+    with pytest.raises(ValueError, match="no variant 'pc-f1_3'.*known: pc, grpo, pc-f1_8"):
+        ex.select_variants(exp, ["pc-f1_2", "pc-f1_3"])
+    # The CLI refuses it before training or tabulating anything.
+    code = main(["experiment", "ablations", "--variants", "pc-f1_3", "--table-only"])
+    assert code == 2 and "no variant 'pc-f1_3'" in capsys.readouterr().err
+
+
 def test_cli_tabulates_and_writes_the_doc(root, tmp_path, capsys):
     doc = tmp_path / "docs" / "RESULTS.md"
     code = main(["experiment", "headline", "--seeds", "0", "1", "--runs", str(root),

@@ -99,8 +99,12 @@ def _final_weights(run: Path) -> dict:
 def _comparable(ledger: pl.DataFrame) -> pl.DataFrame:
     """Wall-clock columns differ between any two runs, and verifier cache hits depend on what
     the process verified before (a resumed process starts cold); everything else must not."""
-    process = ("verifier/seconds", "verifier/cache_hits", "verifier/cache_hit_rate",
-               "cumulative/seconds")
+    process = (
+        "verifier/seconds",
+        "verifier/cache_hits",
+        "verifier/cache_hit_rate",
+        "cumulative/seconds",
+    )
     return ledger.drop([c for c in ledger.columns if c.startswith("time/") or c in process])
 
 
