@@ -12,6 +12,34 @@ DEFAULT_POLICY = "data/tiny-policy"
 DEFAULT_ARITH = "data/arith"
 
 
+def cmd_check(args) -> None:
+    """Check each config (no engine is loaded); exit 2 if any has an error."""
+    from pcbench.check import check
+
+    failed = []
+    for path in args.configs:
+        report = check(path, gpu_gib=args.gpu_gb)
+        print(report.text())
+        if not report.ok:
+            failed.append(path)
+    if failed:
+        raise ValueError(
+            f"{len(failed)} of {len(args.configs)} configs have errors: {', '.join(failed)}"
+        )
+
+
+def cmd_data_fetch(args) -> None:
+    """Fetch each named dataset where the presets read it (stops at the first that fails)."""
+    from pcbench.tasks.fetch import SOURCES, FetchError, fetch
+
+    unknown = [n for n in args.names if n not in SOURCES]
+    if unknown:
+        raise FetchError(f"no dataset {', '.join(unknown)} to fetch; known: {', '.join(SOURCES)}")
+    for name in args.names:
+        print(f"{name}: {SOURCES[name].repo} ...", file=sys.stderr)
+        print(f"{name}: {fetch(name, args.root)}")
+
+
 def cmd_data_arith(args) -> None:
     from pcbench.tasks.arith import write_splits
 
@@ -203,6 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("-o", "--out", default="report.html")
         sub.set_defaults(func=cmd_compare if name == "compare" else cmd_report)
 
+    chk = top.add_parser("check", help="validate configs, data, model and memory plan (no engine)")
+    chk.add_argument("configs", nargs="+", help="TOML run configs, e.g. configs/*.toml")
+    chk.add_argument("--gpu-gb", type=float, default=80.0, help="GPU memory the plan must fit")
+    chk.set_defaults(func=cmd_check)
+
     demo = top.add_parser("demo", help="PC, GRPO and DAPO on the tiny policy, then the report")
     demo.add_argument("--runs", default="runs")
     demo.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -224,15 +257,22 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--quiet", action="store_true")
     exp.set_defaults(func=cmd_experiment)
 
-    data = top.add_parser("data", help="make the embedded task's data").add_subparsers(
-        dest="what", required=True
-    )
+    data = top.add_parser(
+        "data", help="make the embedded task's data; fetch the presets' data"
+    ).add_subparsers(dest="what", required=True)
     arith = data.add_parser("arith", help="write data/arith/{train,test}.parquet")
     arith.add_argument("--out", default=DEFAULT_ARITH)
     arith.add_argument("--seed", type=int, default=0)
     arith.add_argument("--train", type=int, default=20_000, help="train prompts")
     arith.add_argument("--test", type=int, default=1_000, help="test prompts")
     arith.set_defaults(func=cmd_data_arith)
+    fetch = data.add_parser("fetch", help="download the presets' public datasets (needs network)")
+    fetch.add_argument("names", nargs="+", metavar="NAME",
+                       help="deepmath | polaris | math500 | aime24 | aime25 | amc23")  # fmt: skip
+    fetch.add_argument(
+        "--root", default="data", help="data/<name>/ or data/benchmarks/<name>.jsonl"
+    )
+    fetch.set_defaults(func=cmd_data_fetch)
 
     tiny = top.add_parser("tiny", help="the embedded tiny policy").add_subparsers(
         dest="what", required=True

@@ -138,10 +138,13 @@ class CommitConfig:
             f"commit.allocation = {self.allocation!r}: use one of {ALLOCATIONS}",
         )
         _require(self.budget in BUDGETS, f"commit.budget = {self.budget!r}: use one of {BUDGETS}")
+        # The bounds shape value-per-cost only; uniform commits n_commit to every kept prompt,
+        # so a paper preset (n_commit 96) needs no bounds of its own.
         _require(
-            0 <= self.min_commit <= self.n_commit <= self.max_commit,
+            self.allocation == "uniform"
+            or 0 <= self.min_commit <= self.n_commit <= self.max_commit,
             f"commit bounds: need min_commit ({self.min_commit}) <= n_commit ({self.n_commit}) "
-            f"<= max_commit ({self.max_commit}), so the uniform split fits them",
+            f"<= max_commit ({self.max_commit}) for value_per_cost, so the uniform split fits them",
         )
         _require(self.order in ORDERS, f"order = {self.order!r}: use one of {ORDERS}")
         _require(self.max_staleness >= 0, f"max_staleness = {self.max_staleness}: must be >= 0")

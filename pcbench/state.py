@@ -18,6 +18,7 @@ from pcbench.ledger import Ledger
 from pcbench.prior import PassRatePrior
 from pcbench.schema import PROMPTS
 from pcbench.tasks import PromptStream, load_benchmark, template_for
+from pcbench.tasks.files import expand, is_remote
 
 _ENGINES: dict[tuple, object] = {}  # one engine per (kind, model, settings) per process
 
@@ -53,7 +54,7 @@ def check_files(cfg: RunConfig) -> None:
         f"{what} = {path!r}"
         for what, path in [("model", cfg.model), ("train", cfg.train), ("test", cfg.test)]
         + [("extra_eval", p) for p in cfg.extra_eval]
-        if not str(path).startswith("hf://") and not Path(path).exists()
+        if not is_remote(path) and not (Path(path).exists() if what == "model" else expand(path))
         and not (what == "model" and _looks_like_hub_id(path))
     ]  # fmt: skip
     if missing:
@@ -70,8 +71,9 @@ def _looks_like_hub_id(path: str) -> bool:
 
 def load_prompts(path: str, model: str) -> pl.DataFrame:
     """A PROMPTS parquet as is; any other dataset through `load_benchmark` + the model's template."""
-    if str(path).endswith(".parquet") and not str(path).startswith("hf://"):
-        frame = pl.read_parquet(path)
+    files = expand(path)
+    if str(path).endswith(".parquet") and not is_remote(path) and files:
+        frame = pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
         if set(PROMPTS.required) <= set(frame.columns):
             return PROMPTS.check(frame)
     return load_benchmark(path, template_for(model)).prompts

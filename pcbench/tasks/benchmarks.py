@@ -1,7 +1,7 @@
 """Benchmark loaders: MATH-500, AIME, AMC and Minerva-style files into PROMPTS frames.
 
 A file is JSON lines, a JSON array, or parquet, on local disk or at an `hf://datasets/...`
-path (read by polars on machines with hub access). The format is recognised from the fields:
+path (read by polars on machines with hub access); a glob names sharded files (`train-*.parquet`). The format is recognised from the fields:
 
 | fields present                     | gold answer                            | prompt_id              |
 |------------------------------------|----------------------------------------|------------------------|
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import warnings
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -27,6 +28,7 @@ import polars as pl
 
 from pcbench.schema import PROMPTS
 from pcbench.tasks.boxed import last_boxed
+from pcbench.tasks.files import describe_missing, expand, is_remote
 
 
 class DatasetError(ValueError):
@@ -65,13 +67,25 @@ def clean_answer(value: Any) -> str:
 
 
 def read_records(path: str) -> list[tuple[int, Any]]:
-    """(line number, record) pairs; line numbers are 1-based (row numbers for parquet/JSON arrays)."""
-    if path.startswith("hf://") or path.endswith(".parquet"):
+    """(line number, record) pairs; line numbers are 1-based (row numbers for parquet/JSON arrays),
+    counted across shards when `path` is a glob (see pcbench.tasks.files)."""
+    files = expand(path)
+    if not files:
+        raise DatasetError(describe_missing(path))
+    if len(files) == 1:
+        return _read_file(files[0])  # line numbers as in the file
+    records: list[tuple[int, Any]] = []
+    for file in files:
+        start = len(records) + 1
+        records += [(start + i, record) for i, (_, record) in enumerate(_read_file(file))]
+    return records
+
+
+def _read_file(path: str) -> list[tuple[int, Any]]:
+    if path.endswith(".parquet") or is_remote(path):
         frame = pl.read_parquet(path) if path.endswith(".parquet") else pl.read_ndjson(path)
         return list(enumerate(frame.iter_rows(named=True), start=1))
     p = Path(path)
-    if not p.exists():
-        raise DatasetError(f"{path}: no such file")
     text = p.read_text(encoding="utf-8", errors="replace")
     if p.suffix == ".json" and text.lstrip().startswith("["):
         return list(enumerate(json.loads(text), start=1))
@@ -124,7 +138,8 @@ def load_benchmark(
 ) -> Benchmark:
     """Read a benchmark file into PROMPTS rows rendered with `template` (see module docstring)."""
     path = str(path)
-    name = name or Path(path.split("?")[0]).name.split(".")[0]
+    # "data/deepmath/data/train-*.parquet" -> "train": the shard pattern is not part of the name
+    name = name or re.sub(r"[-_.]*[*?\[].*$", "", Path(path).name.split(".")[0]) or "data"
     rows, skipped = [], []
     for line, record in read_records(path):
         try:

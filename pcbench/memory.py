@@ -1,0 +1,158 @@
+"""The memory plan of a run on one GPU: policy training beside a colocated vLLM engine.
+
+Pure arithmetic over the model's config and the run config, so `pcbench check` can say whether
+a preset fits before anything loads. The parameter count is exact (the model is built on the
+meta device: no memory, no download); everything else is an estimate whose assumptions are
+stated where they are made. Sizes are bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pcbench.config import RunConfig
+
+GiB = 2**30
+BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+ENGINE_OVERHEAD = 2 * GiB  # vLLM's own activations, sampler and CUDA-graph pool (assumed)
+
+
+def parameter_count(model_config) -> int:
+    """Exact parameter count of a transformers config (tied embeddings counted once), from a
+    model built on the meta device."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(model_config)
+    return sum(p.numel() for p in model.parameters())  # parameters() yields tied ones once
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    params: int
+    weights: int  # compute copy (engine.dtype)
+    masters: int  # fp32 master weights (0 when the compute copy is fp32)
+    grads: int  # fp32 gradients at the optimizer step (bf16 ones during backward are smaller)
+    optimizer: int  # AdamW exp_avg + exp_avg_sq in fp32
+    reference: int  # frozen reference policy for the KL term (0 without it)
+    activations: int  # one micro-batch at max_model_len, backward included (estimate)
+    logits: int  # log-prob working set: chunked (lean architectures) or full (B, T, V) fp32
+    engine: int  # vLLM's share of the GPU (0 off GPU or when unset)
+    kv_per_token: int  # vLLM KV cache bytes per token
+    kv_tokens: int  # tokens of KV cache the engine's share leaves (0 off GPU)
+    gpu: int  # GPU memory the plan is checked against
+
+    @property
+    def policy(self) -> int:
+        return (
+            self.weights + self.masters + self.grads + self.optimizer + self.reference
+            + self.activations + self.logits
+        )  # fmt: skip
+
+    @property
+    def total(self) -> int:
+        return self.policy + self.engine
+
+    def problems(self, max_model_len: int) -> list[str]:
+        """What does not fit, in words ([] when it all fits)."""
+        if not self.gpu:
+            return []
+        out = []
+        if self.total > self.gpu:
+            out.append(
+                f"policy {self.policy / GiB:.1f} GiB + engine share {self.engine / GiB:.1f} GiB "
+                f"> {self.gpu / GiB:.0f} GiB of GPU memory"
+            )
+        if self.engine and self.kv_tokens < max_model_len:
+            out.append(
+                f"the engine's share leaves {self.kv_tokens:,} KV-cache tokens, fewer than one "
+                f"sequence of max_model_len = {max_model_len:,}: raise gpu_memory_utilization"
+            )
+        return out
+
+    def lines(self) -> list[str]:
+        g = lambda b: f"{b / GiB:.1f} GiB" if b >= GiB / 10 else f"{b / 2**20:.1f} MiB"  # noqa: E731
+        rows = [
+            f"parameters {self.params / 1e9:.3f} B",
+            f"policy {g(self.policy)}: weights {g(self.weights)}, fp32 masters {g(self.masters)}, "
+            f"grads {g(self.grads)}, AdamW {g(self.optimizer)}, reference {g(self.reference)}, "
+            f"activations {g(self.activations)}, log-probs {g(self.logits)}",
+        ]
+        if self.engine:
+            rows.append(
+                f"engine {g(self.engine)}: KV cache {self.kv_tokens:,} tokens "
+                f"({self.kv_per_token / 1024:.0f} KiB each)"
+            )
+        if self.gpu:
+            rows.append(f"total {g(self.total)} of {g(self.gpu)}")
+        return rows
+
+
+def memory_plan(cfg: RunConfig, model_config, params: int, gpu_gib: float = 80.0) -> MemoryPlan:
+    """The plan of `cfg` for a model of this config and parameter count on a `gpu_gib` GPU."""
+    from pcbench.policy import LEAN_LOGPROB_ARCHITECTURES, LOGIT_CHUNK_BYTES
+
+    ec, b = cfg.engine, BYTES[cfg.engine.dtype]
+    hidden, layers = model_config.hidden_size, model_config.num_hidden_layers
+    inter, vocab = model_config.intermediate_size, model_config.vocab_size
+    heads = model_config.num_attention_heads
+    kv_heads = getattr(model_config, "num_key_value_heads", None) or heads
+    head_dim = getattr(model_config, "head_dim", None) or hidden // heads
+    tokens = cfg.update.micro_batch_size * ec.max_model_len  # one micro-batch, worst case
+    # One layer's working set in backward with fused (flash / SDPA) attention, no T^2 term:
+    # q, k, v, attention out, two residual adds and norms (~8H) and the MLP's gate, up and
+    # activation (~4I) per token. Checkpointing keeps each layer's input and recomputes one.
+    layer = tokens * (8 * hidden + 4 * inter) * b
+    activations = (
+        layers * tokens * hidden * b + layer if ec.gradient_checkpointing else layers * layer
+    )
+    lean = getattr(model_config, "model_type", None) in LEAN_LOGPROB_ARCHITECTURES
+    full_logits = tokens * vocab * 4
+    # logits, their log-softmax and its gradient: a chunk each, or the whole (B, T, V) each
+    logits = 3 * min(full_logits, LOGIT_CHUNK_BYTES) if lean else 3 * full_logits
+    on_gpu = ec.device == "cuda"
+    engine = int((ec.gpu_memory_utilization or 0.9) * gpu_gib * GiB) if on_gpu else 0
+    kv_per_token = 2 * layers * kv_heads * head_dim * b
+    kv_tokens = max(0, (engine - params * b - ENGINE_OVERHEAD) // kv_per_token) if on_gpu else 0
+    return MemoryPlan(
+        params=params, weights=params * b, masters=0 if b == 4 else 4 * params,
+        grads=4 * params, optimizer=8 * params,
+        reference=params * b if cfg.update.kl_coef > 0 else 0,
+        activations=activations, logits=logits, engine=engine if ec.kind == "vllm" else 0,
+        kv_per_token=kv_per_token, kv_tokens=kv_tokens if ec.kind == "vllm" else 0,
+        gpu=int(gpu_gib * GiB) if on_gpu else 0,
+    )  # fmt: skip
+
+
+def rollouts_per_step(cfg: RunConfig, rounds: float = 1.0) -> float:
+    """Generated rollouts in one step, at `rounds` rounds per step (Pilot-Commit and DAPO draw
+    more rounds when their batch does not fill)."""
+    n, B, G = cfg.group_size, cfg.batch_prompts, cfg.pool_prompts
+    if cfg.strategy == "grpo":
+        return B * n
+    if cfg.strategy == "dapo":
+        return rounds * G * n
+    return rounds * G * cfg.pilot.n_pilot + B * cfg.commit.n_commit
+
+
+def step_seconds(
+    cfg: RunConfig,
+    params: int,
+    *,
+    response_share: float = 0.5,
+    rounds: float = 1.0,
+    generate_tokens_per_s: float = 20_000.0,
+    train_flops: float = 0.3 * 989e12,
+) -> tuple[float, float]:
+    """(generation, training) seconds of one step, a rough estimate for planning.
+
+    Assumed: responses average `response_share` of max_tokens; the colocated engine generates
+    `generate_tokens_per_s` (a 1.5B model on one H100 at high concurrency is of this order);
+    training runs at 30% of an H100's dense bf16 peak, 8 x params FLOPs per trained token
+    (forward, backward, recomputation under checkpointing) plus 2 x params for the old-policy
+    log-probs. Measure before trusting it: bench/gpu_check.py reports real step times."""
+    tokens = cfg.sampling.max_tokens * response_share
+    generated = rollouts_per_step(cfg, rounds) * tokens
+    trained = cfg.batch_prompts * cfg.group_size * tokens
+    return generated / generate_tokens_per_s, 10 * params * trained / train_flops
