@@ -219,9 +219,17 @@ def _generate(s: State, cfg: RunConfig, step: int, round: int, pool, phase: str)
 
 
 def train_on(s: State, cfg: RunConfig, step: int, rollouts: pl.DataFrame) -> dict:
-    """One update on the batch, then sync the engine; the only place weights change."""
-    with s.ledger.time(step, "update"):
-        metrics = update(s.policy, rollouts, s.prompts, cfg)
+    """One update on the batch, then sync the engine; the only place weights change.
+
+    A colocated engine sleeps through the update (vLLM sleep mode on CUDA: its KV cache is freed
+    and its weights offloaded, so the policy's optimizer state and activations fit beside it),
+    and wakes before the sync, also when the update fails; elsewhere both are no-ops."""
+    s.engine.sleep()
+    try:
+        with s.ledger.time(step, "update"):
+            metrics = update(s.policy, rollouts, s.prompts, cfg)
+    finally:
+        s.engine.wake()
     with s.ledger.time(step, "sync"):
         s.engine.load_weights(s.policy)
     s.ledger.add(step, "rollout_stats/trained", rollouts.height)

@@ -250,3 +250,32 @@ def test_dapo_max_rounds_raises_or_trains_the_partial_batch(state_for):
         assert metrics["update/groups"] == kept and s.policy.version == 1
     else:
         assert metrics == {} and s.policy.version == 0
+
+
+def test_the_engine_sleeps_through_the_update_and_wakes_before_the_sync(state_for, monkeypatch):
+    """The order matters on a GPU (sleep mode is CUDA-only, so here the calls are recorded on the
+    real CPU engine, whose own sleep/wake are no-ops): the update runs while the engine sleeps,
+    the sync after it wakes, and a failed update still wakes it."""
+    from pcbench import loop
+
+    cfg = _cfg("grpo", steps=1)
+    s = state_for(cfg)
+    events, load = [], s.engine.load_weights
+    monkeypatch.setattr(s.engine, "sleep", lambda: events.append(("sleep", s.policy.version)))
+    monkeypatch.setattr(s.engine, "wake", lambda: events.append(("wake", s.policy.version)))
+
+    def sync(policy, check=None):
+        events.append(("sync", policy.version))
+        return load(policy, check)
+
+    monkeypatch.setattr(s.engine, "load_weights", sync)
+    train(s, cfg, progress=False)
+    assert events == [("sleep", 0), ("wake", 1), ("sync", 1)]
+
+    def failing_update(*args):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(loop, "update", failing_update)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        loop.train_on(s, cfg, 2, pl.DataFrame())
+    assert events[-2:] == [("sleep", 1), ("wake", 1)]  # awake again, and no sync

@@ -97,8 +97,9 @@ class VLLMEngine:
         kwargs = dict(engine_args or {})
         if gpu_memory_utilization:
             kwargs["gpu_memory_utilization"] = gpu_memory_utilization
-        if enable_sleep_mode:
-            kwargs["enable_sleep_mode"] = True  # GPU only: lets sleep() free memory for training
+        # Colocated training on a GPU sleeps the engine through each update (loop.train_on);
+        # vLLM has sleep mode on CUDA only, so it is on by default there and off elsewhere.
+        kwargs.setdefault("enable_sleep_mode", enable_sleep_mode or current_platform.is_cuda())
         # CUDA graphs need a GPU; on the CPU backend eager is what works (and what is tested).
         kwargs.setdefault("enforce_eager", current_platform.is_cpu())
         self.sleep_mode = bool(kwargs.get("enable_sleep_mode"))
@@ -200,8 +201,9 @@ class VLLMEngine:
     def sleep(self) -> None:
         """Free GPU memory while the policy trains (vLLM sleep mode, level 1).
 
-        A no-op unless the engine was made with enable_sleep_mode=True, which vLLM supports
-        on CUDA only; the CPU backend has no sleep mode. Not yet exercised on a GPU here.
+        A no-op unless the engine was made with enable_sleep_mode (the default on CUDA, which
+        is the only platform where vLLM has it). Not yet exercised on a GPU: the lent GPU
+        machines have no vLLM.
         """
         if self.sleep_mode:
             self.llm.sleep(level=1)
