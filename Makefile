@@ -62,6 +62,7 @@ bench: $(STAMP)
 	$(PY) bench/engines.py --write $(RESULTS)
 	$(PY) bench/steps.py --write $(RESULTS)
 	$(PY) bench/logprobs.py --write $(RESULTS)
+	$(PY) bench/sync_tolerance.py --write $(RESULTS)
 
 # The multi-seed experiments of docs/RESULTS.md (runs under runs/results/, reused when done).
 SEEDS ?= 0 1 2

@@ -223,6 +223,9 @@ class EngineConfig:
     gpu_memory_utilization: float | None = None  # vLLM GPU share (colocated training: ~0.4)
     gradient_checkpointing: bool = False  # policy memory saver for long responses
     sync_check_every: int = 8  # vLLM weight-sync self-check on the 1st sync and every Nth
+    # Largest mean |Δ logprob| on the self-check's probe that counts as synced; None: the
+    # dtype's default (SYNC_TOLERANCE, measured by bench/sync_tolerance.py).
+    sync_tolerance: float | None = None
     # Any other `vllm.EngineArgs` field (max_num_seqs, tensor_parallel_size, enforce_eager,
     # enable_prefix_caching, ...): written straight into [engine], collected here by the TOML
     # reader, checked against EngineArgs and passed to `vllm.LLM` as is.
@@ -236,6 +239,8 @@ class EngineConfig:
         )
         _require(self.device in ("cpu", "cuda"), f"engine.device = {self.device!r}: cpu | cuda")
         _positive(self, "max_model_len", "cpu_kv_cache_gb", "sync_check_every")
+        t = self.sync_tolerance
+        _require(t is None or t > 0, f"engine.sync_tolerance = {t}: must be > 0 (or unset)")
         u = self.gpu_memory_utilization
         _require(u is None or 0 < u <= 1, f"gpu_memory_utilization = {u}: in (0, 1] or unset")
         _require(isinstance(self.vllm_args, dict), "engine.vllm_args must be a table")
@@ -245,6 +250,21 @@ class EngineConfig:
             f"{sorted(self.vllm_args)}: remove them or use engine.kind = 'vllm'",
         )
         _check_vllm_args(self.vllm_args)
+
+
+# The self-check's default tolerance per dtype: above the probe gap a good sync leaves (kernel and
+# rounding differences between vLLM and the policy) and below the gap of a missed sync after one
+# update at lr 1e-3, both measured by bench/sync_tolerance.py on the tiny policy (docs/RESULTS.md
+# §4): float32 1e-7-3e-7 synced vs 2e-2-9e-2 missed; bfloat16 1.4e-3-6.8e-3 vs 2.4e-2-0.21.
+# float16 is not measured (no CPU kernels tried); it takes bfloat16's, which has fewer mantissa
+# bits. At the paper's lr 1e-6 one missed step moves the probe less than bf16 noise: the check
+# catches failed or skipped reloads that leave the engine far off, not a single tiny step.
+SYNC_TOLERANCE = {"float32": 1e-3, "bfloat16": 1.5e-2, "float16": 1.5e-2}
+
+
+def sync_tolerance(ec: EngineConfig) -> float:
+    """The engine config's sync tolerance, or its dtype's default."""
+    return ec.sync_tolerance if ec.sync_tolerance is not None else SYNC_TOLERANCE[ec.dtype]
 
 
 # EngineArgs fields pcbench sets from its own settings; written in [engine] they would be

@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from pcbench.buffer import PilotBuffer
-from pcbench.config import ConfigError, EngineConfig, RunConfig
+from pcbench.config import ConfigError, EngineConfig, RunConfig, sync_tolerance
 from pcbench.ledger import Ledger
 from pcbench.prior import PassRatePrior
 from pcbench.schema import PROMPTS
@@ -142,9 +142,10 @@ def setup(cfg: RunConfig, *, verifier=None, with_policy: bool = True) -> State:
             reference_path=cfg.model if cfg.update.kl_coef > 0 else None,
         )  # fmt: skip
     engine = make_engine(cfg.model, ec, cfg.seed)
+    engine.sync_check_every = ec.sync_check_every  # a cached engine takes this run's settings
+    engine.sync_tolerance = sync_tolerance(ec)
     if policy is not None:
         engine.load_weights(policy, check=True)  # a reused engine may hold another run's weights
-    engine.sync_check_every = ec.sync_check_every  # a cached engine takes this run's setting
     return State(
         engine=engine,
         verifier=verifier or Verifier(),

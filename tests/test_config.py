@@ -111,3 +111,13 @@ def test_engine_passes_vllm_arguments_through_checked(tmp_path):
         from_dict({"engine": {"seed": 3}})
     with pytest.raises(ConfigError, match="does not take the vLLM arguments"):
         from_dict({"engine": {"kind": "hf", "max_num_seqs": 8}})
+
+
+def test_sync_tolerance_defaults_by_dtype_and_can_be_set():
+    from pcbench.config import SYNC_TOLERANCE, EngineConfig, sync_tolerance
+
+    assert sync_tolerance(EngineConfig()) == SYNC_TOLERANCE["float32"] == 1e-3
+    assert sync_tolerance(EngineConfig(dtype="bfloat16")) == SYNC_TOLERANCE["bfloat16"] > 1e-3
+    assert sync_tolerance(EngineConfig(dtype="bfloat16", sync_tolerance=0.1)) == 0.1
+    with pytest.raises(ConfigError, match="sync_tolerance = 0: must be > 0"):
+        EngineConfig(sync_tolerance=0)
