@@ -101,6 +101,7 @@ def main() -> None:
         (loss / args.micro_batches).backward()
         torch.cuda.synchronize() if cuda else None
         times["forward_backward"].append(time.perf_counter() - t)
+    backward_peak = torch.cuda.max_memory_allocated() if cuda else 0
     t = time.perf_counter()
     policy.step()
     torch.cuda.synchronize() if cuda else None
@@ -113,7 +114,9 @@ def main() -> None:
         "torch": torch.__version__, "parameters": params, "layers": args.layers,
         "micro_batch": [micro, args.length], "micro_batches": args.micro_batches,
         "loaded_gib": round(loaded / GiB, 2),
+        "backward_peak_gib": round(backward_peak / GiB, 2),
         "peak_gib": round(torch.cuda.max_memory_allocated() / GiB, 2) if cuda else None,
+        "checkpointing": bool(policy.model.is_gradient_checkpointing and policy.model.training),
         "seconds": {k: [round(x, 3) for x in v] for k, v in times.items()},
         "plan_gib": {k: round(getattr(plan, k) / GiB, 2) for k in
                      ("weights", "masters", "grads", "optimizer", "activations", "logits", "policy")},

@@ -71,3 +71,23 @@ def test_a_float32_checkpoint_is_not_resumed_as_bf16(tmp_path):
     with pytest.raises(ValueError, match="saved without fp32 master weights"):
         Policy.load(tmp_path / "fp32", UPDATE, dtype="bfloat16")
     assert not Policy.load(tmp_path / "fp32", UPDATE).mixed
+
+
+def test_gradient_checkpointing_recomputes_layers_and_leaves_logprobs_unchanged():
+    """transformers checkpoints only in training mode: the Policy must switch it on (an H100
+    measurement found it silently off), without dropout changing the log-probs."""
+    plain = Policy(TINY_POLICY)
+    lean = Policy(TINY_POLICY, gradient_checkpointing=True)
+    ids = torch.randint(3, 250, (2, 40))
+    batch = make_batch([r[:10].tolist() for r in ids], [r[10:].tolist() for r in ids], 0)
+    calls = []
+    layer = lean.model.get_decoder().layers[0]
+    # a pre-hook: the recomputation stops once it has what backward needs (torch's early stop),
+    # before the layer's forward returns, so a post-hook would not see it
+    layer.register_forward_pre_hook(lambda *a: calls.append(1))
+    lp = lean.logprobs(batch)
+    lp.sum().backward()
+    assert len(calls) == 2  # forward, and again in backward: the layer was checkpointed
+    with torch.no_grad():
+        assert torch.equal(lean.logprobs(batch), plain.logprobs(batch))  # no dropout noise
+    assert torch.equal(lp.detach(), plain.logprobs(batch).detach())
