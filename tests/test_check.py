@@ -88,6 +88,8 @@ def test_memory_plan_terms_follow_the_precision_and_checkpointing():
         2 * params, 4 * params, 4 * params, 8 * params,
     )  # fmt: skip
     assert plan.engine == int(0.45 * 80 * GiB) and plan.kv_per_token == 2 * 28 * 2 * 128 * 2
+    # AdamW's step (fp32 grads + state + temporaries, 22 bytes/param) outweighs the backward
+    assert plan.policy == plan.step == 22 * params > plan.backward
     fp32 = load_config(
         ROOT / "configs" / "qwen2.5-math-1.5b-pc-1gpu.toml",
         ["engine.dtype=float32", "engine.gradient_checkpointing=false"],
