@@ -142,7 +142,11 @@ def test_prompts_parquet_shards_and_missing_globs_in_check_files(tmp_path):
 
 
 def test_fetch_without_network_says_what_to_do(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the real hub client, told there is no network
+    import huggingface_hub.constants
+
+    # The real hub client, told there is no network (its constant is read at import, so the
+    # environment variable alone would not reach it in this process); CI has none either.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(FetchError, match="could not download HuggingFaceH4/MATH-500.*copy"):
         fetch("math500", tmp_path)
     assert not (tmp_path / "benchmarks" / "math500.jsonl").exists()
