@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pcbench.config import ConfigError, RunConfig, load_config
+from pcbench.state import looks_like_hub_id
 from pcbench.tasks.fetch import SOURCES, destination
 from pcbench.tasks.files import describe_missing, expand, is_remote
 
@@ -50,9 +51,12 @@ def check(path: str | Path, gpu_gib: float = 80.0) -> Report:
         f"{cfg.engine.kind} engine on {cfg.engine.device} in {cfg.engine.dtype}",
     )
     _check_data(cfg, report)
-    model_config = _model_config(cfg, report)
-    if model_config is not None:
-        _check_model(cfg, model_config, report, gpu_gib)
+    try:  # a model config transformers cannot read, or build as a causal LM, is this config's
+        model_config = _model_config(cfg, report)  # error, not the end of the whole check
+        if model_config is not None:
+            _check_model(cfg, model_config, report, gpu_gib)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        report.add("error", f"model = {cfg.model}: {type(e).__name__}: {e}")
     return report
 
 
@@ -90,6 +94,9 @@ def _model_config(cfg: RunConfig, report: Report):
         except (OSError, ValueError) as e:
             report.add("error", f"model = {model}: not a model directory ({e})")
             return None
+    if not looks_like_hub_id(model):  # a local path that is not there: the run refuses it too
+        report.add("error", f"model = {model}: no such directory")
+        return None
     try:
         found = AutoConfig.from_pretrained(model, local_files_only=True)
         report.add("ok", f"model = {model}: in the local hub cache")
@@ -152,11 +159,13 @@ def _check_model(cfg: RunConfig, model_config, report: Report, gpu_gib: float) -
 
 
 def _check_vocab(cfg: RunConfig, model_config, report: Report) -> None:
-    if not Path(cfg.model).exists():
-        return  # the tokenizer comes with the download
     from transformers import AutoTokenizer
 
-    tokens = len(AutoTokenizer.from_pretrained(cfg.model))
+    try:  # on disk, or in the local hub cache
+        tokens = len(AutoTokenizer.from_pretrained(cfg.model, local_files_only=True))
+    except (OSError, ValueError):
+        report.add("info", "vocab: the tokenizer comes with the model's download; not checked")
+        return
     if tokens > model_config.vocab_size:
         report.add(
             "error", f"tokenizer has {tokens} tokens, the model's vocab {model_config.vocab_size}"

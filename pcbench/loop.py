@@ -224,12 +224,13 @@ def train_on(s: State, cfg: RunConfig, step: int, rollouts: pl.DataFrame) -> dic
     A colocated engine sleeps through the update (vLLM sleep mode on CUDA: its KV cache is freed
     and its weights offloaded, so the policy's optimizer state and activations fit beside it),
     and wakes before the sync, also when the update fails; elsewhere both are no-ops."""
-    s.engine.sleep()
     try:
-        with s.ledger.time(step, "update"):
+        with s.ledger.time(step, "update"):  # the engine's sleep counts as the update's time
+            s.engine.sleep()
             metrics = update(s.policy, rollouts, s.prompts, cfg)
     finally:
-        s.engine.wake()
+        with s.ledger.time(step, "sync"):  # and its wake-up as the sync's
+            s.engine.wake()
     with s.ledger.time(step, "sync"):
         s.engine.load_weights(s.policy)
     s.ledger.add(step, "rollout_stats/trained", rollouts.height)

@@ -98,6 +98,20 @@ def _token_logprobs(
     return lp * batch.completion_mask.to(lp.device)
 
 
+def _dropout_off(model: torch.nn.Module) -> None:
+    """No randomness in training mode: every dropout module at p = 0, and every float
+    attribute that models read as a dropout or layer-drop rate in training (attention_dropout,
+    attn_pdrop, layerdrop, ...) at 0."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.dropout._DropoutNd):
+            module.p = 0.0
+        for name, value in list(vars(module).items()):
+            if isinstance(value, float) and (
+                "dropout" in name or "pdrop" in name or name == "layerdrop"
+            ):
+                setattr(module, name, 0.0)
+
+
 class Policy:
     """A causal LM being trained; `logprobs` and `step` are all the update step needs."""
 
@@ -133,11 +147,7 @@ class Policy:
             # kept). Training mode must not change the log-probs, so dropout stays off: the
             # engine samples without it, and the policy must score the same distribution.
             self.model.train()
-            for module in self.model.modules():
-                if isinstance(module, torch.nn.Dropout):
-                    module.eval()
-                if getattr(module, "attention_dropout", 0.0):  # read by attention in training
-                    module.attention_dropout = 0.0
+            _dropout_off(self.model)
         self.update = update = update or UpdateConfig()
         # Mixed precision: the model (forward, backward, what engines load) is in `dtype`; the
         # optimizer updates fp32 master copies and the model is re-cast from them. AdamW on

@@ -55,7 +55,7 @@ def check_files(cfg: RunConfig) -> None:
         for what, path in [("model", cfg.model), ("train", cfg.train), ("test", cfg.test)]
         + [("extra_eval", p) for p in cfg.extra_eval]
         if not is_remote(path) and not (Path(path).exists() if what == "model" else expand(path))
-        and not (what == "model" and _looks_like_hub_id(path))
+        and not (what == "model" and looks_like_hub_id(path))
     ]  # fmt: skip
     if missing:
         raise ConfigError(
@@ -64,7 +64,7 @@ def check_files(cfg: RunConfig) -> None:
         )
 
 
-def _looks_like_hub_id(path: str) -> bool:
+def looks_like_hub_id(path: str) -> bool:
     parts = str(path).split("/")
     return len(parts) == 2 and not str(path).startswith((".", "/")) and parts[0] != "data"
 

@@ -91,3 +91,32 @@ def test_gradient_checkpointing_recomputes_layers_and_leaves_logprobs_unchanged(
     with torch.no_grad():
         assert torch.equal(lean.logprobs(batch), plain.logprobs(batch))  # no dropout noise
     assert torch.equal(lp.detach(), plain.logprobs(batch).detach())
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_training_mode_for_checkpointing_adds_no_dropout(arch, tmp_path):
+    """Models whose configs ask for dropout (attention dropout as a float, dropout modules, a
+    GPT-2 that reads its dropout modules' p in training): log-probs stay those of eval mode."""
+    import shutil
+
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(TINY_POLICY / f, tmp_path / f)
+    if arch == "llama":
+        config = AutoConfig.from_pretrained(TINY_POLICY, attention_dropout=0.3)
+    else:
+        config = AutoConfig.for_model(
+            "gpt2", vocab_size=259, n_embd=64, n_layer=2, n_head=2, n_positions=128,
+            resid_pdrop=0.3, embd_pdrop=0.3, attn_pdrop=0.3,
+        )  # fmt: skip
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path)
+    plain, lean = Policy(tmp_path), Policy(tmp_path, gradient_checkpointing=True)
+    assert lean.model.training and not plain.model.training
+    ids = torch.randint(3, 250, (2, 40))
+    batch = make_batch([r[:10].tolist() for r in ids], [r[10:].tolist() for r in ids], 0)
+    with torch.no_grad():
+        reference = plain.logprobs(batch)
+    assert torch.allclose(lean.logprobs(batch).detach(), reference, atol=1e-6)
+    assert torch.allclose(lean.logprobs(batch).detach(), reference, atol=1e-6)  # not by luck

@@ -82,7 +82,7 @@ class VLLMEngine:
         seed: int = 0,
         cpu_kv_cache_gb: int = 1,
         gpu_memory_utilization: float | None = None,
-        enable_sleep_mode: bool = False,
+        enable_sleep_mode: bool | None = None,
         sync_tolerance: float = 1e-3,
         sync_check_every: int = 1,
         engine_args: dict | None = None,
@@ -99,7 +99,9 @@ class VLLMEngine:
             kwargs["gpu_memory_utilization"] = gpu_memory_utilization
         # Colocated training on a GPU sleeps the engine through each update (loop.train_on);
         # vLLM has sleep mode on CUDA only, so it is on by default there and off elsewhere.
-        kwargs.setdefault("enable_sleep_mode", enable_sleep_mode or current_platform.is_cuda())
+        if enable_sleep_mode is None:
+            enable_sleep_mode = current_platform.is_cuda()
+        kwargs.setdefault("enable_sleep_mode", enable_sleep_mode)
         # CUDA graphs need a GPU; on the CPU backend eager is what works (and what is tested).
         kwargs.setdefault("enforce_eager", current_platform.is_cpu())
         self.sleep_mode = bool(kwargs.get("enable_sleep_mode"))

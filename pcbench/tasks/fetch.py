@@ -90,10 +90,26 @@ def fetch(name: str, root: str | Path = "data", download: Download = hub_downloa
 
 
 def _keep_shards(tmp: Path, files: list[Path], dest: Path) -> Path:
+    """Stage the shards beside `dest` (same filesystem), prove they load, then swap them in
+    whole: an interrupted fetch leaves the old set (or none), never a partial or mixed one."""
+    staged = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(staged, ignore_errors=True)
     for f in files:
-        target = dest / f.relative_to(tmp)
+        target = staged / f.relative_to(tmp)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(f), target)
+    try:  # the fields load_benchmark reads (problem or question, an answer) are there
+        for shards in sorted({f.parent for f in staged.rglob("*") if f.is_file()}):
+            for suffix in {f.suffix for f in shards.iterdir() if f.is_file()}:
+                load_benchmark(shards / f"*{suffix}", TextTemplate("{problem}"), name=dest.name)
+    except DatasetError as e:
+        shutil.rmtree(staged)
+        raise FetchError(
+            f"{dest.name}: the downloaded files are not a dataset pcbench reads: {e}"
+        ) from None
+    if dest.exists():
+        shutil.rmtree(dest)  # a previous fetch, possibly sharded differently
+    staged.rename(dest)
     return dest
 
 

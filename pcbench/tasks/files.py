@@ -23,18 +23,20 @@ def is_glob(path: str) -> bool:
 
 
 def expand(path: str | Path) -> list[str]:
-    """The files a dataset path names, in order ([] for a local glob matching nothing or a
-    missing file); an `hf://` path is returned as is."""
+    """The files a dataset path names, in order ([] for a local glob matching nothing, or a
+    path that is not a file); an `hf://` path is returned as is."""
     path = str(path)
     if is_remote(path):
         return [path]
     if is_glob(path):
         return sorted(p for p in glob.glob(path) if Path(p).is_file())
-    return [path] if Path(path).exists() else []
+    return [path] if Path(path).is_file() else []
 
 
 def describe_missing(path: str | Path) -> str:
     """Why a local dataset path names no file, for error messages."""
     if is_glob(str(path)):
         return f"{path}: no file matches this pattern"
+    if Path(path).is_dir():
+        return f"{path}: a directory; name its files (a glob such as {Path(path) / '*.parquet'})"
     return f"{path}: no such file"
