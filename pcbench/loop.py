@@ -16,24 +16,12 @@ from dataclasses import dataclass
 import polars as pl
 from tqdm.auto import tqdm
 
-from pcbench.buffer import BufferEntry
 from pcbench.config import RunConfig
 from pcbench.ledger import CUMULATIVE
+from pcbench.rounds import PCRound, run_round
 from pcbench.schema import METRICS
 from pcbench.state import State
-from pcbench.steps import (
-    call_seed,
-    eval_summary,
-    evaluate,
-    generate,
-    generate_round,
-    plan,
-    requests,
-    score,
-    training_group,
-    update,
-)
-from pcbench.steps.pilot import apply_stops, pilot_stages, prior_buckets, stage_priors
+from pcbench.steps import call_seed, eval_summary, evaluate, generate, requests, score, update
 
 
 class MaxRoundsError(RuntimeError):
@@ -48,17 +36,6 @@ class EpochTooSmallError(RuntimeError):
 
 
 @dataclass
-class PCRound:
-    """What one Pilot-Commit round decided (the golden-vector test reads these)."""
-
-    round: int
-    fresh: list[str]
-    taken: list[BufferEntry]
-    scores: pl.DataFrame
-    groups: list[pl.DataFrame]  # training groups of the taken prompts
-
-
-@dataclass
 class PCBatch:
     rounds: list[PCRound]
     rollouts: pl.DataFrame | None  # training rollouts (None: nothing to train on)
@@ -66,75 +43,11 @@ class PCBatch:
     epoch_ended: bool = False  # the epoch ran out before the batch filled
 
 
-def pilot_commit_round(s: State, cfg: RunConfig, step: int, round: int, need: int):
-    """Pilot G fresh prompts and commit up to `need` buffered ones in one engine call (then, for
-    a sequential pilot, one more engine call per further stage)."""
-    fresh = s.stream.next_pool(cfg.pool_prompts)
-    if fresh is None:
-        return None
-    taken = s.buffer.take(need, cfg.commit.order)  # before this round's pilot is classified
-    plan_frame = plan(taken, cfg, step)
-    pc, stopped, explored = cfg.pilot, {}, []
-    with s.ledger.time(step, "generate"):
-        pilot_rollouts, commit_rollouts = generate_round(
-            s.engine, s.verifier, fresh["prompt_id"], plan_frame, s.prompts,
-            n_pilot=pc.stages[0] if pc.sequential else pc.n_pilot, sampling=cfg.sampling,
-            step=step, round=round, seed=call_seed(cfg.seed, step, round),
-        )  # fmt: skip
-        if pilot_rollouts.height or commit_rollouts.height:  # a call was made (stage 0 may be 0)
-            s.ledger.count_verifier(step, s.verifier.last_health)
-        if pc.sequential:
-            pilot_rollouts, stopped, explored = pilot_stages(
-                s.engine, s.verifier, fresh, pilot_rollouts, s.prompts, cfg,
-                stage_priors(fresh, cfg, s.prior), step, round,
-                on_call=lambda: s.ledger.count_verifier(step, s.verifier.last_health),
-            )  # fmt: skip
-    with s.ledger.time(step, "score"):  # score, buffer and training groups: the allocation's cost
-        scores = score(pilot_rollouts, cfg)
-        if pc.sequential:
-            scores = apply_stops(scores, stopped, fresh["prompt_id"].to_list(), step)
-            observe_prior(s, cfg, fresh, scores)
-        added = s.buffer.add(scores, pilot_rollouts, step)
-        groups = [training_group(e, commit_rollouts, cfg.commit.n_reuse) for e in taken]
-    s.stash("rollouts", pl.concat([pilot_rollouts, commit_rollouts]))
-    s.stash("scores", scores.with_columns(round=pl.lit(round, pl.Int64)))
-    _count_round(s, step, scores, added, taken, pilot_rollouts, commit_rollouts)
-    if pc.sequential:
-        s.ledger.add(step, "filtering_stats/early_stopped", len(stopped))
-        s.ledger.add(
-            step, "filtering_stats/prior_skipped", sum(n == 0 for _, n in stopped.values())
-        )
-        s.ledger.add(step, "filtering_stats/prior_explored", len(explored))
-    return PCRound(round, fresh["prompt_id"].to_list(), taken, scores, groups)
-
-
-def observe_prior(s: State, cfg: RunConfig, fresh: pl.DataFrame, scores: pl.DataFrame) -> None:
-    """Feed the piloted prompts' pass rates to their buckets of the online prior."""
-    seen = scores.filter(pl.col("n") > 0)
-    buckets = prior_buckets(fresh, cfg, seen["prompt_id"])
-    s.prior.observe(buckets, seen["mean"].to_list(), seen["n"].to_list())
-
-
-def _count_round(s, step, scores, added, taken, pilot_rollouts, commit_rollouts):
-    ledger = s.ledger
-    ledger.count_rollouts(step, pl.concat([pilot_rollouts, commit_rollouts]))
-    ledger.add(step, "rounds")
-    ledger.add(step, "filtering_stats/seen", scores.height)
-    for verdict, name in (("keep", "kept"), ("too_easy", "too_easy"), ("too_hard", "too_hard")):
-        ledger.add(step, f"filtering_stats/{name}", (scores["verdict"] == verdict).sum())
-    ledger.add(step, "filtering_stats/evict_marked", scores["evict"].sum())
-    ledger.add(step, "buffer_stats/add", len(added))
-    ledger.add(step, "buffer_stats/take", len(taken))
-    for e in taken:  # how old the pilot data trained on is
-        ledger.add(step, "buffer_stats/age_sum", e.age(step))
-        ledger.max(step, "buffer_stats/age_max", e.age(step))
-
-
 def collect_pilot_commit(s: State, cfg: RunConfig, step: int) -> PCBatch:
     """Rounds until B prompts are committed (`rollouts` None if the epoch ran out first)."""
     rounds, in_batch = [], 0
     for r in range(1, cfg.max_rounds + 1):
-        result = pilot_commit_round(s, cfg, step, r, cfg.batch_prompts - in_batch)
+        result = run_round(s, cfg, step, r, cfg.batch_prompts - in_batch)
         if result is None:
             return PCBatch(rounds, None, [], epoch_ended=True)
         rounds.append(result)
@@ -142,8 +55,15 @@ def collect_pilot_commit(s: State, cfg: RunConfig, step: int) -> PCBatch:
         if in_batch >= cfg.batch_prompts:
             break
     else:
-        _max_rounds(s, cfg, step, in_batch)
-    dropped = s.buffer.drop_stale(step)  # after the take of a completed step (official order)
+        max_rounds_reached(s, cfg, step, in_batch)
+    return close_batch(s, step, rounds)
+
+
+def close_batch(s: State, step: int, rounds: list[PCRound]) -> PCBatch:
+    """The step's batch is complete (or given up on): stale pilots dropped, after the take of a
+    completed step (official order), and the rounds' training groups joined. The loop and the
+    dashboard's update button both end a Pilot-Commit batch here."""
+    dropped = s.buffer.drop_stale(step)
     s.ledger.add(step, "buffer_stats/stale_drop", len(dropped))
     s.ledger.set(step, "buffer_stats/size", len(s.buffer))
     groups = [g for res in rounds for g in res.groups]
@@ -157,7 +77,7 @@ def pilot_commit_step(s: State, cfg: RunConfig, step: int) -> dict | None:
     return train_on(s, cfg, step, batch.rollouts) if batch.rollouts is not None else {}
 
 
-def _max_rounds(s: State, cfg: RunConfig, step: int, in_batch: int) -> None:
+def max_rounds_reached(s: State, cfg: RunConfig, step: int, in_batch: int) -> None:
     if cfg.on_max_rounds == "raise":
         raise MaxRoundsError(
             f"step {step}: only {in_batch} of {cfg.batch_prompts} prompts filled the batch after "
@@ -197,7 +117,7 @@ def dapo_step(s: State, cfg: RunConfig, step: int) -> dict | None:
         if len(kept) >= cfg.batch_prompts:
             break
     else:
-        _max_rounds(s, cfg, step, len(kept))
+        max_rounds_reached(s, cfg, step, len(kept))
     return train_on(s, cfg, step, pl.concat(kept)) if kept else {}
 
 
@@ -305,13 +225,23 @@ def train_step(s: State, cfg: RunConfig, run=None) -> tuple[dict, dict[str, pl.D
             "epochs would only repeat it. Use more training prompts (train), a smaller "
             "pool_prompts or batch_prompts, or widen the keep band (score.keep_min/keep_max)"
         )
+    return complete_step(s, cfg, step, metrics, run, start)
+
+
+def complete_step(
+    s: State, cfg: RunConfig, step: int, metrics: dict, run=None, start: float | None = None
+) -> tuple[dict, dict[str, pl.DataFrame]]:
+    """A trained step made complete: evaluated when due, timed (from `start`), logged and
+    checkpointed when due; returns its metrics and frames. `train_step` ends every step here,
+    and so does the dashboard's update button."""
     s.step = step
     evals = None
     if step % cfg.eval.every == 0 or step == cfg.steps:
         evals, eval_metrics = evaluate_step(s, cfg, step)
         metrics |= eval_metrics
     # Wall time of the step before logging; `time/log` and checkpoints come on top.
-    s.ledger.set(step, "time/step", time.perf_counter() - start)
+    if start is not None:
+        s.ledger.set(step, "time/step", time.perf_counter() - start)
     if run is not None:
         _log(run, s, step, metrics, evals)
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:

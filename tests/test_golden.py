@@ -4,7 +4,8 @@ The golden file (../shared/data/golden, see its README) scripts the pilot reward
 prompt, round by round. A scripted engine writes completions whose boxed answer is 1 (correct)
 or 0 (wrong) accordingly, the real Verifier rewards them, and pcbench's own round loop
 (`collect_pilot_commit`) with the real PilotBuffer makes the decisions, which must equal the
-recorded ones field by field. The stream hands out the recorded fresh prompts in the recorded
+recorded ones field by field; so must the same round stages called one at a time, as the
+dashboard's pilot, score and commit buttons call them. The stream hands out the recorded fresh prompts in the recorded
 order (the official shuffle is not reproduced, only the decisions given it).
 """
 
@@ -13,9 +14,10 @@ import json
 import polars as pl
 import pytest
 
+from pcbench import rounds
 from pcbench.buffer import PilotBuffer
 from pcbench.config import CommitConfig, PilotConfig, RunConfig, ScoreConfig
-from pcbench.loop import collect_pilot_commit
+from pcbench.loop import PCBatch, close_batch, collect_pilot_commit
 from pcbench.rewards import Verifier
 from pcbench.schema import PROMPTS, ROLLOUTS
 from pcbench.state import State
@@ -120,8 +122,26 @@ def verifier():
         yield v
 
 
+def _collect_by_hand(s, cfg, step) -> PCBatch:
+    """The dashboard's presses: pilot (begin + generate), score (classify), commit (finish),
+    round after round until the batch is full; then update's close_batch."""
+    done = []
+    while sum(len(r.taken) for r in done) < cfg.batch_prompts and len(done) < cfg.max_rounds:
+        need = cfg.batch_prompts - sum(len(r.taken) for r in done)
+        r = rounds.begin(s, cfg, step, len(done) + 1, need)
+        if r is None:
+            return PCBatch(done, None, [], epoch_ended=True)
+        rounds.generate(s, cfg, r)
+        rounds.classify(s, cfg, r)
+        done.append(rounds.finish(s, cfg, r))
+    return close_batch(s, step, done)
+
+
+@pytest.mark.parametrize(
+    "collect", [collect_pilot_commit, _collect_by_hand], ids=["loop", "stages"]
+)
 @pytest.mark.parametrize("case", _cases())
-def test_paper_preset_reproduces_official_decisions(case, verifier):
+def test_paper_preset_reproduces_official_decisions(case, collect, verifier):
     cfg = _config(case["config"])
     rounds = [r for r in case["trace"] if "fresh" in r]
     epochs = [[] for _ in range(case["config"]["epochs"])]
@@ -135,7 +155,7 @@ def test_paper_preset_reproduces_official_decisions(case, verifier):
     trace, step, checked = iter(case["trace"]), 1, 0
     for epoch in range(case["config"]["epochs"]):
         while True:
-            batch = collect_pilot_commit(s, cfg, step)
+            batch = collect(s, cfg, step)
             for i, got in enumerate(batch.rounds):
                 want = next(trace)
                 assert (want["epoch"], want["step"], want["round"]) == (epoch, step, got.round)

@@ -6,6 +6,7 @@ from dataclasses import replace
 import plotly.graph_objects as go
 import polars as pl
 import pytest
+import torch
 
 from pcbench.config import CommitConfig, EvalConfig, PilotConfig, RunConfig
 from pcbench.loop import train
@@ -111,6 +112,14 @@ def test_dashboard_from_a_run_directory_rescoring_moves_band_and_preview(pc_run)
         assert drawn.to_dict() == plot.figure.to_dict()
 
 
+def _fill_and_update(board, press=None):
+    """Rounds by hand (pilot, score, commit) until the batch is full, then update."""
+    press = press or (lambda name: board._actions[name]())
+    while board._in_batch() < board.cfg.batch_prompts:
+        press("pilot"), press("score"), press("commit")
+    return press("update")
+
+
 @pytest.mark.slow
 def test_dashboard_over_a_live_state(tiny_engine, verifier):
     from pcbench.state import setup
@@ -125,14 +134,49 @@ def test_dashboard_over_a_live_state(tiny_engine, verifier):
             set(scores["verdict"]) <= {"keep", "too_easy", "too_hard"}
             and 1 in board.histograms.scores
         )
-        if len(s.buffer):
-            board.commit()
-            board.update()
-            assert s.step == 1 and s.policy.version == 1
+        board.commit()
+        assert board.rounds[0].taken == []  # official order: round 1 has nothing buffered yet
+        _fill_and_update(board)
+        assert s.step == 1 and s.policy.version == 1
         board.run_steps(1)
-        assert board.progress.value == 1 and s.step >= 1
+        assert board.progress.value == 1 and s.step == 2
         board.evaluate()
         assert board.accuracy.figure.data[0].y
+    finally:
+        tiny_engine.load_weights(Policy(TINY_POLICY))
+
+
+@pytest.mark.slow
+def test_hand_stepped_dashboard_and_train_step_make_the_same_run(tiny_engine, verifier):
+    """Three steps pressed by hand and three steps of the loop, from the same seed: the same
+    ledger (wall times aside), rollouts, scores, evaluations and weights."""
+    from pcbench.loop import train_step
+    from pcbench.state import setup
+
+    cfg = replace(CFG, steps=3, eval=EvalConfig(every=2, k=2, max_prompts=16))
+    loop, frames = setup(cfg, verifier=verifier), []
+    try:
+        for _ in range(3):
+            frames.append(train_step(loop, cfg)[1])
+        loop_weights = {k: v.clone() for k, v in loop.policy.model.state_dict().items()}
+        hand = setup(cfg, verifier=verifier)
+        board = Dashboard(hand, cfg)
+        for step in range(3):
+            _fill_and_update(board)
+            assert set(board.last_frames) == set(frames[step]) >= {"rollouts", "scores"}
+            for kind, frame in frames[step].items():
+                assert board.last_frames[kind].equals(frame), (step, kind)
+        assert hand.step == loop.step == 3 and "evals" in frames[1]
+
+        def comparable(s):
+            wall = ("verifier/seconds", "verifier/cache_hits", "verifier/cache_hit_rate",
+                    "cumulative/seconds")  # fmt: skip
+            frame = s.ledger.frame()
+            return frame.drop([c for c in frame.columns if c.startswith("time/") or c in wall])
+
+        assert comparable(hand).equals(comparable(loop))
+        for k, v in hand.policy.model.state_dict().items():
+            assert torch.equal(v, loop_weights[k]), k
     finally:
         tiny_engine.load_weights(Policy(TINY_POLICY))
 
@@ -151,7 +195,7 @@ def test_dashboard_steps_through_a_sequential_pilot(tiny_engine, verifier):
         assert set(n) <= {2, 4} and pilots.height < 12 * 4  # some prompts stopped at 2
         scores = board.score()
         early = scores.filter(pl.col("n") == 2)
-        assert early.height == len(board.stopped) > 0
+        assert early.height == len(board.round.stopped) > 0
         assert set(early["verdict"]) <= {"too_easy", "too_hard"}
         assert sum(len(v) for v in s.prior.rates.values()) == scores.height
     finally:
@@ -166,7 +210,7 @@ def test_dashboard_buttons_in_unusual_orders_refuse_or_do_the_right_thing(tiny_e
 
     s = setup(CFG, verifier=verifier)
     board = Dashboard(s, CFG)
-    G, n_pilot = CFG.pool_prompts, CFG.pilot.n_pilot
+    G, n_pilot, B = CFG.pool_prompts, CFG.pilot.n_pilot, CFG.batch_prompts
 
     def press(name):
         board.buttons[name].click()
@@ -177,14 +221,15 @@ def test_dashboard_buttons_in_unusual_orders_refuse_or_do_the_right_thing(tiny_e
 
     try:
         assert "refused" in press("score") and "press pilot first" in board.status.value
-        assert "refused" in press("commit") and "buffer is empty" in board.status.value
-        assert "refused" in press("update") and "press commit first" in board.status.value
+        assert "refused" in press("commit") and "press pilot, then score" in board.status.value
+        assert "refused" in press("update") and f"0 of {B} prompts" in board.status.value
         assert s.ledger.rows == {} and len(s.buffer) == 0 and s.stream.position == 0
 
         assert "pilot done" in press("pilot")
         assert "refused" in press("pilot")  # would discard counted rollouts
         assert "press score" in board.status.value
-        assert pilots_counted(1) == G * n_pilot and s.stream.position == G
+        # Counted when the round finishes (commit), as the loop counts a round
+        assert pilots_counted(1) == 0 and s.stream.position == G
         assert "refused" in press("run N steps")  # a hand round is half done
 
         assert "score done" in press("score")
@@ -192,17 +237,17 @@ def test_dashboard_buttons_in_unusual_orders_refuse_or_do_the_right_thing(tiny_e
         assert "refused" in press("score")  # the same pilots are not added twice
         assert len(s.buffer) == kept
         assert s.ledger.rows[1]["filtering_stats/kept"] == kept
+        assert "refused" in press("pilot") and "press commit" in board.status.value
+        assert "commit done" in press("commit") and pilots_counted(1) == G * n_pilot
+        assert "refused" in press("run N steps")  # the round's groups would be lost
 
-        # Fill the batch by hand (more rounds while the buffer is short), then train it.
-        while len(board.batch) < CFG.batch_prompts:
-            if len(s.buffer) == 0:
-                assert "pilot done" in press("pilot") and "score done" in press("score")
-            else:
-                assert "commit done" in press("commit")
-                assert "refused" in press("run N steps")  # the committed groups would be lost
-        assert "refused" in press("commit") and "press update" in board.status.value
+        # Fill the batch by hand, then train it.
+        while board._in_batch() < B:
+            assert "pilot done" in press("pilot") and "score done" in press("score")
+            assert "commit done" in press("commit")
+        assert "refused" in press("pilot") and "press update" in board.status.value
         assert "update done" in press("update")
-        assert s.step == 1 and s.policy.version == 1 and board.batch == []
+        assert s.step == 1 and s.policy.version == 1 and board.rounds == []
 
         board.n_steps.value = 1
         assert "run N steps done" in press("run N steps")
@@ -212,6 +257,7 @@ def test_dashboard_buttons_in_unusual_orders_refuse_or_do_the_right_thing(tiny_e
         assert len(s.buffer) == buffered and board.preview is not None  # still previewed
         assert "evaluate done" in press("evaluate") and board.accuracy.figure.data[0].y
         # Every pilot rollout generated was counted once, in its step.
-        assert pilots_counted(2) == s.ledger.rows[2]["rounds"] * G * n_pilot
+        for step in (1, 2):
+            assert pilots_counted(step) == s.ledger.rows[step]["rounds"] * G * n_pilot
     finally:
         tiny_engine.load_weights(Policy(TINY_POLICY))

@@ -25,16 +25,12 @@ class Refused(RuntimeError):
 
 
 def preview_counts(pilots: pl.DataFrame, cfg: RunConfig) -> tuple[pl.DataFrame, dict]:
-    """SCORES of cached pilots under cfg (first n_pilot samples only) and verdict counts."""
-    pilots = pilots.filter(pl.col("sample") < cfg.pilot.n_pilot)
-    scores = steps.score(pilots, cfg)
-    counts = {
-        "filtering_stats/kept": (scores["verdict"] == "keep").sum(),
-        "filtering_stats/too_easy": (scores["verdict"] == "too_easy").sum(),
-        "filtering_stats/too_hard": (scores["verdict"] == "too_hard").sum(),
-        "filtering_stats/evict_marked": scores["evict"].sum(),
-    }
-    return scores, counts
+    """SCORES of cached pilots under cfg (first n_pilot samples only) and their verdict counts,
+    counted as the loop's rounds count them."""
+    from pcbench.rounds import verdict_counts
+
+    scores = steps.score(pilots.filter(pl.col("sample") < cfg.pilot.n_pilot), cfg)
+    return scores, verdict_counts(scores)
 
 
 class Dashboard:
@@ -46,10 +42,11 @@ class Dashboard:
         self.histograms = PilotHistograms()
         self.allocation = AllocationPlot(cfg.strategy)
         self.accuracy = AccuracyPlot()
-        self.pilots: pl.DataFrame | None = None  # pilot rollouts not scored yet (by hand)
+        self.round = None  # the round being stepped by hand (pcbench.rounds.PCRound)
+        self.rounds: list = []  # finished rounds of the step being built by hand
+        self.commit_fresh = False  # hand option: commit this round's own survivors (rounds.py)
+        self.last_frames: dict[str, pl.DataFrame] = {}  # the last hand-built step's frames
         self.preview: pl.DataFrame | None = None  # the latest pilot rollouts, for re-scoring
-        self.fresh, self.stopped = None, {}  # their prompts; sequential pilot's early stops
-        self.batch: list[pl.DataFrame] = []  # training groups of the step being built by hand
         self.curves: dict[str, pl.DataFrame] = {}
         self.log = W.Output(layout=W.Layout(max_height="160px", overflow="auto"))
         self.progress = W.IntProgress(value=0, min=0, max=1, description="steps")
@@ -139,86 +136,100 @@ class Dashboard:
 
     def _in_progress(self) -> str:
         """What a hand-built step has done so far that another action would lose ('' if none)."""
-        if self.pilots is not None:
-            return f"{self.fresh.height} prompts piloted but not scored: press score"
-        if self.batch:
-            return f"{len(self.batch)} prompts committed but not trained: press update"
+        r = self.round
+        if r is not None and r.stage == "generated":
+            return f"{len(r.fresh)} prompts piloted but not scored: press score"
+        if r is not None and r.stage == "classified":
+            return f"round {r.round} scored but not committed: press commit"
+        if self.rounds:
+            return f"{self._in_batch()} prompts committed but not trained: press update"
         return ""
 
-    # ---- the steps, by hand -------------------------------------------------------------------
+    def _in_batch(self) -> int:
+        return sum(len(r.taken) for r in self.rounds)
+
+    # ---- the steps, by hand: the loop's round stages (pcbench.rounds), one press each ---------
     def pilot(self) -> pl.DataFrame:
-        self._refuse_unless(self.pilots is None, f"{self._in_progress()} first (its rollouts "
-                            "are counted; piloting again would discard them)")  # fmt: skip
+        """Begin a round and generate it: this round's pilots and, in the same engine call, the
+        commits of prompts earlier rounds buffered (the official order; `commit_fresh` commits
+        this round's own survivors instead, at commit)."""
+        from pcbench import rounds
+        from pcbench.loop import end_epoch
+
+        r = self.round
+        self._refuse_unless(r is None or r.stage == "finished", f"{self._in_progress()} first "
+                            "(its rollouts are counted; piloting again would discard them)")  # fmt: skip
         s, cfg, step = self.state, self.cfg, self.state.step + 1
-        fresh = s.stream.next_pool(cfg.pool_prompts)
-        if fresh is None:
-            from pcbench.loop import end_epoch
-
+        need = cfg.batch_prompts - self._in_batch()
+        self._refuse_unless(need > 0, f"the batch holds {cfg.batch_prompts} prompts: press update")
+        self._refuse_unless(len(self.rounds) < cfg.max_rounds, f"{cfg.max_rounds} rounds (max_rounds) "
+                            "did not fill the batch: press update (on_max_rounds decides)")  # fmt: skip
+        r = rounds.begin(s, cfg, step, len(self.rounds) + 1, need, commit_fresh=self.commit_fresh)
+        if r is None:  # as train_step: the partial batch is discarded, a fresh epoch starts
+            discarded, self.rounds = self._in_batch(), []
             end_epoch(s, cfg, step)
-            fresh = s.stream.next_pool(cfg.pool_prompts)
-        self.fresh, self.stopped = fresh, {}
-        if cfg.pilot.sequential:  # the same stages as the training loop, one engine call each
-            from pcbench.steps.pilot import pilot_stages, stage_priors
-
-            first = steps.generate(
-                s.engine, s.verifier,
-                steps.requests(fresh["prompt_id"], cfg.pilot.stages[0], "pilot").filter(pl.col("n") > 0),
-                s.prompts, cfg.sampling, step=step, seed=steps.call_seed(cfg.seed, step, 1),
-            )  # fmt: skip
-            self.pilots, self.stopped, _ = pilot_stages(
-                s.engine, s.verifier, fresh, first, s.prompts, cfg,
-                stage_priors(fresh, cfg, s.prior), step,
-            )  # fmt: skip
-        else:
-            self.pilots = steps.pilot(s.engine, s.verifier, fresh, cfg, step)
-        s.ledger.count_rollouts(step, self.pilots)
-        self.preview = self.pilots
+            self.status.value = f"the epoch ran out: {discarded} committed prompts discarded"
+            r = rounds.begin(s, cfg, step, 1, cfg.batch_prompts, commit_fresh=self.commit_fresh)
+            self._refuse_unless(
+                r is not None, "a fresh epoch holds no pool: see EpochTooSmallError"
+            )
+        self.round = rounds.generate(s, cfg, r)
+        self.preview = r.pilot_rollouts
         self._settings_changed(cfg)
-        return self.pilots
+        return r.pilot_rollouts
 
     def score(self) -> pl.DataFrame:
-        self._refuse_unless(self.pilots is not None, "no unscored pilots: press pilot first")
-        s, step = self.state, self.state.step + 1
-        scores = steps.score(self.pilots, self.cfg)
-        if self.stopped:
-            from pcbench.steps.pilot import apply_stops
+        from pcbench import rounds
 
-            scores = apply_stops(scores, self.stopped, self.fresh["prompt_id"].to_list(), step)
-        if self.cfg.pilot.sequential:
-            from pcbench.loop import observe_prior
-
-            observe_prior(s, self.cfg, self.fresh, scores)
-        s.buffer.add(scores, self.pilots, step)
-        for verdict, name in (("keep", "kept"), ("too_easy", "too_easy"), ("too_hard", "too_hard")):
-            s.ledger.add(step, f"filtering_stats/{name}", (scores["verdict"] == verdict).sum())
-        s.ledger.add(step, "filtering_stats/evict_marked", scores["evict"].sum())
-        self.histograms.set_scores(step, scores)
-        self.pilots = None
+        r = self.round
+        self._refuse_unless(r is not None and r.stage == "generated",
+                            "no unscored pilots: press pilot first")  # fmt: skip
+        scores = rounds.classify(self.state, self.cfg, r)
+        self.histograms.set_scores(r.step, scores)
         self._settings_changed(self.cfg)
         return scores
 
     def commit(self) -> pl.DataFrame:
-        self._refuse_unless(len(self.batch) < self.cfg.batch_prompts,
-                            f"the batch holds {len(self.batch)} prompts already: press update")  # fmt: skip
-        self._refuse_unless(self.state is not None and len(self.state.buffer) > 0,
-                            "the buffer is empty: pilot and score prompts first")  # fmt: skip
-        s, cfg, step = self.state, self.cfg, self.state.step + 1
-        taken = s.buffer.take(cfg.batch_prompts - len(self.batch), cfg.commit.order)
-        commits = steps.commit(
-            s.engine, s.verifier, steps.plan(taken, cfg, step), s.prompts, cfg, step
-        )
-        s.ledger.count_rollouts(step, commits)
-        self.batch += [steps.training_group(e, commits, cfg.commit.n_reuse) for e in taken]
-        return commits
+        """Finish the round: the committed prompts' training groups join the batch (their
+        rollouts came with the pilot call; with `commit_fresh`, they are generated now)."""
+        from pcbench import rounds
+
+        r = self.round
+        self._refuse_unless(r is not None and r.stage == "classified",
+                            "nothing scored to commit: press pilot, then score")  # fmt: skip
+        rounds.finish(self.state, self.cfg, r)
+        self.rounds.append(r)
+        return r.commit_rollouts
 
     def update(self) -> dict:
-        from pcbench.loop import train_on
+        """Train on the batch and complete the step as `train_step` does (evaluation when due,
+        logging and checkpoints with a run): the same code from here on."""
+        import time
 
-        self._refuse_unless(bool(self.batch), "nothing committed yet: press commit first")
-        s, step = self.state, self.state.step + 1
-        metrics = train_on(s, self.cfg, step, pl.concat(self.batch, how="diagonal_relaxed"))
-        s.ledger.add(step, "buffer_stats/stale_drop", len(s.buffer.drop_stale(step)))
-        s.step, self.batch = step, []
+        from pcbench.loop import close_batch, complete_step, max_rounds_reached, train_on
+
+        cfg, s = self.cfg, self.state
+        self._refuse_unless(not (self.round and self.round.stage != "finished"),
+                            f"{self._in_progress()} first")  # fmt: skip
+        in_batch = self._in_batch()
+        self._refuse_unless(in_batch >= cfg.batch_prompts or len(self.rounds) >= cfg.max_rounds,
+                            f"the batch holds {in_batch} of {cfg.batch_prompts} prompts: pilot, "
+                            "score and commit another round")  # fmt: skip
+        step = s.step + 1
+        if in_batch < cfg.batch_prompts:
+            max_rounds_reached(s, cfg, step, in_batch)  # raises, or logs the partial batch
+        batch = close_batch(s, step, self.rounds)
+        metrics = train_on(s, cfg, step, batch.rollouts) if batch.rollouts is not None else {}
+        # time/step counts the stages' own seconds, not the pauses between presses: a virtual
+        # start that many seconds ago (complete_step adds the evaluation on top).
+        row = s.ledger.rows.get(step, {})
+        spent = sum(row.get(f"time/{k}", 0.0) for k in ("generate", "score", "update", "sync"))
+        metrics, frames = complete_step(
+            s, cfg, step, metrics, self.run, time.perf_counter() - spent
+        )
+        self.rounds, self.round, self.last_frames = [], None, frames
+        if "evals" in frames:
+            self._add_eval(frames["evals"])
         self.allocation.update(self._ledger())
         return metrics
 
