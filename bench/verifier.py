@@ -18,7 +18,7 @@ from common import publish
 
 from pcbench.config import SamplingConfig
 from pcbench.engines import VLLMEngine
-from pcbench.rewards import Verifier
+from pcbench.verify import Verifier
 
 ROOT = Path(__file__).resolve().parents[1]
 

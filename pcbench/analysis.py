@@ -1,4 +1,4 @@
-"""Run comparison from run directories only: accuracy curves, rollouts-to-target, ratios.
+"""One run's curve and what it says: accuracy curves, rollouts to a target, the target's signal.
 
 The target is the GRPO run's peak eval accuracy (DESIGN §4), after an optional trailing moving
 average over `smooth` evaluations (1 = raw evals). A run reaches the target at its first
@@ -114,51 +114,3 @@ def target_signal(run: Run, smooth: int = 1, benchmark: str | None = None) -> di
         "step": int(peak_step), "target": target, "initial": float(curve["accuracy"][0]),
         "gain": gain["gain"], "paired_se": gain["se"], "prompts": gain["prompts"],
     }  # fmt: skip
-
-
-def compare(
-    runs: list[Run], target: float | None = None, smooth: int = 1, benchmark: str | None = None
-) -> tuple[pl.DataFrame, float | None]:
-    """One row per run, plus the target used: given, or the first GRPO run's peak accuracy."""
-    curves = {r.path: accuracy_curve(r, benchmark, smooth) for r in runs}
-    if target is None:
-        grpo = [r for r in runs if r.config.strategy == "grpo" and curves[r.path].height]
-        target = curves[grpo[0].path]["accuracy"].max() if grpo else None
-    rows = []
-    for r in runs:
-        c, s = curves[r.path], r.summary()
-        hit = to_target(c, target) if target is not None else {"rollouts": None, "tokens": None}
-        rows.append(
-            {
-                "run": r.name, "strategy": s["strategy"], "steps": s["steps"],
-                "rollouts": s["rollouts"], "tokens": s["tokens"],
-                "initial_acc": c["accuracy"][0] if c.height else None,
-                "best_acc": c["accuracy"].max() if c.height else None,
-                "final_acc": c["accuracy"][-1] if c.height else None,
-                "rollouts_to_target": hit["rollouts"], "tokens_to_target": hit["tokens"],
-            }
-        )  # fmt: skip
-    table = pl.DataFrame(rows, infer_schema_length=None)
-    return _with_ratios(table), target
-
-
-def _with_ratios(table: pl.DataFrame) -> pl.DataFrame:
-    """x fewer rollouts to target than the first GRPO / DAPO run (>1: this run is cheaper)."""
-    out = table
-    for base in ("grpo", "dapo"):
-        ref = table.filter(pl.col("strategy") == base)["rollouts_to_target"]
-        ref = ref[0] if len(ref) else None
-        ratio = pl.lit(ref, pl.Float64) / pl.col("rollouts_to_target") if ref else pl.lit(None)
-        out = out.with_columns(ratio.cast(pl.Float64).alias(f"x_fewer_than_{base}"))
-    return out
-
-
-def format_table(table: pl.DataFrame, target: float | None, smooth: int) -> str:
-    """The compare table as aligned plain text, with the target stated."""
-    head = (
-        f"target accuracy: {target:.4f} (peak GRPO mean@k" if target is not None else "target: none"
-    )
-    head += f", moving average over {smooth} evals)" if target is not None else " (no GRPO run)"
-    with pl.Config(tbl_rows=50, tbl_cols=20, tbl_width_chars=200, float_precision=3,
-                   tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):  # fmt: skip
-        return f"{head}\n{table}"

@@ -9,9 +9,7 @@ Evictions are marked during the epoch and applied by `end_epoch`, which also emp
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -93,39 +91,35 @@ class PilotBuffer:
         self.pending_evictions = set()
         return new
 
-    # ---- persistence: entries as parquet, the rest as JSON --------------------------------
-    def save(self, out_dir: str | Path) -> None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        meta = [
-            {k: getattr(e, k) for k in ("prompt_id", "added_step", "mean", "std", "seq")}
-            for e in self.entries
-        ]
+    # ---- the state protocol (state_dict / load_state_dict, as torch): plain values and one
+    # frame of every entry's pilot rollouts (`pcbench.run` writes it as JSON + parquet)
+    def state_dict(self) -> dict:
         rows = [e.rollouts for e in self.entries]
-        (pl.concat(rows) if rows else ROLLOUTS.empty()).write_parquet(out / "buffer.parquet")
-        state = {
+        return {
             "max_staleness": self.max_staleness,
-            "entries": meta,
+            "entries": [
+                {k: getattr(e, k) for k in ("prompt_id", "added_step", "mean", "std", "seq")}
+                for e in self.entries
+            ],
             "evicted": sorted(self.evicted),
             "pending_evictions": sorted(self.pending_evictions),
             "seq": self._seq,
             "rng": self.rng.bit_generator.state,
+            "rollouts": pl.concat(rows) if rows else ROLLOUTS.empty(),
         }
-        (out / "buffer.json").write_text(json.dumps(state, indent=1) + "\n")
 
-    @classmethod
-    def load(cls, path: str | Path) -> PilotBuffer:
-        path = Path(path)
-        state = json.loads((path / "buffer.json").read_text())
-        buf = cls(state["max_staleness"])
-        buf.rng.bit_generator.state = state["rng"]
-        buf.evicted, buf.pending_evictions = set(state["evicted"]), set(state["pending_evictions"])
-        buf._seq = state["seq"]
-        rollouts = pl.read_parquet(path / "buffer.parquet")
-        for m in state["entries"]:
-            rows = rollouts.filter(pl.col("prompt_id") == m["prompt_id"])
-            buf.entries.append(BufferEntry(**m, rollouts=rows))
-        return buf
+    def load_state_dict(self, state: dict) -> None:
+        self.max_staleness = state["max_staleness"]
+        self.rng.bit_generator.state = state["rng"]
+        self.evicted, self.pending_evictions = (
+            set(state["evicted"]),
+            set(state["pending_evictions"]),
+        )
+        self._seq, rollouts = state["seq"], state["rollouts"]
+        self.entries = [
+            BufferEntry(**m, rollouts=rollouts.filter(pl.col("prompt_id") == m["prompt_id"]))
+            for m in state["entries"]
+        ]
 
     def stats(self, step: int) -> dict[str, float]:
         ages = [e.age(step) for e in self.entries]

@@ -121,11 +121,11 @@ def cmd_run(args) -> None:
 
 
 def cmd_compare(args) -> None:
-    from pcbench.analysis import compare, format_table
+    from pcbench.results import format_table, measure
     from pcbench.run import Run
 
-    table, target = compare([Run(p) for p in args.runs], target=args.target, smooth=args.smooth)
-    print(format_table(table, target, args.smooth))
+    table = measure([Run(p) for p in args.runs], target=args.target, smooth=args.smooth)
+    print(format_table(table, args.smooth))
 
 
 def cmd_report(args) -> None:
@@ -145,10 +145,10 @@ def cmd_demo(args) -> None:
     import time
     from pathlib import Path
 
-    from pcbench.analysis import compare, format_table
     from pcbench.config import load_config
     from pcbench.loop import train
     from pcbench.report import write_report
+    from pcbench.results import format_table, measure
     from pcbench.run import Run, open_run
 
     start, runs = time.perf_counter(), []
@@ -159,9 +159,9 @@ def cmd_demo(args) -> None:
         print(f"== {cfg.name}: {cfg.strategy}, step {state.step} of {cfg.steps}", file=sys.stderr)
         train(state, cfg, run, progress=not args.quiet)
         runs.append(run.path)
-    table, target = compare([Run(p) for p in runs], smooth=args.smooth)
+    table = measure([Run(p) for p in runs], smooth=args.smooth)
     report = write_report(runs, Path(args.runs) / "demo-report.html", smooth=args.smooth)
-    print(format_table(table, target, args.smooth))
+    print(format_table(table, args.smooth))
     minutes = (time.perf_counter() - start) / 60
     print(f"\nreport: {report}   ({minutes:.1f} min; runs in {args.runs}/)")
 
@@ -181,17 +181,13 @@ def cmd_experiment(args) -> None:
     if not args.table_only:
         ex.run_experiment(exp, args.runs, seeds, args.set or [], progress=not args.quiet,
                           log=lambda m: print(m, file=sys.stderr), only=args.variants)  # fmt: skip
-    runs, skipped = (
-        ex.per_run(exp, args.runs, seeds, args.smooth),
-        ex.left_out(exp, args.runs, seeds),
-    )
-    for line in skipped:
+    for line in ex.left_out(exp, args.runs, seeds):
         print(f"!! left out of the comparison: {line}", file=sys.stderr)
+    runs, _, text = ex.table(exp, args.runs, seeds, args.smooth)
     if runs.height == 0:
         raise FileNotFoundError(
             f"no finished runs of {args.name!r} with a target under {args.runs}/"
         )
-    text = ex.markdown(ex.summarize(runs, exp), runs, args.smooth, skipped)
     print(text)
     if args.write:
         figure = Path(args.write).parent / "results" / f"{exp.name}.html"

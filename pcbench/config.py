@@ -306,6 +306,42 @@ def _check_vllm_args(args: dict[str, Any]) -> None:
             )
 
 
+EXTRACTIONS = ("boxed", "latex")
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    """The verifier's settings (`pcbench.verify.Verifier.from_config`)."""
+
+    # boxed: judge the last \boxed{...} of a completion (the embedded task's and the presets'
+    # format) | latex: math-verify's LaTeX extraction over the whole completion
+    extraction: str = "boxed"
+    timeout_s: float = 5.0  # per item; a worker past it is killed, the item gets `timeout`
+    workers: int = 2  # judging processes (each preloads math-verify)
+    max_error_rate: float = 0.5  # a batch with more errors + timeouts raises VerifierError
+    warn_timeout_rate: float = 0.02  # a batch with more timeouts warns and sets the alarm
+    cache_size: int = 100_000  # (answer, gold) verdicts kept (never timeouts or errors)
+    memory_limit_gb: float = 4.0  # address-space limit of one judging process
+    reward_correct: float = 1.0
+    reward_wrong: float = 0.0  # also the reward of no_answer, timeout and error
+
+    def __post_init__(self):
+        _require(
+            self.extraction in EXTRACTIONS,
+            f"verify.extraction = {self.extraction!r}: use one of {EXTRACTIONS}",
+        )
+        _positive(self, "timeout_s", "workers", "memory_limit_gb")
+        _require(self.cache_size >= 0, f"verify.cache_size = {self.cache_size}: must be >= 0")
+        _require(
+            0 < self.max_error_rate <= 1,
+            f"verify.max_error_rate = {self.max_error_rate}: must be in (0, 1]",
+        )
+        _require(
+            0 <= self.warn_timeout_rate <= 1,
+            f"verify.warn_timeout_rate = {self.warn_timeout_rate}: must be in [0, 1]",
+        )
+
+
 STRATEGIES = ("pilot_commit", "grpo", "dapo")
 ON_MAX_ROUNDS = ("raise", "train_partial")
 SECTIONS = {
@@ -316,6 +352,7 @@ SECTIONS = {
     "update": UpdateConfig,
     "eval": EvalConfig,
     "engine": EngineConfig,
+    "verify": VerifyConfig,
 }
 
 
@@ -342,6 +379,7 @@ class RunConfig:
     update: UpdateConfig = field(default_factory=UpdateConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
 
     def __post_init__(self):
         _require(

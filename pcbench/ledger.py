@@ -109,16 +109,26 @@ class Ledger:
             return pl.DataFrame(schema={"step": pl.Int64, "name": pl.String, "value": pl.Float64})
         return wide.unpivot(index="step", variable_name="name", value_name="value")
 
-    @classmethod
-    def from_frame(cls, frame: pl.DataFrame) -> Ledger:
-        ledger = cls()
+    # ---- the state protocol (state_dict / load_state_dict, as torch) ----------------------
+    def state_dict(self) -> dict:
+        return {"frame": self.frame()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Rows from a ledger frame (cumulative columns are recomputed, not read)."""
+        frame, self.rows = state["frame"], {}
         for row in frame.drop([c for c in frame.columns if c.startswith("cumulative/")]).iter_rows(
             named=True
         ):
             step = row.pop("step")
             for name, value in row.items():
                 if value is not None:
-                    ledger.set(step, name, value)
+                    self.set(step, name, value)
+
+    @classmethod
+    def from_frame(cls, frame: pl.DataFrame) -> Ledger:
+        """A ledger over logged ledger rows (what `Run.ledger` reads back)."""
+        ledger = cls()
+        ledger.load_state_dict({"frame": frame})
         return ledger
 
     def __repr__(self):

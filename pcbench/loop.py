@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import polars as pl
 from tqdm.auto import tqdm
 
+from pcbench import accounting
 from pcbench.config import RunConfig
 from pcbench.ledger import CUMULATIVE
 from pcbench.rounds import PCRound, run_round
@@ -64,8 +65,7 @@ def close_batch(s: State, step: int, rounds: list[PCRound]) -> PCBatch:
     completed step (official order), and the rounds' training groups joined. The loop and the
     dashboard's update button both end a Pilot-Commit batch here."""
     dropped = s.buffer.drop_stale(step)
-    s.ledger.add(step, "buffer_stats/stale_drop", len(dropped))
-    s.ledger.set(step, "buffer_stats/size", len(s.buffer))
+    accounting.count_batch_closed(s.ledger, step, len(dropped), len(s.buffer))
     groups = [g for res in rounds for g in res.groups]
     return PCBatch(rounds, pl.concat(groups, how="diagonal_relaxed") if groups else None, dropped)
 
@@ -74,6 +74,11 @@ def pilot_commit_step(s: State, cfg: RunConfig, step: int) -> dict | None:
     batch = collect_pilot_commit(s, cfg, step)
     if batch.epoch_ended:
         return None
+    return train_batch(s, cfg, step, batch)
+
+
+def train_batch(s: State, cfg: RunConfig, step: int, batch: PCBatch) -> dict:
+    """The update on a closed batch (none when no prompt was committed: {})."""
     return train_on(s, cfg, step, batch.rollouts) if batch.rollouts is not None else {}
 
 
@@ -84,7 +89,7 @@ def max_rounds_reached(s: State, cfg: RunConfig, step: int, in_batch: int) -> No
             f"{cfg.max_rounds} rounds; widen the keep band (score.keep_min/keep_max), raise "
             "max_rounds or pool_prompts, or set on_max_rounds = 'train_partial'"
         )
-    s.ledger.set(step, "partial_batch", in_batch)  # trained on what is there, and logged
+    accounting.count_partial_batch(s.ledger, step, in_batch)  # trained on what is there
 
 
 # ---- baselines --------------------------------------------------------------------------------
@@ -111,9 +116,7 @@ def dapo_step(s: State, cfg: RunConfig, step: int) -> dict | None:
         informative = scores.filter(pl.col("std") > 0)["prompt_id"].to_list()
         room = cfg.batch_prompts - len(kept)
         kept += [rollouts.filter(pl.col("prompt_id") == p) for p in informative[:room]]
-        s.ledger.add(step, "filtering_stats/dapo_kept", min(room, len(informative)))
-        s.ledger.add(step, "filtering_stats/dapo_discarded", scores.height - len(informative))
-        s.ledger.add(step, "filtering_stats/dapo_surplus", max(0, len(informative) - room))
+        accounting.count_dapo_filter(s.ledger, step, scores.height, len(informative), room)
         if len(kept) >= cfg.batch_prompts:
             break
     else:
@@ -129,9 +132,7 @@ def _generate(s: State, cfg: RunConfig, step: int, round: int, pool, phase: str)
             seed=call_seed(cfg.seed, step, round),
         )  # fmt: skip
     s.stash("rollouts", rollouts)
-    s.ledger.count_rollouts(step, rollouts)
-    s.ledger.count_verifier(step, s.verifier.last_health)
-    s.ledger.add(step, "rounds")
+    accounting.count_baseline_round(s.ledger, step, rollouts, s.verifier.last_health)
     return rollouts
 
 
@@ -153,17 +154,15 @@ def train_on(s: State, cfg: RunConfig, step: int, rollouts: pl.DataFrame) -> dic
             s.engine.wake()
     with s.ledger.time(step, "sync"):
         s.engine.load_weights(s.policy)
-    s.ledger.add(step, "rollout_stats/trained", rollouts.height)
-    s.ledger.add(step, "filtering_stats/trained_prompts", rollouts["prompt_id"].n_unique())
+    accounting.count_trained(s.ledger, step, rollouts)
     return metrics
 
 
 def end_epoch(s: State, cfg: RunConfig, step: int) -> None:
     """Partial batch discarded, buffer emptied, evictions applied, next epoch shuffled."""
-    s.ledger.add(step, "buffer_stats/epoch_clear", len(s.buffer))
+    cleared = len(s.buffer)
     newly = s.buffer.end_epoch()
-    s.ledger.add(step, "filtering_stats/evicted", len(newly))
-    s.ledger.add(step, "epochs")
+    accounting.count_epoch_end(s.ledger, step, cleared, len(newly))
     left = s.stream.start_epoch(s.buffer.evicted)
     if left < cfg.min_epoch_prompts:
         raise EpochTooSmallError(

@@ -137,3 +137,53 @@ def pilot_histograms_over_time(scores: pl.DataFrame, keep_min: float, keep_max: 
         }],
     )  # fmt: skip
     return fig
+
+
+COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
+          "#7f7f7f", "#bcbd22", "#17becf")  # fmt: skip
+
+
+def cost_curves_figure(curves: dict[str, pl.DataFrame], title: str = "") -> go.Figure:
+    """Accuracy vs cumulative training rollouts (left) and tokens (right), one line per variant
+    (`results.mean_curves`: averaged over seeds)."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("vs cumulative training rollouts",
+                                                        "vs cumulative training tokens"))  # fmt: skip
+    for i, (name, c) in enumerate(curves.items()):
+        for col, x in ((1, "cumulative/rollouts"), (2, "cumulative/tokens")):
+            fig.add_scatter(
+                x=c[x].to_list(), y=c["accuracy"].round(4).to_list(), mode="lines+markers",
+                name=name, legendgroup=name, showlegend=col == 1, row=1, col=col,
+                line={"color": COLORS[i % len(COLORS)]},
+            )  # fmt: skip
+    fig.update_layout(title=title, template="plotly_white", height=440, yaxis_title="mean@k")
+    return fig
+
+
+def sweep_figure(runs: pl.DataFrame, x: str = "pilot_fraction",
+                 ys: tuple[str, ...] = ("rollouts_to_target", "final_acc")) -> go.Figure:  # fmt: skip
+    """`results.measure` rows against one setting (e.g. the pilot fraction): one panel per
+    measure, one line per seed; runs without the setting (baselines) are left out."""
+    rows = runs.filter(pl.col(x).is_not_null()).sort(x)
+    fig = make_subplots(rows=1, cols=len(ys), subplot_titles=[y.replace("_", " ") for y in ys])
+    for i, seed in enumerate(sorted(rows["seed"].unique())):
+        part = rows.filter(pl.col("seed") == seed)
+        for col, y in enumerate(ys, start=1):
+            fig.add_scatter(
+                x=part[x].to_list(), y=part[y].to_list(), mode="lines+markers",
+                name=f"seed {seed}", legendgroup=str(seed), showlegend=col == 1, row=1, col=col,
+                line={"color": COLORS[i % len(COLORS)]},
+            )  # fmt: skip
+    fig.update_xaxes(title_text=x.replace("_", " "))
+    fig.update_layout(template="plotly_white", height=380)
+    return fig
+
+
+def bars_figure(frame: pl.DataFrame, x: str, ys: list[str], title: str = "",
+                y_title: str = "") -> go.Figure:  # fmt: skip
+    """Grouped bars of `ys` per `x` (e.g. commit rollouts per kept prompt, by allocation)."""
+    fig = go.Figure()
+    for y in ys:
+        fig.add_bar(x=frame[x].to_list(), y=frame[y].to_list(), name=y)
+    fig.update_layout(barmode="group", template="plotly_white", height=340, title=title,
+                      xaxis_title=x, yaxis_title=y_title)  # fmt: skip
+    return fig

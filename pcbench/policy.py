@@ -213,7 +213,41 @@ class Policy:
         """(name, tensor) pairs in HF naming, what engines load."""
         return list(self.model.state_dict().items())
 
+    # ---- the state protocol (state_dict / load_state_dict, as torch) ----------------------
+    def state_dict(self, *, weights: bool = True) -> dict:
+        """Weights (`model`, HF names), optimizer, scheduler, fp32 masters (mixed precision
+        only) and version; `weights=False` leaves the weights out (a checkpoint keeps them as a
+        loadable model directory instead, `save`)."""
+        state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                 "version": self.version}  # fmt: skip
+        if weights:
+            state["model"] = self.model.state_dict()
+        if self.mixed:  # the model holds the rounded copy; resuming needs the masters
+            state["masters"] = [m.detach() for m in self.masters]
+        return state
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a `state_dict` in place (without `model`: the weights stay as loaded)."""
+        if "model" in state:  # in fp32 the masters are the model's own parameters
+            self.model.load_state_dict(state["model"])
+        if "masters" in state:  # saved in mixed precision: the fp32 weights are these
+            for m, saved in zip(self.masters, state["masters"], strict=True):
+                m.copy_(saved)
+            if self.mixed:
+                self._cast_masters()
+        elif self.mixed:
+            raise ValueError(
+                "saved without fp32 master weights (a float32 policy); load it with "
+                "dtype='float32', or start a fresh run from it as a model"
+            )
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.version = state["version"]
+
     def save(self, out_dir: str | Path) -> Path:
+        """A loadable model directory (HF weights and tokenizer) plus the rest of the state
+        (`optimizer.pt`, `policy.json`): what a checkpoint keeps of the policy."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         from transformers.utils import logging as hf_logging
@@ -226,31 +260,21 @@ class Policy:
             if shown:
                 hf_logging.enable_progress_bar()
         self.tokenizer.save_pretrained(out)
-        state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
-        if self.mixed:  # the saved model holds the rounded copy; resuming needs the masters
-            state["masters"] = [m.detach() for m in self.masters]
+        state = self.state_dict(weights=False)
+        (out / "policy.json").write_text(json.dumps({"version": state.pop("version")}) + "\n")
         torch.save(state, out / "optimizer.pt")
-        (out / "policy.json").write_text(json.dumps({"version": self.version}) + "\n")
         return out
 
     @classmethod
     def load(cls, path: str | Path, update: UpdateConfig | None = None, **kwargs) -> Policy:
+        """A policy from a directory `save` wrote: the model, then its state_dict."""
         policy = cls(path, update, **kwargs)
         state = torch.load(Path(path) / "optimizer.pt", weights_only=True)
-        if "masters" in state:  # saved in mixed precision: the fp32 weights are these
-            with torch.no_grad():
-                for m, saved in zip(policy.masters, state["masters"], strict=True):
-                    m.copy_(saved)
-            if policy.mixed:
-                policy._cast_masters()
-        elif policy.mixed:
-            raise ValueError(
-                f"{path}: saved without fp32 master weights (a float32 policy); load it with "
-                "dtype='float32', or start a fresh run from it as a model"
-            )
-        policy.optimizer.load_state_dict(state["optimizer"])
-        policy.scheduler.load_state_dict(state["scheduler"])
-        policy.version = json.loads((Path(path) / "policy.json").read_text())["version"]
+        state["version"] = json.loads((Path(path) / "policy.json").read_text())["version"]
+        try:
+            policy.load_state_dict(state)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
         return policy
 
     def __repr__(self):

@@ -61,16 +61,16 @@ class PassRatePrior:
         fits = {b: self.prior(b) for b in set(map(self.bucket, buckets))}
         return [fits[self.bucket(b)] for b in buckets]
 
-    def state(self) -> dict:
+    # ---- the state protocol (state_dict / load_state_dict, as torch) ----------------------
+    def state_dict(self) -> dict:
         return {"window": self.window, "min_count": self.min_count,
                 "rates": {k: list(v) for k, v in self.rates.items()}}  # fmt: skip
 
-    @classmethod
-    def from_state(cls, state: dict) -> PassRatePrior:
-        prior = cls(state["window"], state["min_count"])
-        for k, v in state["rates"].items():
-            prior.rates[k] = deque((tuple(x) for x in v), maxlen=prior.window)
-        return prior
+    def load_state_dict(self, state: dict) -> None:
+        self.window, self.min_count = state["window"], state["min_count"]
+        self.rates = {
+            k: deque((tuple(x) for x in v), maxlen=self.window) for k, v in state["rates"].items()
+        }
 
     def __repr__(self) -> str:
         sizes = {k: len(v) for k, v in sorted(self.rates.items())}

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import polars as pl
 
-from pcbench.analysis import accuracy_curve, compare
+from pcbench.analysis import accuracy_curve
 from pcbench.plots import accuracy_figure, allocation_figure, pilot_histograms_over_time
+from pcbench.results import TABLE_COLUMNS, measure
 from pcbench.run import Run
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
@@ -40,7 +41,9 @@ def write_report(
     """Accuracy vs cumulative rollouts and tokens, the compare table, allocation per step and
     pilot histograms over time for every run; returns the written path."""
     runs = [Run(p) for p in run_dirs]
-    table, target = compare(runs, target=target, smooth=smooth)
+    table = measure(runs, target=target, smooth=smooth)
+    targets = table["target"].drop_nulls().unique(maintain_order=True).to_list()
+    target = targets[0] if len(targets) == 1 else None  # one dashed line only if one target
     curves = {r.name: accuracy_curve(r, smooth=smooth) for r in runs}
     figures = [
         ("Accuracy vs cumulative rollouts", accuracy_figure(curves, target)),
@@ -61,13 +64,17 @@ def write_report(
             f"<h2>{html.escape(title)}</h2>" + fig.to_html(full_html=False, include_plotlyjs=js)
         )
         js = False  # plotly.js once, inlined: the file works offline
-    stated = f"{target:.4f}" if target is not None else "none (no GRPO run)"
+    stated = ", ".join(
+        f"{t:.4f} (seed {s})"
+        for s, t in table.select("seed", "target").unique().drop_nulls().sort("seed").iter_rows()
+    )
     body = (
         f"<h1>pcbench report</h1><p>Runs: {', '.join(html.escape(r.name) for r in runs)}. Target "
-        f"accuracy = peak GRPO eval mean@k = {stated} (moving average over {smooth} evals). "
-        "Rollouts to target: cumulative training rollouts at the first evaluation at or above "
-        "the target; ratios are x fewer rollouts than the baseline (&gt; 1: cheaper).</p>"
-        + _table_html(table)
+        f"accuracy = the seed's peak GRPO eval mean@k = {stated or 'none (no GRPO run)'} (moving "
+        f"average over {smooth} evals). Rollouts to target: cumulative training rollouts at the "
+        "first evaluation at or above the target; ratios x_vs_* are the baseline's rollouts to "
+        "target ÷ this run's, per seed (&gt; 1: cheaper).</p>"
+        + _table_html(table.select(TABLE_COLUMNS))
         + "".join(parts)
     )
     path = Path(out)

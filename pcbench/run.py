@@ -123,11 +123,16 @@ class Run:
         tmp = root / f".tmp-{final.name}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
+        # Every stateful object speaks state_dict / load_state_dict; here they become files:
+        # frames as parquet, plain values as JSON, the policy as a loadable model directory.
         s.policy.save(tmp / "policy")
-        s.buffer.save(tmp / "buffer")
-        s.ledger.frame().write_parquet(tmp / "ledger.parquet")
+        buffer = s.buffer.state_dict()
+        (tmp / "buffer").mkdir()
+        buffer.pop("rollouts").write_parquet(tmp / "buffer" / "buffer.parquet")
+        (tmp / "buffer" / "buffer.json").write_text(json.dumps(buffer, indent=1) + "\n")
+        s.ledger.state_dict()["frame"].write_parquet(tmp / "ledger.parquet")
         torch.save({"torch": torch.get_rng_state()}, tmp / "rng.pt")
-        state = {"step": s.step, "stream": s.stream.state(), "prior": s.prior.state()}
+        state = {"step": s.step, "stream": s.stream.state_dict(), "prior": s.prior.state_dict()}
         (tmp / "state.json").write_text(json.dumps(state) + "\n")
         shutil.rmtree(final, ignore_errors=True)
         os.rename(tmp, final)
@@ -154,12 +159,18 @@ class Run:
             reference_path=cfg.model if cfg.update.kl_coef > 0 else None,
         )  # fmt: skip
         s.engine.load_weights(s.policy)
-        s.buffer = PilotBuffer.load(ckpt / "buffer")
-        s.ledger = Ledger.from_frame(pl.read_parquet(ckpt / "ledger.parquet"))
+        buffer = json.loads((ckpt / "buffer" / "buffer.json").read_text())
+        s.buffer = PilotBuffer(buffer["max_staleness"])
+        s.buffer.load_state_dict(
+            buffer | {"rollouts": pl.read_parquet(ckpt / "buffer" / "buffer.parquet")}
+        )
+        s.ledger = Ledger()
+        s.ledger.load_state_dict({"frame": pl.read_parquet(ckpt / "ledger.parquet")})
         state = json.loads((ckpt / "state.json").read_text())
-        s.stream.restore(state["stream"])
+        s.stream.load_state_dict(state["stream"])
+        s.prior = PassRatePrior()
         if "prior" in state:  # checkpoints made before the sequential pilot have none
-            s.prior = PassRatePrior.from_state(state["prior"])
+            s.prior.load_state_dict(state["prior"])
         torch.set_rng_state(torch.load(ckpt / "rng.pt", weights_only=True)["torch"])
         s.step, s.pending = state["step"], {}
         return step

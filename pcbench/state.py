@@ -9,25 +9,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from pcbench.buffer import PilotBuffer
 from pcbench.config import ConfigError, EngineConfig, RunConfig, sync_tolerance
+from pcbench.engines.protocol import Engine
 from pcbench.ledger import Ledger
 from pcbench.prior import PassRatePrior
 from pcbench.schema import PROMPTS
 from pcbench.tasks import PromptStream, load_benchmark, template_for
 from pcbench.tasks.files import expand, is_remote
 
-_ENGINES: dict[tuple, object] = {}  # one engine per (kind, model, settings) per process
+if TYPE_CHECKING:  # heavy imports (torch, workers) only where they are used
+    from pcbench.policy import Policy
+    from pcbench.verify import Verifier
+
+_ENGINES: dict[tuple, Engine] = {}  # one engine per (kind, model, settings) per process
 
 
 @dataclass
 class State:
-    engine: object
-    verifier: object
-    policy: object | None
+    engine: Engine  # VLLMEngine or HFEngine (pcbench.engines.protocol)
+    verifier: Verifier
+    policy: Policy | None  # None: a state that only generates (no updates)
     prompts: pl.DataFrame  # training PROMPTS
     stream: PromptStream
     buffer: PilotBuffer
@@ -121,7 +127,7 @@ def make_engine(model: str, ec: EngineConfig, seed: int):
 def setup(cfg: RunConfig, *, verifier=None, with_policy: bool = True) -> State:
     """Data, engine, verifier, policy, stream, buffer and ledger for a fresh run of `cfg`."""
     from pcbench.policy import Policy
-    from pcbench.rewards import Verifier
+    from pcbench.verify import Verifier
 
     check_files(cfg)
     prompts = load_prompts(cfg.train, cfg.model)
@@ -148,7 +154,7 @@ def setup(cfg: RunConfig, *, verifier=None, with_policy: bool = True) -> State:
         engine.load_weights(policy, check=True)  # a reused engine may hold another run's weights
     return State(
         engine=engine,
-        verifier=verifier or Verifier(),
+        verifier=verifier or Verifier.from_config(cfg.verify),
         policy=policy,
         prompts=prompts,
         stream=PromptStream(prompts, seed=cfg.seed),

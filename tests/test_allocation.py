@@ -17,9 +17,9 @@ from pcbench.algos.allocation import (
 )
 from pcbench.buffer import BufferEntry
 from pcbench.config import CommitConfig, RunConfig, from_dict
+from pcbench.pilots import apply_stops
 from pcbench.prior import FLAT, PassRatePrior
 from pcbench.steps.commit import plan
-from pcbench.steps.pilot import apply_stops
 
 # ---- the stopping rule ------------------------------------------------------------------------
 
@@ -102,8 +102,9 @@ def test_online_prior_is_flat_until_it_has_evidence_and_round_trips():
     assert a + b == pytest.approx(4.0) and a / (a + b) > 0.99
     prior.observe([1] * 10, [0.0] * 10)  # the window keeps the last 8
     assert prior.prior(1)[0] < prior.prior(1)[1]
-    again = PassRatePrior.from_state(prior.state())
-    assert again.state() == prior.state() and again.prior(1) == prior.prior(1)
+    again = PassRatePrior()
+    again.load_state_dict(prior.state_dict())
+    assert again.state_dict() == prior.state_dict() and again.prior(1) == prior.prior(1)
 
 
 # ---- value-per-cost commit -------------------------------------------------------------------

@@ -1,17 +1,21 @@
 """compare / report over run directories (hand-written ledgers and evals: pure analysis logic)."""
 
+import re
+
 import polars as pl
 import pytest
 
-from pcbench.analysis import compare, to_target
+from pcbench.analysis import to_target
 from pcbench.cli import main
 from pcbench.config import RunConfig
 from pcbench.report import write_report
+from pcbench.results import measure
 from pcbench.run import Run
 
 
 def _run(root, name, strategy, accuracy, rollouts_per_step, steps=20):
-    run = Run.create(RunConfig(name=name, strategy=strategy, steps=steps), root)
+    seed = int(name.rsplit("-s", 1)[1]) if re.search(r"-s\d+$", name) else 0
+    run = Run.create(RunConfig(name=name, strategy=strategy, steps=steps, seed=seed), root)
     for step, acc in enumerate(accuracy):
         evals = pl.DataFrame(
             {"step": [step] * 2, "benchmark": ["arith"] * 2, "prompt_id": ["a", "b"], "k": [4, 4],
@@ -46,21 +50,22 @@ def runs(tmp_path):
 
 
 def test_compare_targets_peak_grpo_and_counts_rollouts_to_it(runs):
-    table, target = compare(runs)
-    assert target == 0.6
+    table = measure(runs)
+    assert table["target"].to_list() == [0.6] * 3  # every run is seed 0: GRPO's seed-0 peak
     rows = {r["run"]: r for r in table.to_dicts()}
     assert rows["p"]["rollouts_to_target"] == 100  # reached at step 1
     assert rows["g"]["rollouts_to_target"] == 256  # step 2
     assert rows["d"]["rollouts_to_target"] == 900  # step 3
-    assert rows["p"]["x_fewer_than_grpo"] == pytest.approx(2.56)
-    assert rows["p"]["x_fewer_than_dapo"] == pytest.approx(9.0)
+    assert rows["p"]["x_vs_grpo"] == pytest.approx(2.56)
+    assert rows["p"]["x_vs_dapo"] == pytest.approx(9.0)
+    assert rows["p"]["x_vs_pc"] is None  # no run of the paper-PC variant `pc` here
     assert rows["p"]["tokens_to_target"] == 1000 and rows["p"]["best_acc"] == 0.62
 
 
 def test_smoothing_and_an_unreached_target(runs):
-    table, target = compare(runs, smooth=2)
-    assert target == pytest.approx(0.59)  # trailing mean of (0.6, 0.58)
-    table, _ = compare(runs, target=0.7)
+    table = measure(runs, smooth=2)
+    assert table["target"][0] == pytest.approx(0.59)  # trailing mean of (0.6, 0.58)
+    table = measure(runs, target=0.7)
     assert table["rollouts_to_target"].null_count() == 3
     assert (
         to_target(
@@ -90,7 +95,7 @@ def test_report_is_one_self_contained_html_file(runs, tmp_path):
 def test_cli_compare_prints_the_table(runs, capsys):
     assert main(["compare", *[str(r.path) for r in runs]]) == 0
     out = capsys.readouterr().out
-    assert "target accuracy: 0.6000" in out and "x_fewer_than_grpo" in out
+    assert "target accuracy: 0.6000 (seed 0)" in out and "x_vs_grpo" in out
 
 
 def _evals_run(root, name, per_step):
@@ -133,3 +138,19 @@ def test_learning_check_gain_is_paired_over_the_last_evaluations(tmp_path):
     fails = verdict(row, Criteria(min_gain=0.3, max_se=0.05, min_z=8, no_peak_before=0.7))
     assert fails == ["gain +0.2188 < 0.3", "gain < 8 SE", "peak at step 2 of 3"]
     assert verdict(row, Criteria(min_gain=0.2, max_se=0.05)) == []
+
+
+def test_measure_pairs_targets_and_ratios_by_seed(tmp_path):
+    # Seed 1's GRPO peaks higher than seed 0's: each PC run is measured against its own seed's
+    # target, and x_vs_grpo divides by its own seed's GRPO cost (never across seeds).
+    runs = [
+        _run(tmp_path, "grpo-s0", "grpo", [0.5, 0.55, 0.6], 128, steps=2),
+        _run(tmp_path, "pc-s0", "pilot_commit", [0.5, 0.6, 0.6], 64, steps=2),
+        _run(tmp_path, "grpo-s1", "grpo", [0.5, 0.7, 0.6], 128, steps=2),
+        _run(tmp_path, "pc-s1", "pilot_commit", [0.5, 0.6, 0.7], 64, steps=2),
+    ]
+    rows = {r["run"]: r for r in measure(runs).to_dicts()}
+    assert rows["pc-s0"]["target"] == 0.6 and rows["pc-s1"]["target"] == 0.7
+    assert rows["pc-s0"]["x_vs_grpo"] == pytest.approx(256 / 64)
+    assert rows["pc-s1"]["x_vs_grpo"] == pytest.approx(128 / 128)
+    assert rows["pc-s1"]["variant"] == "pc" and rows["pc-s1"]["x_vs_pc"] == 1.0

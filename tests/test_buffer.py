@@ -75,12 +75,12 @@ def test_duplicate_prompt_is_refused():
         _add(buf, 2, {"a": [1, 0, 0, 0]})
 
 
-def test_save_load_round_trip_continues_identically(tmp_path):
+def test_state_dict_round_trip_continues_identically():
     buf = PilotBuffer(max_staleness=3, seed=7)
     _add(buf, 1, {f"p{i}": [1, 0, i % 2, 0] for i in range(8)})
     buf.pending_evictions.add("z")
-    buf.save(tmp_path)
-    again = PilotBuffer.load(tmp_path)
+    again = PilotBuffer(max_staleness=1, seed=0)  # everything comes from the state
+    again.load_state_dict(buf.state_dict())
     assert repr(again) == repr(buf)
     for order in ("random", "max_std"):
         a, b = buf.take(3, order), again.take(3, order)
@@ -143,3 +143,31 @@ def test_end_epoch_refuses_an_epoch_that_evictions_left_too_small():
     assert s.ledger.rows[2]["filtering_stats/evicted"] == 1  # counted before refusing
     # GRPO needs only one batch of B per epoch: the same 23 prompts are plenty.
     end_epoch(s, RunConfig(strategy="grpo", batch_prompts=4, pool_prompts=12), 3)
+
+
+def test_every_stateful_object_speaks_one_state_protocol():
+    """state_dict / load_state_dict (as torch) on the buffer, stream, prior and ledger: a fresh
+    object loaded from another's state_dict has the same state_dict."""
+    from pcbench.prior import PassRatePrior
+    from pcbench.tasks import PromptStream
+
+    buf = PilotBuffer(seed=3)
+    _add(buf, 1, {"a": [1, 0, 1, 0]})
+    stream = PromptStream(pl.DataFrame({"prompt_id": [f"q{i}" for i in range(10)]}), seed=5)
+    stream.next_pool(4)
+    prior = PassRatePrior(window=8, min_count=2)
+    prior.observe(["x", "x", None], [0.25, 0.5, 1.0], [4, 4, 4])
+    ledger = Ledger()
+    ledger.add(1, "rounds", 2)
+    fresh = {
+        "buffer": PilotBuffer(), "prior": PassRatePrior(),
+        "stream": PromptStream(pl.DataFrame({"prompt_id": [f"q{i}" for i in range(10)]})),
+        "ledger": Ledger(),
+    }  # fmt: skip
+    for name, obj in {"buffer": buf, "stream": stream, "prior": prior, "ledger": ledger}.items():
+        fresh[name].load_state_dict(obj.state_dict())
+        a, b = obj.state_dict(), fresh[name].state_dict()
+        assert a.keys() == b.keys(), name
+        for key in a:
+            same = a[key].equals(b[key]) if isinstance(a[key], pl.DataFrame) else a[key] == b[key]
+            assert same, (name, key)

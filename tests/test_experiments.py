@@ -7,8 +7,10 @@ from test_analysis import _run
 
 from pcbench import experiments as ex
 from pcbench.cli import main
+from pcbench.results import MECHANISM, informative_rollouts, markdown, mechanism, summarize
 
 EXP = ex.Experiment("t", "test", (ex.PC, ex.GRPO, ex.DAPO))
+ORDER = [v.name for v in EXP.variants]
 
 
 @pytest.fixture
@@ -57,19 +59,19 @@ def test_no_comparison_against_an_unfinished_grpo_target(tmp_path):
     skipped = ex.left_out(EXP, tmp_path, seeds=(0, 1))
     assert skipped == ["pc-s0 (no target: grpo-s0 step 1 of 3)",
                        "grpo-s0 (unfinished: step 1 of 3)"]  # fmt: skip
-    text = ex.markdown(ex.summarize(runs, EXP), runs, 1, skipped)
+    text = markdown(summarize(runs, ORDER), runs, 1, skipped)
     assert "seed 1: 0.600 (" in text and "seed 0" not in text
     assert "**Not in this table**" in text and "pc-s0 (no target: grpo-s0 step 1 of 3)" in text
 
 
 def test_summary_counts_reached_seeds_and_spans_them(root):
     runs = ex.per_run(EXP, root, seeds=(0, 1), smooth=2)
-    summary = {r["variant"]: r for r in ex.summarize(runs, EXP).to_dicts()}
-    assert list(ex.summarize(runs, EXP)["variant"]) == ["pc", "grpo", "dapo"]
+    summary = {r["variant"]: r for r in summarize(runs, ORDER).to_dicts()}
+    assert list(summarize(runs, ORDER)["variant"]) == ["pc", "grpo", "dapo"]
     assert summary["pc"]["seeds"] == 2 and summary["pc"]["reached"] == 1
     assert summary["grpo"]["rollouts_to_target_min"] == 128  # seed 1: 0.6 at step 1
     assert summary["grpo"]["rollouts_to_target_max"] == 384
-    text = ex.markdown(ex.summarize(runs, EXP), runs, smooth=2)
+    text = markdown(summarize(runs, ORDER), runs, smooth=2)
     assert "seed 0: 0.590 (+0.090 ± 0.000), seed 1: 0.600 (+0.100 ± 0.000)" in text
     assert "| `pc` |" in text and "| 1/2 |" in text and "not reached" in text
 
@@ -126,7 +128,7 @@ def test_informative_rollouts_count_trained_rollouts_with_nonzero_advantage(root
         run.write("metrics", step, pl.DataFrame(
             {"step": [step] * 2, "name": ["update/rollouts", "update/zero_advantage_frac"],
              "value": [float(n), zero]}))  # fmt: skip
-    assert ex.informative_rollouts(run) == 48 + 32 + 64
+    assert informative_rollouts(run) == 48 + 32 + 64
     row = ex.per_run(EXP, root, seeds=(0,)).filter(pl.col("variant") == "pc").row(0, named=True)
     assert row["per_informative"] == pytest.approx(300 / 144)  # 3 steps x 100 rollouts
 
@@ -173,12 +175,12 @@ def test_ratio_intervals_bootstrap_over_seeds(tmp_path):
         _run(tmp_path, f"pc-s{seed}", "pilot_commit", curve, 64, steps=2)
     runs = ex.per_run(EXP, tmp_path, seeds=(0, 1, 2), smooth=1)
     assert sorted(runs.filter(pl.col("variant") == "pc")["x_vs_grpo"]) == [2.0, 4.0, 4.0]
-    pc = ex.summarize(runs, EXP).filter(pl.col("variant") == "pc").row(0, named=True)
+    pc = summarize(runs, ORDER).filter(pl.col("variant") == "pc").row(0, named=True)
     assert pc["x_vs_grpo"] == pytest.approx(10 / 3)
     lo, hi = pc["x_vs_grpo_ci"]
     assert 2.0 <= lo < 10 / 3 < hi == pytest.approx(4.0)  # the mean of 3 resampled seeds
     assert pc["x_vs_dapo_ci"] is None  # no DAPO runs: no ratio, no interval
-    text = ex.markdown(ex.summarize(runs, EXP), runs, 1)
+    text = markdown(summarize(runs, ORDER), runs, 1)
     assert f"| 3.33 [{lo:.2f}, {hi:.2f}] |" in text
     assert "seed 0: 0.600 (+0.100 ± 0.000)" in text  # the target, its gain and paired SE
 
@@ -209,20 +211,43 @@ def test_mechanism_says_where_the_pilots_went(tmp_path):
              "evict_marked": marked}.items()
         } | {f"buffer_stats/{k}": [float(v)] for k, v in
              {"take": take, "age_sum": age, "add": add, "stale_drop": stale}.items()}))  # fmt: skip
-    m = ex.mechanism(run)
+    m = mechanism(run)
     assert m["too_easy_share"] == pytest.approx(22 / 48)
     assert m["too_hard_share"] == pytest.approx(10 / 48) and m["kept_share"] == pytest.approx(1 / 3)
     assert m["evicted_share"] == pytest.approx(10 / 48)
     assert m["buffer_age"] == pytest.approx(24 / 16) and m["stale_share"] == pytest.approx(2 / 16)
     grpo = _run(tmp_path, "g", "grpo", [0.5, 0.6], 128, steps=1)
-    assert ex.mechanism(grpo)["kept_share"] is None  # no pilots: no shares, not zeros
+    assert mechanism(grpo)["kept_share"] is None  # no pilots: no shares, not zeros
 
 
 def test_markdown_has_the_mechanism_table_for_piloted_variants_only(root):
     runs = ex.per_run(EXP, root, seeds=(0, 1), smooth=2)
     runs = runs.with_columns(
-        pl.when(pl.col("variant") == "pc").then(0.25).otherwise(None).alias(c) for c in ex.MECHANISM
+        pl.when(pl.col("variant") == "pc").then(0.25).otherwise(None).alias(c) for c in MECHANISM
     )
-    text = ex.markdown(ex.summarize(runs, EXP), runs, smooth=2)
+    text = markdown(summarize(runs, ORDER), runs, smooth=2)
     assert "| `pc` | 25.0% | 25.0% | 25.0% | 25.0% | 0.25 | 25.0% |" in text
     assert "| `grpo` | 25.0%" not in text
+
+
+def test_experiments_are_data_files_and_bad_ones_are_refused(tmp_path):
+    """Every shipped experiment loads from configs/experiments/; a file with a variant missing
+    its config, or a variant name that means two different runs, is refused with the reason."""
+    assert set(ex.EXPERIMENTS) == {"headline", "ablations", "beyond", "explore"}
+    assert [v.name for v in ex.EXPERIMENTS["headline"].variants] == ["pc", "grpo", "dapo"]
+    assert ex.EXPERIMENTS["ablations"].variants[2].overrides[0] == "pilot.n_pilot=2"
+    (tmp_path / "a.toml").write_text('title = "a"\n[[variant]]\nname = "x"\n')
+    with pytest.raises(ValueError, match="variant 1 needs `name` and `config`"):
+        ex.load_experiments(tmp_path)
+    (tmp_path / "a.toml").write_text('[[variant]]\nname = "x"\nconfig = "tiny-pc.toml"\n')
+    (tmp_path / "b.toml").write_text(
+        '[[variant]]\nname = "x"\nconfig = "tiny-pc.toml"\nset = ["seed=3"]\n'
+    )
+    with pytest.raises(ValueError, match="variant 'x' means different runs in a and b"):
+        ex.load_experiments(tmp_path)
+    (tmp_path / "b.toml").write_text('[[variant]]\nname = "y"\nconfig = "no-such.toml"\n')
+    with pytest.raises(ValueError, match="no config"):
+        ex.load_experiments(tmp_path)
+    (tmp_path / "b.toml").write_text("[[variant]\n")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        ex.load_experiments(tmp_path)

@@ -18,9 +18,9 @@ from pcbench import rounds
 from pcbench.buffer import PilotBuffer
 from pcbench.config import CommitConfig, PilotConfig, RunConfig, ScoreConfig
 from pcbench.loop import PCBatch, close_batch, collect_pilot_commit
-from pcbench.rewards import Verifier
 from pcbench.schema import PROMPTS, ROLLOUTS
 from pcbench.state import State
+from pcbench.verify import Verifier
 
 from conftest import SHARED
 

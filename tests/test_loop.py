@@ -7,8 +7,8 @@ import torch
 from pcbench.config import CommitConfig, EvalConfig, PilotConfig, RunConfig
 from pcbench.loop import STEP_FNS, MaxRoundsError, train
 from pcbench.policy import Policy
-from pcbench.rewards import Verifier
 from pcbench.state import setup
+from pcbench.verify import Verifier
 
 from conftest import ARITH, TINY_POLICY, tiny_engine_config
 

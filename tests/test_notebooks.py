@@ -12,12 +12,10 @@ import pytest
 
 from conftest import ROOT
 
-pytestmark = pytest.mark.slow
-
 SMALL = {
     "01_step_through.ipynb": {"dashboard_steps": 2},
     "02_pilot_fraction_ablation.ipynb": {
-        "fractions": [0.25, 0.5],
+        "variants": ["pc", "pc-f1_2"],
         "seeds": [0],
         "steps": 4,
         "overrides": ["eval.every=2", "eval.max_prompts=16"],
@@ -35,6 +33,7 @@ SMALL = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_notebook_runs_clean(name, tmp_path):
     out_dir = Path(os.environ.get("PCBENCH_NOTEBOOK_OUT", tmp_path))
@@ -60,3 +59,24 @@ def test_notebook_runs_clean(name, tmp_path):
         last = executed.cells[-1].outputs[0]["data"]["text/plain"]
         assert "no signal" not in last, last
         assert last.count("PC within tolerance") + last.count("GRPO still climbing") == 1, last
+
+
+def test_notebooks_start_with_the_one_setup_helper_and_call_no_private_name(tmp_path, monkeypatch):
+    """Every notebook's first code cell after its parameters is `setup()`; no cell reaches into
+    a private attribute; and setup finds the root from a subfolder and refuses outside one."""
+    import json
+    import re
+
+    from pcbench.notebook import setup
+
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+        assert "setup()" in "".join(cells[1]["source"]), path.name
+        code = "".join(s for c in cells for s in c["source"])
+        assert not re.search(r"\._[a-z]", code), f"{path.name} calls a private name"
+        assert "os.chdir" not in code and "ROOT = next" not in code, path.name
+    monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)
+    assert setup(ROOT / "notebooks") == ROOT and Path.cwd() == ROOT
+    assert os.environ["VLLM_CPU_KVCACHE_SPACE"] == "1"
+    with pytest.raises(FileNotFoundError, match="no pyproject.toml"):
+        setup(tmp_path)

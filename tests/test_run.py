@@ -181,8 +181,8 @@ def test_checkpoint_cadence_pruning_no_checkpoint_resume_and_extended_steps(tmp_
     from pcbench.config import load_config
     from pcbench.loop import initial_eval, train, train_step
     from pcbench.policy import Policy
-    from pcbench.rewards import Verifier
     from pcbench.run import open_run
+    from pcbench.verify import Verifier
 
     sets = ["batch_prompts=4", "pool_prompts=12", "eval.every=3", "eval.max_prompts=16",
             "checkpoint_every=3", "keep_checkpoints=2", "steps=4"]  # fmt: skip
@@ -216,7 +216,7 @@ def test_checkpoint_cadence_pruning_no_checkpoint_resume_and_extended_steps(tmp_
             del saved["prior"]  # as written before the sequential pilot existed
             state.write_text(json.dumps(saved))
             s, ext = open_run(cfg("ext"), tmp_path, resume=True, verifier=verifier)
-            assert s.step == 2 and s.prior.state() == type(s.prior)().state()
+            assert s.step == 2 and s.prior.state_dict() == type(s.prior)().state_dict()
             train(s, cfg("ext"), ext, progress=False)
             assert steps_of(ext) == [3, 4]  # step 2's checkpoint pruned
         finally:

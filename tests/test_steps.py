@@ -11,7 +11,6 @@ from pcbench.algos import ppo_clip_loss
 from pcbench.buffer import PilotBuffer
 from pcbench.config import CommitConfig, EvalConfig, PilotConfig, RunConfig, UpdateConfig
 from pcbench.policy import Policy, make_batch
-from pcbench.rewards import Verifier
 from pcbench.schema import ROLLOUTS, SCORES
 from pcbench.steps import (
     advantages,
@@ -26,6 +25,7 @@ from pcbench.steps import (
     update,
 )
 from pcbench.tasks import load_benchmark, template_for
+from pcbench.verify import Verifier
 
 from conftest import ARITH, TINY_POLICY
 

@@ -11,8 +11,8 @@ import torch
 from pcbench.config import CommitConfig, EvalConfig, PilotConfig, RunConfig
 from pcbench.loop import train
 from pcbench.policy import Policy
-from pcbench.rewards import Verifier
 from pcbench.run import open_run
+from pcbench.verify import Verifier
 from pcbench.widgets import Controls, Dashboard
 
 from conftest import ARITH, TINY_POLICY, tiny_engine_config
@@ -195,7 +195,7 @@ def test_dashboard_steps_through_a_sequential_pilot(tiny_engine, verifier):
         assert set(n) <= {2, 4} and pilots.height < 12 * 4  # some prompts stopped at 2
         scores = board.score()
         early = scores.filter(pl.col("n") == 2)
-        assert early.height == len(board.round.stopped) > 0
+        assert early.height == len(board.round.pilot.stopped) > 0
         assert set(early["verdict"]) <= {"too_easy", "too_hard"}
         assert sum(len(v) for v in s.prior.rates.values()) == scores.height
     finally:

@@ -39,7 +39,9 @@ class PromptStream:
         pool = pl.DataFrame({"prompt_id": ids})
         return pool.join(self.prompts, on="prompt_id", how="left", maintain_order="left")
 
-    def state(self) -> dict:
+    # ---- the state protocol (state_dict / load_state_dict, as torch): a resumed run continues
+    # the same epoch order at the same position
+    def state_dict(self) -> dict:
         return {
             "seed": self.seed,
             "epoch": self.epoch,
@@ -47,7 +49,7 @@ class PromptStream:
             "order": self.order,
         }
 
-    def restore(self, state: dict) -> None:
+    def load_state_dict(self, state: dict) -> None:
         self.seed, self.epoch, self.position = state["seed"], state["epoch"], state["position"]
         self.order = list(state["order"])
 

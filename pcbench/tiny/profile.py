@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from pcbench.config import SamplingConfig
-from pcbench.rewards import Verifier
+from pcbench.verify import Verifier
 
 
 @dataclass(frozen=True)

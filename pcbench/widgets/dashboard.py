@@ -13,6 +13,7 @@ import ipywidgets as W
 import polars as pl
 
 from pcbench import steps
+from pcbench.accounting import verdict_counts
 from pcbench.analysis import accuracy_curve
 from pcbench.config import RunConfig
 from pcbench.ledger import CUMULATIVE
@@ -26,9 +27,7 @@ class Refused(RuntimeError):
 
 def preview_counts(pilots: pl.DataFrame, cfg: RunConfig) -> tuple[pl.DataFrame, dict]:
     """SCORES of cached pilots under cfg (first n_pilot samples only) and their verdict counts,
-    counted as the loop's rounds count them."""
-    from pcbench.rounds import verdict_counts
-
+    counted as the loop's rounds count them (`pcbench.accounting`)."""
     scores = steps.score(pilots.filter(pl.col("sample") < cfg.pilot.n_pilot), cfg)
     return scores, verdict_counts(scores)
 
@@ -206,7 +205,7 @@ class Dashboard:
         logging and checkpoints with a run): the same code from here on."""
         import time
 
-        from pcbench.loop import close_batch, complete_step, max_rounds_reached, train_on
+        from pcbench.loop import close_batch, complete_step, max_rounds_reached, train_batch
 
         cfg, s = self.cfg, self.state
         self._refuse_unless(not (self.round and self.round.stage != "finished"),
@@ -218,8 +217,7 @@ class Dashboard:
         step = s.step + 1
         if in_batch < cfg.batch_prompts:
             max_rounds_reached(s, cfg, step, in_batch)  # raises, or logs the partial batch
-        batch = close_batch(s, step, self.rounds)
-        metrics = train_on(s, cfg, step, batch.rollouts) if batch.rollouts is not None else {}
+        metrics = train_batch(s, cfg, step, close_batch(s, step, self.rounds))
         # time/step counts the stages' own seconds, not the pauses between presses: a virtual
         # start that many seconds ago (complete_step adds the evaluation on top).
         row = s.ledger.rows.get(step, {})

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pcbench.rewards import Verifier, VerifierError, VerifierTimeoutWarning, judge
 from pcbench.schema import VERIFY_STATUS
+from pcbench.verify import Verifier, VerifierError, VerifierTimeoutWarning, judge
 
 TIMEOUT_S = 2.0
 WORKERS = 2
@@ -134,7 +134,7 @@ def hostile_corpus(canary: str) -> list[str]:
     ]
 
 
-@pytest.mark.filterwarnings("ignore::pcbench.rewards.VerifierTimeoutWarning")  # hangs on purpose
+@pytest.mark.filterwarnings("ignore::pcbench.verify.VerifierTimeoutWarning")  # hangs on purpose
 def test_hostile_outputs_get_a_status_within_the_bound(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a relative canary path: anything executed would create it here
     corpus = hostile_corpus(CANARY)
@@ -228,7 +228,7 @@ def test_usable_from_threads_and_close_leaves_no_processes():
 
 CLOSE_SCRIPT = """
 import psutil
-from pcbench.rewards import Verifier
+from pcbench.verify import Verifier
 v = Verifier(workers=2, timeout_s=1.0, max_error_rate=1.0)
 v.verify(["\\\\boxed{9^{9^{9^{9^{9^{9}}}}}}", "\\\\boxed{\\\\frac{1}{2}}"], ["1", "0.5"])
 assert len(psutil.Process().children(recursive=True)) >= 2
@@ -284,7 +284,7 @@ def test_usable_from_a_notebook_kernel(tmp_path):
     import papermill
 
     cells = [
-        "from pcbench.rewards import Verifier\n"
+        "from pcbench.verify import Verifier\n"
         "v = Verifier(workers=2, timeout_s=2.0)\n"
         "r = v.verify(['\\\\boxed{\\\\frac{1}{2}}', '\\\\boxed{3}', 'none'], ['0.5', '4', '1'])\n"
         "assert r['verify_status'].to_list() == ['ok', 'ok', 'no_answer'], r\n"
@@ -299,3 +299,20 @@ def test_usable_from_a_notebook_kernel(tmp_path):
     )
     executed = nbformat.read(out, as_version=4)
     assert not [o for c in executed.cells for o in c.get("outputs", []) if o.output_type == "error"]
+
+
+def test_the_verifier_is_configured_from_the_run_config():
+    """`[verify]` in TOML (or --set verify.*) reaches the Verifier a run builds; a bad value is
+    refused by the config, before any worker starts."""
+    from pcbench.config import ConfigError, from_dict
+
+    cfg = from_dict({}, ["verify.timeout_s=25", "verify.workers=1", "verify.extraction=latex",
+                         "verify.reward_wrong=-1"])  # fmt: skip
+    with Verifier.from_config(cfg.verify) as v:
+        assert (v.timeout_s, v._pool.size, v.extraction) == (25, 1, "latex")
+        out = v.verify(["The answer is $\\frac{3}{4}$.", "It is $5$."], ["0.75", "6"])
+        assert out["reward"].to_list() == [1.0, -1.0]
+    for bad, message in (("verify.extraction=xml", "use one of"), ("verify.workers=0", "> 0"),
+                         ("verify.max_error_rate=0", "(0, 1]")):  # fmt: skip
+        with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("]", r"\]")):
+            from_dict({}, [bad])

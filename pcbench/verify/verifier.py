@@ -28,8 +28,9 @@ from dataclasses import asdict, dataclass
 
 import polars as pl
 
-from pcbench.rewards_worker import WorkerPool, judge
+from pcbench.config import EXTRACTIONS  # one list: the config validates it too
 from pcbench.tasks.boxed import last_boxed
+from pcbench.verify.workers import WorkerPool, judge
 
 __all__ = [
     "Judgement",
@@ -40,7 +41,6 @@ __all__ = [
     "judge",
 ]
 
-EXTRACTIONS = ("boxed", "latex")
 INTEGER = re.compile(r"[+-]?\d{1,60}")
 
 
@@ -165,6 +165,11 @@ class Verifier:
         self._lock = threading.Lock()  # one batch at a time; callable from any thread
         self._pool = WorkerPool(workers, timeout_s, int(memory_limit_gb * 2**30))
         self._finalizer = weakref.finalize(self, self._pool.close)
+
+    @classmethod
+    def from_config(cls, vc) -> Verifier:
+        """A Verifier with a run config's `[verify]` settings (`config.VerifyConfig`)."""
+        return cls(**asdict(vc))
 
     def verify(self, completions: list[str], answers: list[str]) -> pl.DataFrame:
         """One row per completion: reward, correct, verify_status, extracted."""

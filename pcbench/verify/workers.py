@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from multiprocessing.connection import wait
 
 _CONTEXT = mp.get_context("forkserver")
-_CONTEXT.set_forkserver_preload(["pcbench.rewards_worker", "math_verify"])
+_CONTEXT.set_forkserver_preload(["pcbench.verify.workers", "math_verify"])
 _open_pools = 0  # the forkserver is stopped when the last pool closes: no process left behind
 
 

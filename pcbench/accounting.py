@@ -1,0 +1,82 @@
+"""What the ledger counts, for every strategy and both paths: the one place that decides it.
+
+`pcbench.ledger.Ledger` is the store (counters, gauges, timers, cumulative columns); these
+functions say which event adds what. The loop's Pilot-Commit rounds and the dashboard's
+hand-stepped stages (both through `pcbench.rounds`), the GRPO and DAPO baselines, batch closing,
+training and epoch ends all count here, so a number in a ledger means the same thing whichever
+path made it. Names are listed in the ledger's docstring.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from pcbench.ledger import Ledger
+
+
+def verdict_counts(scores: pl.DataFrame) -> dict[str, int]:
+    """Counts of a SCORES frame's verdicts (the rounds' ledger and the widgets' preview)."""
+    return {
+        "filtering_stats/kept": int((scores["verdict"] == "keep").sum()),
+        "filtering_stats/too_easy": int((scores["verdict"] == "too_easy").sum()),
+        "filtering_stats/too_hard": int((scores["verdict"] == "too_hard").sum()),
+        "filtering_stats/evict_marked": int(scores["evict"].sum()),
+    }
+
+
+def count_call(ledger: Ledger, step: int, health) -> None:
+    """One engine call's verification (rollouts are counted with their round)."""
+    ledger.count_verifier(step, health)
+
+
+def count_pc_round(ledger: Ledger, r, pilot_counts: dict[str, int]) -> None:
+    """A finished Pilot-Commit round (`rounds.PCRound`): rollouts by phase, verdicts, buffer
+    traffic and the age of the pilot data trained on, and the pilot's own counts."""
+    step = r.step
+    ledger.count_rollouts(step, pl.concat([r.pilot.rollouts, r.commit_rollouts]))
+    ledger.add(step, "rounds")
+    ledger.add(step, "filtering_stats/seen", r.scores.height)
+    for name, count in verdict_counts(r.scores).items():
+        ledger.add(step, name, count)
+    ledger.add(step, "buffer_stats/add", len(r.added))
+    ledger.add(step, "buffer_stats/take", len(r.taken))
+    for e in r.taken:
+        ledger.add(step, "buffer_stats/age_sum", e.age(step))
+        ledger.max(step, "buffer_stats/age_max", e.age(step))
+    for name, count in pilot_counts.items():
+        ledger.add(step, name, count)
+
+
+def count_baseline_round(ledger: Ledger, step: int, rollouts: pl.DataFrame, health) -> None:
+    """A GRPO or DAPO round: its one engine call's rollouts and verification."""
+    ledger.count_rollouts(step, rollouts)
+    count_call(ledger, step, health)
+    ledger.add(step, "rounds")
+
+
+def count_dapo_filter(ledger: Ledger, step: int, seen: int, informative: int, room: int) -> None:
+    """DAPO's dynamic sampling over one round: groups kept, discarded (equal rewards), surplus."""
+    ledger.add(step, "filtering_stats/dapo_kept", min(room, informative))
+    ledger.add(step, "filtering_stats/dapo_discarded", seen - informative)
+    ledger.add(step, "filtering_stats/dapo_surplus", max(0, informative - room))
+
+
+def count_batch_closed(ledger: Ledger, step: int, stale_dropped: int, buffer_size: int) -> None:
+    ledger.add(step, "buffer_stats/stale_drop", stale_dropped)
+    ledger.set(step, "buffer_stats/size", buffer_size)
+
+
+def count_partial_batch(ledger: Ledger, step: int, in_batch: int) -> None:
+    """max_rounds ran out with `train_partial`: the step trains on fewer prompts, logged."""
+    ledger.set(step, "partial_batch", in_batch)
+
+
+def count_trained(ledger: Ledger, step: int, rollouts: pl.DataFrame) -> None:
+    ledger.add(step, "rollout_stats/trained", rollouts.height)
+    ledger.add(step, "filtering_stats/trained_prompts", rollouts["prompt_id"].n_unique())
+
+
+def count_epoch_end(ledger: Ledger, step: int, cleared: int, evicted: int) -> None:
+    ledger.add(step, "buffer_stats/epoch_clear", cleared)
+    ledger.add(step, "filtering_stats/evicted", evicted)
+    ledger.add(step, "epochs")
