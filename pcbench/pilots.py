@@ -7,6 +7,9 @@ A round (`pcbench.rounds`) asks its pilot four things and knows nothing else abo
     classify(s, cfg, ...) the round's SCORES with the pilot's own decisions applied
     counts(outcome)       the pilot's own ledger entries
 
+and `fixed(cfg)` says how many pilot rollouts every fresh prompt gets (None where it depends on
+the prompt), which the regression checks' accounting identity reads.
+
 `PaperPilot` is the official single stage: n_pilot rollouts in the shared call, nothing after.
 `SequentialPilot` is pcbench's: stages 0 -> s1 -> ... -> n_pilot, a prompt stopping once its Beta
 posterior is confidently outside the keep band (`algos.allocation`), its first stage in the
@@ -40,6 +43,8 @@ class PilotOutcome:
 class Pilot(Protocol):
     def first(self, cfg: RunConfig) -> int: ...
 
+    def fixed(self, cfg: RunConfig) -> int | None: ...
+
     def extend(self, s, cfg: RunConfig, pool: pl.DataFrame, first: pl.DataFrame, step: int,
                round: int, on_call=None) -> PilotOutcome: ...  # fmt: skip
 
@@ -53,6 +58,9 @@ class PaperPilot:
     """The official pilot: n_pilot rollouts per fresh prompt, all in the round's shared call."""
 
     def first(self, cfg: RunConfig) -> int:
+        return cfg.pilot.n_pilot
+
+    def fixed(self, cfg: RunConfig) -> int | None:
         return cfg.pilot.n_pilot
 
     def extend(self, s, cfg, pool, first, step, round, on_call=None) -> PilotOutcome:
@@ -70,6 +78,9 @@ class SequentialPilot:
 
     def first(self, cfg: RunConfig) -> int:
         return cfg.pilot.stages[0]
+
+    def fixed(self, cfg: RunConfig) -> int | None:
+        return None  # a prompt stops after any stage
 
     def extend(self, s, cfg, pool, first, step, round, on_call=None) -> PilotOutcome:
         """The remaining stages after `first` (the rollouts of stage 0, possibly none).

@@ -16,6 +16,7 @@ from __future__ import annotations
 import polars as pl
 
 from pcbench.ledger import GENERATING_PHASES
+from pcbench.pilots import pilot_for
 from pcbench.run import Run
 
 
@@ -37,10 +38,11 @@ def ledger_violations(run: Run) -> list[str]:
     if col("verifier/error_rate").max() > 0:
         out.append(f"verifier errors (max rate {col('verifier/error_rate').max():.3f})")
     if cfg.strategy == "pilot_commit":
+        per_prompt = pilot_for(cfg).fixed(cfg)  # None: a sequential pilot stops prompts early
         if (
-            not cfg.pilot.stages
+            per_prompt is not None
             and not (
-                col("rollout_stats/pilot") == col("rounds") * cfg.pool_prompts * cfg.pilot.n_pilot
+                col("rollout_stats/pilot") == col("rounds") * cfg.pool_prompts * per_prompt
             ).all()
         ):
             out.append("pilot rollouts are not rounds x pool x n_pilot")

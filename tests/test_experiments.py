@@ -251,3 +251,50 @@ def test_experiments_are_data_files_and_bad_ones_are_refused(tmp_path):
     (tmp_path / "b.toml").write_text("[[variant]\n")
     with pytest.raises(ValueError, match="not valid TOML"):
         ex.load_experiments(tmp_path)
+
+
+def test_regression_checks_find_what_they_check(tmp_path):
+    """Notebook 03's checks as functions: a ledger that breaks batch composition or has verifier
+    errors is named; cost verdicts say 'still climbing', 'within tolerance', or raise."""
+    from pcbench.config import RunConfig
+    from pcbench.regression import cost_verdicts, ledger_violations, mechanism_violations
+    from pcbench.results import measure
+    from pcbench.run import Run
+
+    def grpo_run(name, trained_prompts, error_rate):
+        run = Run.create(RunConfig(name=name, strategy="grpo", steps=2), tmp_path)
+        for step in (1, 2):
+            run.write("ledger", step, pl.DataFrame({
+                "step": [step], "rollout_stats/grpo": [128.0], "rollout_stats/trained": [128.0],
+                "filtering_stats/trained_prompts": [trained_prompts], "verifier/error_rate": [error_rate],
+            }))  # fmt: skip
+        return run
+
+    assert ledger_violations(grpo_run("ok", 8.0, 0.0)) == []
+    assert ledger_violations(grpo_run("bad", 7.0, 0.25)) == [
+        "a batch without 8 prompts", "verifier errors (max rate 0.250)"
+    ]  # fmt: skip
+    climbing = [
+        _run(tmp_path / "a", "grpo-s0", "grpo", [0.5, 0.55, 0.6], 128, steps=2),
+        _run(tmp_path / "a", "pc-s0", "pilot_commit", [0.5, 0.6, 0.6], 100, steps=2),
+    ]
+    assert "GRPO still climbing" in cost_verdicts(measure(climbing), tolerance=1.0,
+                                                  require_signal=True)[0]  # fmt: skip
+    peaked = [
+        _run(tmp_path / "b", "grpo-s0", "grpo", [0.5, 0.6, 0.55], 128, steps=2),
+        _run(tmp_path / "b", "pc-s0", "pilot_commit", [0.5, 0.55, 0.6], 100, steps=2),
+    ]
+    table = measure(peaked)  # PC reaches 0.6 at 200 rollouts, GRPO at 128
+    assert "PC within tolerance" in cost_verdicts(table, tolerance=1.0, require_signal=True)[0]
+    with pytest.raises(AssertionError, match="PC needed 200.0 rollouts to the GRPO target"):
+        cost_verdicts(table, tolerance=0.5, require_signal=True)
+    flat = [
+        _run(tmp_path / "c", "grpo-s0", "grpo", [0.6, 0.6, 0.5], 128, steps=2),
+        _run(tmp_path / "c", "pc-s0", "pilot_commit", [0.6, 0.6, 0.6], 100, steps=2),
+    ]
+    with pytest.raises(AssertionError, match="no signal"):
+        cost_verdicts(measure(flat), tolerance=1.0, require_signal=True)
+    # no informative-rollout metrics in hand-written runs: the mechanism check says so
+    assert mechanism_violations(table) == [
+        "seed 0: pc spends None rollouts per informative one, GRPO None"
+    ]

@@ -15,8 +15,8 @@ from pcbench.verify.verifier import (
     VerifierError,
     VerifierTimeoutWarning,
     VerifyHealth,
-    judge,
 )
+from pcbench.verify.workers import judge
 
 __all__ = [
     "Judgement",

@@ -30,16 +30,7 @@ import polars as pl
 
 from pcbench.config import EXTRACTIONS  # one list: the config validates it too
 from pcbench.tasks.boxed import last_boxed
-from pcbench.verify.workers import WorkerPool, judge
-
-__all__ = [
-    "Judgement",
-    "VerifierError",
-    "VerifierTimeoutWarning",
-    "VerifyHealth",
-    "Verifier",
-    "judge",
-]
+from pcbench.verify.workers import WorkerPool
 
 INTEGER = re.compile(r"[+-]?\d{1,60}")
 
