@@ -113,10 +113,14 @@ def cmd_run(args) -> None:
     from pcbench.loop import train
     from pcbench.run import open_run
 
-    cfg = load_config(args.config, args.set or [])
+    trackers = [f"tracking.backends={json.dumps(args.tracker)}"] if args.tracker else []
+    cfg = load_config(args.config, [*(args.set or []), *trackers])
     state, run = open_run(cfg, args.runs, resume=args.resume)
     print(f"{run!r}: {cfg.strategy}, step {state.step} of {cfg.steps}", file=sys.stderr)
-    train(state, cfg, run, progress=not args.quiet)
+    try:
+        train(state, cfg, run, progress=not args.quiet)
+    finally:
+        run.close_trackers()
     print(json.dumps(run.summary()))
 
 
@@ -126,6 +130,14 @@ def cmd_compare(args) -> None:
 
     table = measure([Run(p) for p in args.runs], target=args.target, smooth=args.smooth)
     print(format_table(table, args.smooth))
+
+
+def cmd_export(args) -> None:
+    from pcbench.run import Run
+
+    run = Run(args.run)
+    for path in run.export(args.out or f"{args.run.rstrip('/')}-export", args.to):
+        print(path)
 
 
 def cmd_report(args) -> None:
@@ -213,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--runs", default="runs", help="directory holding run directories")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--tracker", action="append", choices=["tensorboard", "wandb"],
+                     help="also log to TensorBoard / W&B (offline); repeatable; sets "
+                          "tracking.backends")  # fmt: skip
     run.set_defaults(func=cmd_run)
 
     for name, helptext in (("compare", "table of runs: cost and accuracy to the GRPO target"),
@@ -226,6 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "report":
             sub.add_argument("-o", "--out", default="report.html")
         sub.set_defaults(func=cmd_compare if name == "compare" else cmd_report)
+
+    exp_ = top.add_parser("export", help="one file per table of a run (parquet or csv)")
+    exp_.add_argument("run", help="run directory, e.g. runs/tiny-pc")
+    exp_.add_argument("--to", choices=["parquet", "csv"], default="parquet", help="file format")
+    exp_.add_argument("--out", help="folder for the files (default: <run>-export)")
+    exp_.set_defaults(func=cmd_export)
 
     chk = top.add_parser("check", help="validate configs, data, model and memory plan (no engine)")
     chk.add_argument("configs", nargs="+", help="TOML run configs, e.g. configs/*.toml")
@@ -314,6 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pcbench import provenance
+
+    provenance.COMMAND = ["pcbench", *(sys.argv[1:] if argv is None else argv)]  # for config.json
     args = build_parser().parse_args(argv)
     try:
         args.func(args)

@@ -342,6 +342,28 @@ class VerifyConfig:
         )
 
 
+TRACKERS = ("tensorboard", "wandb")
+WANDB_MODES = ("offline", "online", "disabled")
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """Where a run's scalars and histograms also go (`pcbench.tracking`); may change on resume."""
+
+    backends: tuple[str, ...] = ()  # tensorboard | wandb (extras: pip install -e '.[tracking]')
+    dir: str = ""  # "" = <run dir>/tracking; else <dir>/<run name>
+    wandb_project: str = "pcbench"
+    wandb_mode: str = "offline"  # offline (local files, `wandb sync` later) | online | disabled
+
+    def __post_init__(self):
+        unknown = [b for b in self.backends if b not in TRACKERS]
+        _require(not unknown, f"tracking.backends = {list(self.backends)}: use {TRACKERS}")
+        _require(
+            self.wandb_mode in WANDB_MODES,
+            f"tracking.wandb_mode = {self.wandb_mode!r}: use one of {WANDB_MODES}",
+        )
+
+
 STRATEGIES = ("pilot_commit", "grpo", "dapo")
 ON_MAX_ROUNDS = ("raise", "train_partial")
 SECTIONS = {
@@ -353,6 +375,7 @@ SECTIONS = {
     "eval": EvalConfig,
     "engine": EngineConfig,
     "verify": VerifyConfig,
+    "tracking": TrackingConfig,
 }
 
 
@@ -380,6 +403,7 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def __post_init__(self):
         _require(

@@ -26,6 +26,23 @@ import polars as pl
 
 GENERATING_PHASES = ("pilot", "commit", "grpo", "dapo")
 CUMULATIVE = ("cumulative/rollouts", "cumulative/tokens", "cumulative/seconds")
+# Every name pcbench counts, so that each step's ledger part has the same columns (0 where a
+# step counted nothing) and `pl.read_parquet("runs/x/ledger/*.parquet")` reads a whole run.
+COLUMNS = (
+    *(f"rollout_stats/{p}" for p in (*GENERATING_PHASES, "trained")),
+    *(f"token_stats/{p}" for p in GENERATING_PHASES),
+    *(f"filtering_stats/{n}" for n in (
+        "seen", "kept", "too_easy", "too_hard", "evict_marked", "evicted", "trained_prompts",
+        "early_stopped", "prior_skipped", "prior_explored", "dapo_kept", "dapo_discarded",
+        "dapo_surplus")),
+    *(f"buffer_stats/{n}" for n in (
+        "add", "take", "stale_drop", "size", "age_sum", "age_max", "epoch_clear")),
+    *(f"verifier/{n}" for n in (
+        "items", "ok", "no_answer", "timeout", "error", "cache_hits", "fast_path", "seconds",
+        "timeout_alarm", "error_rate", "timeout_rate", "cache_hit_rate")),
+    *(f"time/{n}" for n in ("generate", "score", "update", "sync", "evaluate", "log", "step")),
+    "rounds", "epochs", "partial_batch",
+)  # fmt: skip
 
 
 class Ledger:
@@ -82,10 +99,11 @@ class Ledger:
         return rollouts, tokens
 
     def frame(self) -> pl.DataFrame:
-        """One row per step, every name a column (missing = 0), plus the cumulative columns."""
+        """One row per step, every name of COLUMNS (and any other counted) a column (missing =
+        0), plus the cumulative columns."""
         if not self.rows:
             return pl.DataFrame(schema=dict.fromkeys(CUMULATIVE, pl.Float64) | {"step": pl.Int64})
-        names = sorted({k for row in self.rows.values() for k in row})
+        names = sorted(set(COLUMNS) | {k for row in self.rows.values() for k in row})
         steps = sorted(self.rows)
         cols = {"step": steps} | {n: [self.rows[s].get(n, 0.0) for s in steps] for n in names}
         frame = pl.DataFrame(cols, schema={"step": pl.Int64} | {n: pl.Float64 for n in names})

@@ -1,6 +1,7 @@
 """Run: a self-describing run directory with atomic per-step logs and exact resume.
 
-    runs/<name>/config.json                  the resolved RunConfig
+    runs/<name>/config.json                  the resolved RunConfig, and under "provenance" what
+                                             made the run (git, versions, machine, command)
     runs/<name>/<kind>/step-000012.parquet   kind = rollouts | scores | evals | metrics | ledger
     runs/<name>/checkpoints/step-000012/     policy, optimizer, buffer (+ evicted set), stream
                                              position, ledger, torch RNG state
@@ -44,9 +45,16 @@ def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
         va, vb = a.get(key), b.get(key)
         if isinstance(va, dict) and isinstance(vb, dict):
             out += _diff(va, vb, f"{prefix}{key}.")
-        elif va != vb and key not in RESUMABLE_CHANGES:
+        elif va != vb and key not in RESUMABLE_CHANGES and not prefix.startswith("tracking."):
             out.append(f"{prefix}{key}: {va!r} -> {vb!r}")
     return out
+
+
+def _config_values(saved: Path) -> dict:
+    """config.json without its provenance: the values RunConfig is built from."""
+    values = json.loads(saved.read_text())
+    values.pop("provenance", None)
+    return values
 
 
 class Run:
@@ -54,6 +62,7 @@ class Run:
         self.path = Path(path)
         if not (self.path / "config.json").exists():
             raise FileNotFoundError(f"{self.path} is not a run directory (no config.json)")
+        self.trackers: list = []  # open_run opens the config's (pcbench.tracking)
 
     @classmethod
     def create(cls, cfg: RunConfig, root: str | Path = "runs", *, resume: bool = False) -> Run:
@@ -68,7 +77,7 @@ class Run:
                 )
             # Read back through the config class: a run made before an option existed gets its
             # default, so adding an option to pcbench does not block resuming older runs.
-            old = json.loads(json.dumps(from_dict(json.loads(saved.read_text())).to_dict()))
+            old = json.loads(json.dumps(from_dict(_config_values(saved)).to_dict()))
             new = json.loads(json.dumps(cfg.to_dict()))
             if changed := _diff(old, new):
                 raise ConfigError(
@@ -76,12 +85,43 @@ class Run:
                     f"{sorted(RESUMABLE_CHANGES)} may change: resume without those --set values"
                 )
         path.mkdir(parents=True, exist_ok=True)
-        _atomic_write_text(saved, json.dumps(cfg.to_dict(), indent=1) + "\n")
+        from pcbench.provenance import provenance
+
+        # The first provenance stays; each resume adds its own (another machine, another commit).
+        record = json.loads(saved.read_text()).get("provenance", {}) if saved.exists() else {}
+        now = provenance()
+        record = now | {"resumed": []} if not record else record | {
+            "resumed": [*record.get("resumed", []), now]
+        }  # fmt: skip
+        _atomic_write_text(
+            saved, json.dumps(cfg.to_dict() | {"provenance": record}, indent=1) + "\n"
+        )
         return cls(path)
 
     @property
     def config(self) -> RunConfig:
-        return from_dict(json.loads((self.path / "config.json").read_text()))
+        return from_dict(_config_values(self.path / "config.json"))
+
+    @property
+    def provenance(self) -> dict:
+        """What made the run: git commit and dirty flag, package versions, machine, command
+        ({} for a run made before pcbench recorded it)."""
+        return json.loads((self.path / "config.json").read_text()).get("provenance", {})
+
+    def track(self, step: int, metrics: dict, ledger_row: dict, scores=None) -> None:
+        """Send a logged step to the run's trackers (none unless the config asks)."""
+        if not self.trackers:
+            return
+        from pcbench.tracking import step_payload
+
+        scalars, hists = step_payload(metrics, ledger_row, scores)
+        for tracker in self.trackers:
+            tracker.log(step, scalars, hists)
+
+    def close_trackers(self) -> None:
+        for tracker in self.trackers:
+            tracker.close()
+        self.trackers = []
 
     @property
     def name(self) -> str:
@@ -186,6 +226,28 @@ class Run:
         for tmp in (self.path / "checkpoints").glob(".tmp-*"):
             shutil.rmtree(tmp, ignore_errors=True)
 
+    def export(self, out: str | Path, fmt: str = "parquet") -> list[Path]:
+        """One file per table (rollouts, scores, evals, metrics, ledger with its cumulative
+        columns) under `out`, as parquet or csv; tables the run has no rows of are skipped."""
+        if fmt not in ("parquet", "csv"):
+            raise ValueError(f"export format {fmt!r}: use parquet or csv")
+        out, written = Path(out), []
+        out.mkdir(parents=True, exist_ok=True)
+        for kind in LOGS:
+            frame = self.ledger() if kind == "ledger" else self.read(kind)
+            if frame.height == 0:
+                continue
+            path = out / f"{kind}.{fmt}"
+            if fmt == "parquet":
+                frame.write_parquet(path)
+            else:  # csv has no nested types: lists become JSON-like strings
+                nested = [c for c, t in frame.schema.items() if t.is_nested()]
+                frame.with_columns(
+                    pl.col(c).map_elements(str, return_dtype=pl.String) for c in nested
+                ).write_csv(path)
+            written.append(path)
+        return written
+
     def summary(self) -> dict:
         """Steps, cumulative rollouts/tokens and eval accuracy so far (for compare and widgets)."""
         ledger, evals = self.ledger(), self.read("evals")
@@ -218,4 +280,7 @@ def open_run(cfg: RunConfig, root: str | Path = "runs", *, resume: bool = False,
     s = setup(cfg, verifier=verifier, with_policy=not has_checkpoint)
     if resume:
         run.restore(s, cfg)
+    from pcbench.tracking import open_trackers
+
+    run.trackers = open_trackers(cfg, run.path)
     return s, run
