@@ -49,8 +49,13 @@ def test_a_tracked_run_leaves_events_provenance_and_loadable_tables(tmp_path, ti
     (events,) = (run.path / "tracking" / "tensorboard").glob("events.out.tfevents.*")
     seen = read_events(events)
     tags = {tag for _, tag, _ in seen}
-    assert {"rollout_stats/pilot", "cumulative/rollouts", "update/loss",
-            "eval/arith/mean_k", "filtering_stats/kept"} <= tags  # TensorBoard: @ -> _
+    assert {
+        "rollout_stats/pilot",
+        "cumulative/rollouts",
+        "update/loss",
+        "eval/arith/mean_k",
+        "filtering_stats/kept",
+    } <= tags  # TensorBoard: @ -> _
     assert {s for s, tag, _ in seen if tag == "cumulative/rollouts"} == {0, 1, 2}
     hists = {(s, tag) for s, tag, h in seen if h}
     assert hists == {(s, t) for s in (1, 2) for t in ("pilot/pass_rate", "pilot/variance")}
