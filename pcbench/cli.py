@@ -129,7 +129,7 @@ def cmd_compare(args) -> None:
     from pcbench.run import Run
 
     table = measure([Run(p) for p in args.runs], target=args.target, smooth=args.smooth)
-    print(format_table(table, args.smooth))
+    print(format_table(table, args.smooth, args.format))
 
 
 def cmd_export(args) -> None:
@@ -214,7 +214,14 @@ def cmd_experiment(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pcbench", description=__doc__)
+    from importlib.metadata import version
+
+    from pcbench.experiments import EXPERIMENTS
+
+    parser = _Parser(prog="pcbench", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"pcbench {version('pcbench')}")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show vLLM / transformers logs, warnings and load bars")  # fmt: skip
     top = parser.add_subparsers(dest="command", required=True)
 
     run = top.add_parser("run", help="train one strategy from a TOML config into runs/<name>/")
@@ -238,8 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sub.add_argument("--target", type=float, help="target accuracy (default: peak GRPO)")
         sub.add_argument("--smooth", type=int, default=1, help="moving average over N evals")
+        if name == "compare":
+            sub.add_argument("--format", choices=["table", "markdown", "csv", "json"],
+                             default="table", help="how to print the table")  # fmt: skip
         if name == "report":
-            sub.add_argument("-o", "--out", default="report.html")
+            sub.add_argument("-o", "--out", default="report.html", help="the HTML file to write")
         sub.set_defaults(func=cmd_compare if name == "compare" else cmd_report)
 
     exp_ = top.add_parser("export", help="one file per table of a run (parquet or csv)")
@@ -254,16 +264,21 @@ def build_parser() -> argparse.ArgumentParser:
     chk.set_defaults(func=cmd_check)
 
     demo = top.add_parser("demo", help="PC, GRPO and DAPO on the tiny policy, then the report")
-    demo.add_argument("--runs", default="runs")
+    demo.add_argument(
+        "--runs", default="runs", help="directory of the three runs (reused when done)"
+    )
     demo.add_argument("--set", action="append", metavar="KEY=VALUE",
                       help=f"override for all three (after the demo's own: {', '.join(DEMO_SETS)})")  # fmt: skip
-    demo.add_argument("--smooth", type=int, default=1)
-    demo.add_argument("--quiet", action="store_true")
+    demo.add_argument("--smooth", type=int, default=1, help="moving average over N evals")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(func=cmd_demo)
 
     exp = top.add_parser("experiment", help="a named multi-seed experiment and its table")
-    exp.add_argument("name", help="headline | ablations | beyond | explore")
-    exp.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    exp.add_argument("name", choices=sorted(EXPERIMENTS),
+                     help="an experiment of configs/experiments/")  # fmt: skip
+    exp.add_argument(
+        "--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds to run and tabulate"
+    )
     exp.add_argument("--variants", nargs="+", metavar="NAME",
                      help="train only these variants (the table covers every finished run)")  # fmt: skip
     exp.add_argument("--runs", default="runs/results", help="shared directory of its runs")
@@ -271,15 +286,15 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--smooth", type=int, default=2, help="moving average over N evals")
     exp.add_argument("--write", metavar="MD", help="write the table into this Markdown file")
     exp.add_argument("--table-only", action="store_true", help="do not train; tabulate runs")
-    exp.add_argument("--quiet", action="store_true")
+    exp.add_argument("--quiet", action="store_true", help="no progress bars")
     exp.set_defaults(func=cmd_experiment)
 
     data = top.add_parser(
         "data", help="make the embedded task's data; fetch the presets' data"
     ).add_subparsers(dest="what", required=True)
     arith = data.add_parser("arith", help="write data/arith/{train,test}.parquet")
-    arith.add_argument("--out", default=DEFAULT_ARITH)
-    arith.add_argument("--seed", type=int, default=0)
+    arith.add_argument("--out", default=DEFAULT_ARITH, help="folder for the splits")
+    arith.add_argument("--seed", type=int, default=0, help="generator seed")
     arith.add_argument("--train", type=int, default=20_000, help="train prompts")
     arith.add_argument("--test", type=int, default=1_000, help="test prompts")
     arith.set_defaults(func=cmd_data_arith)
@@ -295,8 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
         dest="what", required=True
     )
     train = tiny.add_parser("train", help="SFT a tiny Llama on the arithmetic train split")
-    train.add_argument("--out", default=DEFAULT_POLICY)
-    train.add_argument("--train-split", default=f"{DEFAULT_ARITH}/train.parquet")
+    train.add_argument("--out", default=DEFAULT_POLICY, help="folder for the trained policy")
+    train.add_argument(
+        "--train-split",
+        default=f"{DEFAULT_ARITH}/train.parquet",
+        help="RL train split (SFT prompts are drawn apart from it)",
+    )
     train.add_argument("--steps", type=int, help="optimizer steps (default: TinyConfig.steps)")
     train.add_argument("--lr", type=float, help="peak learning rate (default: TinyConfig.lr)")
     train.add_argument("--warmup", type=int, help="warm-up steps (default: TinyConfig)")
@@ -308,42 +327,77 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--slip-final-only", action="store_true",
                        help="slip only at the boxed (last) step")  # fmt: skip
     train.add_argument("--sft-seed", type=int, default=2, help="seed of the noisy SFT split")
-    train.add_argument("--sft-prompts", type=int, default=20_000)
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--sft-prompts", type=int, default=20_000, help="prompts in the SFT split")
+    train.add_argument("--seed", type=int, default=0, help="training seed")
     train.set_defaults(func=cmd_tiny_train)
     prof = tiny.add_parser("profile", help="per-prompt pass rates at temperature 1 (vLLM)")
-    prof.add_argument("--model", default=DEFAULT_POLICY)
+    prof.add_argument("--model", default=DEFAULT_POLICY, help="policy to profile")
     prof.add_argument("--split", "--test-split", default=f"{DEFAULT_ARITH}/train.parquet",
                       help="the prompts to profile (default: the RL train split, what the keep "
                            "band sees)")  # fmt: skip
-    prof.add_argument("--prompts", type=int, default=500)
-    prof.add_argument("--samples", type=int, default=16)
-    prof.add_argument("--temperature", type=float, default=1.0)
-    prof.add_argument("--seed", type=int, default=0)
+    prof.add_argument("--prompts", type=int, default=500, help="prompts sampled from the split")
+    prof.add_argument("--samples", type=int, default=16, help="rollouts per prompt")
+    prof.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
+    prof.add_argument("--seed", type=int, default=0, help="prompt sample and sampling seed")
     prof.add_argument("--card", action="store_true", help="write the result into CARD.md")
     prof.set_defaults(func=cmd_tiny_profile)
     check = tiny.add_parser("learncheck", help="does GRPO measurably improve the policy? (seeds)")
-    check.add_argument("--model", default=DEFAULT_POLICY)
+    check.add_argument("--model", default=DEFAULT_POLICY, help="policy GRPO trains")
     check.add_argument("--config", default="configs/tiny-grpo.toml", help="the GRPO run config")
-    check.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    check.add_argument(
+        "--seeds", type=int, nargs="+", default=[0, 1, 2], help="one GRPO run per seed"
+    )
     check.add_argument("--runs", default="runs/learncheck", help="where its runs go (reused)")
     check.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, repeatable")
-    check.add_argument("--quiet", action="store_true")
+    check.add_argument("--quiet", action="store_true", help="no progress bars")
     check.add_argument("--card", action="store_true", help="write the result into CARD.md")
     check.set_defaults(func=cmd_tiny_learncheck)
     return parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """Every (sub)command's --help shows each flag's default."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def quiet_libraries() -> None:
+    """Hide third-party chatter a researcher cannot act on (vLLM's per-process INFO and
+    thread-binding warnings, transformers' weight-loading bars, torch FutureWarnings); `pcbench
+    --verbose` leaves it all on. Must run before vLLM is imported."""
+    import logging
+    import os
+    import warnings
+
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"(torch|transformers|vllm)")
+    for name in ("vllm", "transformers", "torch"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 done, 2 usage or config errors (argparse's own too), 1 runtime failures."""
     from pcbench import provenance
+    from pcbench.config import ConfigError
 
     provenance.COMMAND = ["pcbench", *(sys.argv[1:] if argv is None else argv)]  # for config.json
     args = build_parser().parse_args(argv)
+    if not args.verbose:
+        quiet_libraries()
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"pcbench: error: {e}", file=sys.stderr)
+    except (ConfigError, ValueError, FileNotFoundError, FileExistsError) as e:
+        print(f"pcbench: error: {e}", file=sys.stderr)  # what to change is in the message
         return 2
+    except (RuntimeError, OSError) as e:
+        print(f"pcbench: failed: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -501,11 +501,28 @@ def _build(cls, values: dict[str, Any], where: str):
             _require(isinstance(value, dict), f"[{key}] must be a table")
             kwargs[key] = _build(SECTIONS[key], value, f"{key}.")
         else:
+            _check_type(known[key], value, where)
             kwargs[key] = tuple(value) if isinstance(value, list) else value
     try:
         return cls(**kwargs)
     except TypeError as e:  # e.g. a wrongly typed value reaching a comparison
         raise ConfigError(f"{where or 'config'}: {e}") from None
+
+
+_SCALARS = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+
+
+def _check_type(f, value, where: str) -> None:
+    """A scalar field given a value of another type is refused, naming the key (`--set
+    steps=ten` would otherwise fail deep inside a comparison)."""
+    optional = f.type.endswith(" | None")
+    base = f.type.removesuffix(" | None")
+    if base not in _SCALARS or (optional and value is None):
+        return
+    if isinstance(value, bool) != (base == "bool") or not isinstance(value, _SCALARS[base]):
+        raise ConfigError(
+            f"{where}{f.name} = {value!r}: expected {'an' if base == 'int' else 'a'} {base}"
+        )
 
 
 def _parse_override(text: str) -> tuple[list[str], Any]:

@@ -270,18 +270,23 @@ def train(s: State, cfg: RunConfig, run=None, *, progress: bool = True) -> State
         initial_eval(s, cfg, run)
     bar = tqdm(total=cfg.steps, initial=s.step, desc=cfg.name, disable=not progress, mininterval=2)
     while s.step < cfg.steps:
-        metrics, _ = train_step(s, cfg, run)
+        metrics, frames = train_step(s, cfg, run)
         bar.update(1)
-        bar.set_postfix(_postfix(s, metrics), refresh=False)
+        bar.set_postfix(_postfix(s, metrics, frames.get("rollouts")), refresh=False)
     bar.close()
     return s
 
 
-def _postfix(s: State, metrics: dict) -> dict:
-    """What the step bar shows: cumulative rollouts, this step's rounds, buffer size, accuracy."""
-    rollouts = s.ledger.frame()["cumulative/rollouts"][-1]
+def _postfix(s: State, metrics: dict, rollouts: pl.DataFrame | None = None) -> dict:
+    """What the step bar shows: cumulative rollouts, this step's rounds, mean reward of its
+    generated rollouts, loss, buffer size, accuracy when evaluated."""
+    total = s.ledger.frame()["cumulative/rollouts"][-1]
     row = s.ledger.rows.get(s.step, {})
-    out = {"rollouts": f"{rollouts:,.0f}", "rounds": int(row.get("rounds", 0))}
+    out = {"rollouts": f"{total:,.0f}", "rounds": int(row.get("rounds", 0))}
+    if rollouts is not None and rollouts.height:
+        out["reward"] = f"{rollouts['reward'].mean():.3f}"
+    if "update/loss" in metrics:
+        out["loss"] = f"{metrics['update/loss']:.4f}"
     if len(s.buffer):
         out["buffer"] = len(s.buffer)
     acc = [v for k, v in metrics.items() if k.endswith("/mean@k")]

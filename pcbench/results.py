@@ -13,6 +13,7 @@ Runs are read from their directories only (no model).
 
 from __future__ import annotations
 
+import json
 import re
 
 import polars as pl
@@ -215,11 +216,40 @@ def mean_curves(runs: list[Run], smooth: int = 1) -> dict[str, pl.DataFrame]:
 
 TABLE_COLUMNS = ("run", "strategy", "seed", "steps", "rollouts", "tokens", "initial_acc",
                  "best_acc", "final_acc", "rollouts_to_target", "tokens_to_target",
-                 "seconds_to_target", *RATIOS)  # fmt: skip
+                 "seconds_to_target", *RATIOS, "per_informative")  # fmt: skip
+COUNTS = ("rollouts", "tokens", "rollouts_to_target", "tokens_to_target")
+FORMATS = ("table", "markdown", "csv", "json")
+SHORT = {  # the text table's columns and headers: within 120 characters for a few runs
+    "run": "run", "seed": "seed", "steps": "steps", "rollouts": "rollouts",
+    "final_acc": "final acc", "rollouts_to_target": "rollouts→target",
+    "tokens_to_target": "tokens→target", "seconds_to_target": "s→target",
+    "x_vs_grpo": "×GRPO", "x_vs_dapo": "×DAPO", "x_vs_pc": "×PC",
+    "per_informative": "per inform.",
+}  # fmt: skip
 
 
-def format_table(table: pl.DataFrame, smooth: int) -> str:
-    """`measure`'s main columns as aligned plain text, with the targets stated."""
+def readable(table: pl.DataFrame) -> pl.DataFrame:
+    """The columns a person reads: counts as integers, rates and ratios rounded."""
+    floats = [c for c in TABLE_COLUMNS if c not in ("run", "strategy", "seed", "steps")]
+    table = table.select(TABLE_COLUMNS).with_columns(pl.col(floats).cast(pl.Float64))  # all-null
+    return table.with_columns(
+        *(pl.col(c).round(0).cast(pl.Int64) for c in COUNTS),
+        pl.col("seconds_to_target").round(1),
+        *(pl.col(c).round(3) for c in ("initial_acc", "best_acc", "final_acc")),
+        *(pl.col(c).round(2) for c in (*RATIOS, "per_informative")),
+    )
+
+
+def format_table(table: pl.DataFrame, smooth: int, fmt: str = "table") -> str:
+    """`measure`'s main columns, with the targets stated: an aligned text table ("not
+    reached" where a run missed its target), Markdown, csv or json (nulls as null)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format {fmt!r}: use one of {FORMATS}")
+    shown = readable(table)
+    if fmt == "csv":
+        return shown.write_csv()
+    if fmt == "json":
+        return json.dumps(shown.to_dicts(), indent=1)
     targets = table.select("seed", "target").unique().drop_nulls().sort("seed")
     head = (
         "target accuracy: "
@@ -228,9 +258,24 @@ def format_table(table: pl.DataFrame, smooth: int) -> str:
         if targets.height
         else "target: none (no GRPO run)"
     )
-    with pl.Config(tbl_rows=50, tbl_cols=20, tbl_width_chars=220, float_precision=3,
-                   tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):  # fmt: skip
-        return f"{head}\n{table.select(TABLE_COLUMNS)}"
+    shown = shown.select(list(SHORT))  # every column stays in csv / json
+    cells = [[_cell(v, c) for v, c in zip(row, shown.columns, strict=True)]
+             for row in shown.iter_rows()]  # fmt: skip
+    names = list(SHORT.values())
+    if fmt == "markdown":
+        rows = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
+        return head + "\n\n" + "\n".join(rows + ["| " + " | ".join(r) + " |" for r in cells])
+    widths = [max(len(n), *(len(r[i]) for r in cells)) for i, n in enumerate(names)]
+    line = lambda r: "  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True))  # noqa: E731
+    return "\n".join([head, line(names), *map(line, cells)])
+
+
+def _cell(v, column: str) -> str:
+    if v is None:  # a cost to a target the run missed; a ratio without its baseline run
+        return "not reached" if column.endswith("_to_target") else "—"
+    if isinstance(v, float):
+        return f"{v:,.3f}".rstrip("0").rstrip(".") if abs(v) < 100 else f"{v:,.1f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
 
 
 def _num(x, fmt: str = ",.0f") -> str:

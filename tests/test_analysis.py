@@ -1,5 +1,6 @@
 """compare / report over run directories (hand-written ledgers and evals: pure analysis logic)."""
 
+import json
 import re
 
 import polars as pl
@@ -95,7 +96,20 @@ def test_report_is_one_self_contained_html_file(runs, tmp_path):
 def test_cli_compare_prints_the_table(runs, capsys):
     assert main(["compare", *[str(r.path) for r in runs]]) == 0
     out = capsys.readouterr().out
-    assert "target accuracy: 0.6000 (seed 0)" in out and "x_vs_grpo" in out
+    assert "target accuracy: 0.6000 (seed 0)" in out and "×GRPO" in out
+    assert max(len(line) for line in out.splitlines()) <= 120
+    assert "900.0" not in out and " 900 " in out  # counts are integers
+    # an unreached target reads "not reached"; csv and json keep every column, nulls empty
+    assert main(["compare", *[str(r.path) for r in runs], "--target", "0.99"]) == 0
+    assert "not reached" in capsys.readouterr().out
+    assert main(["compare", *[str(r.path) for r in runs], "--format", "csv"]) == 0
+    csv = capsys.readouterr().out.splitlines()
+    assert csv[0].startswith("run,strategy,seed") and "per_informative" in csv[0]
+    assert main(["compare", *[str(r.path) for r in runs], "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["rollouts_to_target"] == 100 and isinstance(rows[0]["rollouts"], int)
+    assert main(["compare", *[str(r.path) for r in runs], "--format", "markdown"]) == 0
+    assert "| run | seed |" in capsys.readouterr().out
 
 
 def _evals_run(root, name, per_step):

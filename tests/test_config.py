@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from pcbench.config import (
@@ -121,3 +123,21 @@ def test_sync_tolerance_defaults_by_dtype_and_can_be_set():
     assert sync_tolerance(EngineConfig(dtype="bfloat16", sync_tolerance=0.1)) == 0.1
     with pytest.raises(ConfigError, match="sync_tolerance = 0: must be > 0"):
         EngineConfig(sync_tolerance=0)
+
+
+def test_a_wrongly_typed_value_names_its_key_and_the_cli_exits_2(capsys, monkeypatch):
+    from pcbench.cli import main
+
+    from conftest import ROOT
+
+    for override, message in (("steps=ten", "steps = 'ten': expected an int"),
+                              ("update.lr=fast", "update.lr = 'fast': expected a float"),
+                              ("pilot.prior_key=3", "pilot.prior_key = 3: expected a str")):  # fmt: skip
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            from_dict({}, [override])
+    monkeypatch.chdir(ROOT)
+    assert main(["run", "configs/tiny-pc.toml", "--set", "steps=ten"]) == 2
+    assert "steps = 'ten': expected an int" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as version:
+        main(["--version"])
+    assert version.value.code == 0 and capsys.readouterr().out.startswith("pcbench 0.1.0")
