@@ -143,7 +143,9 @@ def cmd_export(args) -> None:
 def cmd_report(args) -> None:
     from pcbench.report import write_report
 
-    print(f"wrote {write_report(args.runs, args.out, target=args.target, smooth=args.smooth)}")
+    path = write_report(args.runs, args.out, target=args.target, smooth=args.smooth,
+                        offline=args.offline)  # fmt: skip
+    print(f"wrote {path}")
 
 
 DEMO_CONFIGS = ("configs/tiny-pc.toml", "configs/tiny-grpo.toml", "configs/tiny-dapo.toml")
@@ -250,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
                              default="table", help="how to print the table")  # fmt: skip
         if name == "report":
             sub.add_argument("-o", "--out", default="report.html", help="the HTML file to write")
+            sub.add_argument("--offline", action="store_true",
+                             help="inline plotly.js (4.8 MB) instead of loading it from its CDN")  # fmt: skip
         sub.set_defaults(func=cmd_compare if name == "compare" else cmd_report)
 
     exp_ = top.add_parser("export", help="one file per table of a run (parquet or csv)")

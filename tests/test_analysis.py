@@ -84,8 +84,10 @@ def test_smoothing_and_an_unreached_target(runs):
     )
 
 
-def test_report_is_one_self_contained_html_file(runs, tmp_path):
-    out = write_report([r.path for r in runs], tmp_path / "r.html")
+def test_report_is_one_html_file_plotly_from_cdn_or_inlined(runs, tmp_path):
+    small = write_report([r.path for r in runs], tmp_path / "cdn.html").read_text()
+    assert small.count('src="https://cdn.plot.ly/') == 1 and len(small) < 500_000
+    out = write_report([r.path for r in runs], tmp_path / "r.html", offline=True)
     text = out.read_text()
     assert text.count("<script") >= 4 and "plotly" in text.lower()
     assert '<script src="http' not in text and len(text) > 3_000_000  # plotly.js inlined
