@@ -29,6 +29,7 @@ SMALL = {
         "overrides": ["eval.every=2", "eval.max_prompts=16"],
         "probe_prompts": 40,
         "probe_samples": 4,
+        "train_missing": True,  # a fresh runs_dir: its default only reads finished runs
     },  # fmt: skip
 }
 
