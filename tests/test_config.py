@@ -141,3 +141,22 @@ def test_a_wrongly_typed_value_names_its_key_and_the_cli_exits_2(capsys, monkeyp
     with pytest.raises(SystemExit) as version:
         main(["--version"])
     assert version.value.code == 0 and capsys.readouterr().out.startswith("pcbench 0.1.0")
+
+
+def test_the_configuration_reference_is_current_and_the_readme_stays_in_the_repo():
+    """docs/configuration.md is what bench/config_reference.py writes now (a new option must be
+    documented), and README.md links only to files of this repository."""
+    import sys
+
+    from conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from config_reference import reference
+
+    assert (ROOT / "docs" / "configuration.md").read_text() == reference(), (
+        "run: .venv/bin/python bench/config_reference.py"
+    )
+    readme = (ROOT / "README.md").read_text()
+    assert "../" not in readme and "DESIGN" not in readme
+    for link in re.findall(r"\]\(([^)#]+)\)", readme):
+        assert (ROOT / link).exists(), link
