@@ -45,6 +45,11 @@ COLUMNS = (
 )  # fmt: skip
 
 
+def is_count(name: str) -> bool:
+    """A ledger column that counts things (not seconds, rates, or the verifier's seconds)."""
+    return not (name.startswith("time/") or name.endswith(("_rate", "seconds")))
+
+
 class Ledger:
     def __init__(self):
         self.rows: dict[int, dict[str, float]] = {}
@@ -114,6 +119,13 @@ class Ledger:
             pl.Series("cumulative/seconds", [self.train_seconds(s) for s in steps]).cum_sum(),
         )
 
+    def readable(self) -> pl.DataFrame:
+        """`frame()` for people: counts as integers (rollouts, prompts, rounds; seconds, rates
+        and ages stay floats). Computation keeps `frame()`, whose columns are all floats."""
+        frame = self.frame()
+        counts = [c for c in frame.columns if is_count(c)]
+        return frame.with_columns(pl.col(counts).round(0).cast(pl.Int64))
+
     def train_seconds(self, step: int) -> float:
         """Wall seconds the step spent training: its time/step less its evaluation (which
         measures the method and is the same work for every strategy)."""
@@ -159,4 +171,4 @@ class Ledger:
         )
 
     def _repr_html_(self):
-        return f"<b>{self!r}</b>" + self.frame().tail(10)._repr_html_()
+        return f"<b>{self!r}</b>" + self.readable().tail(10)._repr_html_()

@@ -171,3 +171,16 @@ def test_every_stateful_object_speaks_one_state_protocol():
         for key in a:
             same = a[key].equals(b[key]) if isinstance(a[key], pl.DataFrame) else a[key] == b[key]
             assert same, (name, key)
+
+
+def test_the_readable_ledger_shows_counts_as_integers():
+    ledger = Ledger()
+    ledger.count_rollouts(1, _pilot(1, {"x": [0, 1, 1]}))
+    ledger.add(1, "time/generate", 0.25)
+    ledger.set(1, "verifier/error_rate", 0.5)
+    shown = ledger.readable()
+    assert shown["rollout_stats/pilot"].dtype == pl.Int64 and shown["rollout_stats/pilot"][0] == 3
+    assert shown["cumulative/rollouts"].dtype == pl.Int64
+    assert shown["time/generate"][0] == 0.25 and shown["verifier/error_rate"][0] == 0.5
+    assert shown["cumulative/seconds"].dtype == pl.Float64
+    assert ledger.frame()["rollout_stats/pilot"].dtype == pl.Float64  # computation unchanged

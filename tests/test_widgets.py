@@ -261,3 +261,14 @@ def test_dashboard_buttons_in_unusual_orders_refuse_or_do_the_right_thing(tiny_e
             assert pilots_counted(step) == s.ledger.rows[step]["rounds"] * G * n_pilot
     finally:
         tiny_engine.load_weights(Policy(TINY_POLICY))
+
+
+def test_the_accuracy_plot_keeps_sensible_axes_with_one_point():
+    from pcbench.widgets.live import axis_ranges
+
+    one = {"r": pl.DataFrame({"cumulative/rollouts": [384.0], "accuracy": [0.6]})}
+    assert axis_ranges(one) == ([-0.02, 1.02], [0.0, 384.0 * 1.05])
+    assert axis_ranges({"r": one["r"].head(0)}) == ([-0.02, 1.02], None)
+    assert axis_ranges({"r": one["r"].with_columns(pl.lit(0.0).alias("cumulative/rollouts"))})[
+        1
+    ] == [0.0, 1.0]

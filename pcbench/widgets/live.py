@@ -104,6 +104,13 @@ class AllocationPlot(LivePlot):
             self.figure.layout.xaxis.type = "category"
 
 
+def axis_ranges(curves: dict[str, pl.DataFrame]) -> tuple[list[float], list[float] | None]:
+    """Accuracy on [0, 1] with a margin; cumulative rollouts from 0 to a little past the last
+    point, so one or two evaluations do not autoscale into a sliver (None: no points yet)."""
+    xs = [x for c in curves.values() for x in c["cumulative/rollouts"].drop_nulls().to_list()]
+    return [-0.02, 1.02], ([0.0, max(xs) * 1.05 if max(xs) > 0 else 1.0] if xs else None)
+
+
 class AccuracyPlot(LivePlot):
     """Eval accuracy vs cumulative rollouts for any number of runs; one trace per run name."""
 
@@ -123,3 +130,4 @@ class AccuracyPlot(LivePlot):
             if target is not None:
                 self.figure.layout.shapes = []
                 self.figure.add_hline(y=target, line_dash="dash")
+            self.figure.layout.yaxis.range, self.figure.layout.xaxis.range = axis_ranges(curves)
