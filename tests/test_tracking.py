@@ -109,3 +109,19 @@ def test_tracking_config_is_checked_and_may_change_on_resume(tmp_path):
     assert json.loads((tmp_path / "r" / "config.json").read_text())["tracking"]["backends"] == [
         "tensorboard"
     ]
+
+
+def test_wandb_tracker_writes_an_offline_run(tmp_path, monkeypatch):
+    """The W&B backend, real and offline: a logged step with its histogram lands in a local
+    offline run directory (`wandb sync` uploads it later); nothing goes to the network."""
+    pytest.importorskip("wandb")  # the `tracking` extra; dev installs it
+    from pcbench.config import from_dict
+    from pcbench.tracking import open_trackers
+
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = from_dict({"name": "w"}, ['tracking.backends=["wandb"]'])
+    (tracker,) = open_trackers(cfg, tmp_path / "w")
+    tracker.log(1, {"rollout_stats/pilot": 96.0}, {"pilot/pass_rate": np.array([0.25, 0.5])})
+    tracker.close()
+    offline = list((tmp_path / "w" / "tracking" / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(offline) == 1 and offline[0].stat().st_size > 0
