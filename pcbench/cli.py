@@ -375,6 +375,8 @@ def quiet_libraries() -> None:
     import os
     import warnings
 
+    os.environ.setdefault("PCBENCH_QUIET", "1")  # VLLMEngine: no weight-loading bar
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")  # c10 warnings (NUMA binding)
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")

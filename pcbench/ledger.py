@@ -130,7 +130,9 @@ class Ledger:
         """Wall seconds the step spent training: its time/step less its evaluation (which
         measures the method and is the same work for every strategy)."""
         row = self.rows.get(step, {})
-        return row.get("time/step", 0.0) - row.get("time/evaluate", 0.0)
+        if not row.get("time/step"):  # step 0: the initial evaluation alone, no training
+            return 0.0
+        return row["time/step"] - row.get("time/evaluate", 0.0)
 
     def long(self) -> pl.DataFrame:
         """The same numbers in METRICS long format (step, name, value)."""

@@ -87,7 +87,11 @@ def _with_seed_ratios(table: pl.DataFrame) -> pl.DataFrame:
         ref = ref.select("seed", pl.col("rollouts_to_target").alias("_ref"))
         table = (
             table.join(ref, on="seed", how="left", maintain_order="left")
-            .with_columns((pl.col("_ref") / pl.col("rollouts_to_target")).alias(f"x_vs_{base}"))
+            .with_columns(  # a target met at step 0 (no rollouts yet) has no ratio
+                pl.when(pl.col("rollouts_to_target") > 0)
+                .then(pl.col("_ref") / pl.col("rollouts_to_target"))
+                .alias(f"x_vs_{base}")
+            )
             .drop("_ref")
         )
     return table
@@ -231,7 +235,8 @@ SHORT = {  # the text table's columns and headers: within 120 characters for a f
 def readable(table: pl.DataFrame) -> pl.DataFrame:
     """The columns a person reads: counts as integers, rates and ratios rounded."""
     floats = [c for c in TABLE_COLUMNS if c not in ("run", "strategy", "seed", "steps")]
-    table = table.select(TABLE_COLUMNS).with_columns(pl.col(floats).cast(pl.Float64))  # all-null
+    # all-null columns get a dtype; 0 / 0 ratios (a target met at step 0) read as missing
+    table = table.select(TABLE_COLUMNS).with_columns(pl.col(floats).cast(pl.Float64).fill_nan(None))
     return table.with_columns(
         *(pl.col(c).round(0).cast(pl.Int64) for c in COUNTS),
         pl.col("seconds_to_target").round(1),

@@ -184,3 +184,15 @@ def test_the_readable_ledger_shows_counts_as_integers():
     assert shown["time/generate"][0] == 0.25 and shown["verifier/error_rate"][0] == 0.5
     assert shown["cumulative/seconds"].dtype == pl.Float64
     assert ledger.frame()["rollout_stats/pilot"].dtype == pl.Float64  # computation unchanged
+
+
+def test_step_zero_costs_no_training_seconds():
+    # The initial evaluation's row (step 0) has time/evaluate but no training step; read back
+    # from a run's stable-schema parts it has time/step = 0: either way 0 training seconds.
+    ledger = Ledger()
+    ledger.add(0, "time/evaluate", 1.5)
+    ledger.add(1, "time/step", 3.0)
+    ledger.add(1, "time/evaluate", 1.0)
+    assert ledger.frame()["cumulative/seconds"].to_list() == [0.0, 2.0]
+    again = Ledger.from_frame(ledger.frame())
+    assert again.frame()["cumulative/seconds"].to_list() == [0.0, 2.0]

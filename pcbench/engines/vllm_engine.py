@@ -106,9 +106,12 @@ class VLLMEngine:
         kwargs.setdefault("enforce_eager", current_platform.is_cpu())
         self.sleep_mode = bool(kwargs.get("enable_sleep_mode"))
         self.engine_args = kwargs
+        # `pcbench` without --verbose (PCBENCH_QUIET) hides the weight-loading bar too.
+        quiet = {"use_tqdm_on_load": False} if os.environ.get("PCBENCH_QUIET") else {}
         self.llm = LLM(
-            model=model_path, dtype=dtype, seed=seed, max_model_len=max_model_len, **kwargs
-        )
+            model=model_path, dtype=dtype, seed=seed, max_model_len=max_model_len,
+            **(quiet | kwargs),
+        )  # fmt: skip
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len, self.sync_tolerance = max_model_len, sync_tolerance
         self.policy_version = 0
