@@ -392,10 +392,11 @@ def main(argv: list[str] | None = None) -> int:
     from pcbench import provenance
     from pcbench.config import ConfigError
 
-    provenance.COMMAND = ["pcbench", *(sys.argv[1:] if argv is None else argv)]  # for config.json
-    args = build_parser().parse_args(argv)
-    if not args.verbose:
+    words = sys.argv[1:] if argv is None else argv
+    provenance.COMMAND = ["pcbench", *words]  # for config.json
+    if "--verbose" not in words:  # before the parser: building it imports torch
         quiet_libraries()
+    args = build_parser().parse_args(argv)
     try:
         args.func(args)
     except (ConfigError, ValueError, FileNotFoundError, FileExistsError) as e:

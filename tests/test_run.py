@@ -249,3 +249,8 @@ def test_demo_trains_three_strategies_then_tables_and_reports(tmp_path):
         assert json.loads((tmp_path / name / "config.json").read_text())["steps"] == 2  # --set wins
     assert (tmp_path / "demo-report.html").stat().st_size > 10_000
     assert "report: " in out
+    # quiet by default: no third-party warnings or load bars, counts as integers, 120 columns
+    for noise in ("WARNING", "Warning", "FutureWarning", "Loading", "it/s"):
+        assert noise not in out, (noise, out[-3000:])
+    table = out[out.index("target accuracy") : out.index("report: ")].splitlines()
+    assert max(len(line) for line in table) <= 120 and ".0 " not in table[2]
