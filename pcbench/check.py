@@ -12,12 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pcbench.config import ConfigError, RunConfig, load_config
+from pcbench.config import CONFIGS_DIR, ConfigError, RunConfig, load_config
 from pcbench.state import looks_like_hub_id
 from pcbench.tasks.fetch import SOURCES, destination
 from pcbench.tasks.files import describe_missing, expand, is_remote
 
-OFFLINE_CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "models"
+OFFLINE_CONFIGS = CONFIGS_DIR / "models"
 
 
 @dataclass

@@ -218,7 +218,9 @@ def cmd_experiment(args) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from importlib.metadata import version
 
-    from pcbench.experiments import EXPERIMENTS
+    from pcbench.config import EXPERIMENTS_DIR
+
+    experiments = sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.toml"))  # no torch import here
 
     parser = _Parser(prog="pcbench", description=__doc__)
     parser.add_argument("--version", action="version", version=f"pcbench {version('pcbench')}")
@@ -278,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     exp = top.add_parser("experiment", help="a named multi-seed experiment and its table")
-    exp.add_argument("name", choices=sorted(EXPERIMENTS),
+    exp.add_argument("name", choices=experiments,
                      help="an experiment of configs/experiments/")  # fmt: skip
     exp.add_argument(
         "--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds to run and tabulate"
@@ -390,16 +392,15 @@ def quiet_libraries() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Exit codes: 0 done, 2 usage or config errors (argparse's own too), 1 runtime failures."""
     from pcbench import provenance
-    from pcbench.config import ConfigError
 
     words = sys.argv[1:] if argv is None else argv
     provenance.COMMAND = ["pcbench", *words]  # for config.json
-    if "--verbose" not in words:  # before the parser: building it imports torch
+    if "--verbose" not in words:  # before any command imports torch or vLLM
         quiet_libraries()
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ConfigError, ValueError, FileNotFoundError, FileExistsError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError) as e:  # ConfigError is a ValueError
         print(f"pcbench: error: {e}", file=sys.stderr)  # what to change is in the message
         return 2
     except (RuntimeError, OSError) as e:

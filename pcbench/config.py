@@ -20,6 +20,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
+EXPERIMENTS_DIR = CONFIGS_DIR / "experiments"  # one TOML per experiment (pcbench.experiments)
+
 
 class ConfigError(ValueError):
     """A configuration value is invalid; the message says which and what to change."""

@@ -21,12 +21,10 @@ from pathlib import Path
 
 import polars as pl
 
-from pcbench.config import RunConfig, load_config
-from pcbench.results import markdown, mean_curves, measure, summarize  # noqa: F401  (re-exported)
+from pcbench.config import CONFIGS_DIR, EXPERIMENTS_DIR, RunConfig, load_config
+from pcbench.results import markdown, mean_curves, measure, summarize
 from pcbench.run import Run
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
-EXPERIMENT_DIR = CONFIGS / "experiments"
 DEFAULT_SEEDS = (0, 1, 2)
 DEFAULT_SMOOTH = 2
 
@@ -64,8 +62,10 @@ def load_experiment(path: str | Path) -> Experiment:
                 f"{path}: variant {i + 1} needs `name` and `config` (and may have `set`, "
                 f"`label`); got {sorted(v)}"
             )
-        if not (CONFIGS / v["config"]).exists():
-            raise ValueError(f"{path}: variant {v['name']!r}: no config {CONFIGS / v['config']}")
+        if not (CONFIGS_DIR / v["config"]).exists():
+            raise ValueError(
+                f"{path}: variant {v['name']!r}: no config {CONFIGS_DIR / v['config']}"
+            )
         variants.append(
             Variant(v["name"], v["config"], tuple(v.get("set", ())), v.get("label", ""))
         )
@@ -75,7 +75,7 @@ def load_experiment(path: str | Path) -> Experiment:
     return Experiment(path.stem, data.get("title", path.stem), tuple(variants))
 
 
-def load_experiments(directory: str | Path = EXPERIMENT_DIR) -> dict[str, Experiment]:
+def load_experiments(directory: str | Path = EXPERIMENTS_DIR) -> dict[str, Experiment]:
     """Every experiment file of `directory`, by name; a variant name defined two different ways
     in two files is refused (its runs would be shared while meaning different things)."""
     exps = {p.stem: load_experiment(p) for p in sorted(Path(directory).glob("*.toml"))}
@@ -120,7 +120,7 @@ def variant_configs(
     for seed in seeds:
         for v in variants:
             overrides = [*v.overrides, *sets, f"seed={seed}", f"name={v.run_name(seed)}"]
-            out.append((v, seed, load_config(CONFIGS / v.config, overrides)))
+            out.append((v, seed, load_config(CONFIGS_DIR / v.config, overrides)))
     return out
 
 

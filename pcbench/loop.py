@@ -207,9 +207,7 @@ def _log(run, s: State, step: int, metrics: dict, evals: pl.DataFrame | None) ->
         run.write("metrics", step, _metrics_frame(step, metrics))
     row = s.ledger.frame().filter(pl.col("step") == step)
     run.write("ledger", step, row.drop(CUMULATIVE))
-    scores = s.pending.get("scores")
-    run.track(step, metrics, row.row(0, named=True) if row.height else {},
-              pl.concat(scores, how="diagonal_relaxed") if scores else None)  # fmt: skip
+    run.track(step, metrics, row.row(0, named=True), s.pending.get("scores", []))
 
 
 def train_step(s: State, cfg: RunConfig, run=None) -> tuple[dict, dict[str, pl.DataFrame]]:

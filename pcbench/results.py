@@ -38,20 +38,27 @@ def measure(
     """One row per run: its seed's target (and that target's paired gain and SE), costs to it,
     accuracy, rollouts per informative rollout, where its pilots went, and per-seed ratios."""
     labels = labels or {}
-    seeds = {r.path: r.config.seed for r in runs}
+    configs = {r.path: r.config for r in runs}  # each run's config.json, read once
     signals = {}  # seed -> the target's signal (from that seed's first GRPO run)
     for r in runs:
-        if r.config.strategy == "grpo" and seeds[r.path] not in signals:
-            if accuracy_curve(r, benchmark).height >= 2:
-                signals[seeds[r.path]] = target_signal(r, smooth=smooth, benchmark=benchmark)
+        seed = configs[r.path].seed
+        if configs[r.path].strategy == "grpo" and seed not in signals:
+            try:
+                signals[seed] = target_signal(r, smooth=smooth, benchmark=benchmark)
+            except ValueError:  # no evaluation after step 0 yet: no target from this run
+                pass
     rows = []
     for r in runs:
-        seed, signal = seeds[r.path], signals.get(seeds[r.path], {})
+        cfg = configs[r.path]
+        seed, signal = cfg.seed, signals.get(cfg.seed, {})
         goal = target if target is not None else signal.get("target")
-        curve, summary = accuracy_curve(r, benchmark, smooth), r.summary()
+        curve, ledger = accuracy_curve(r, benchmark, smooth), r.ledger()
+        last = ledger.row(-1, named=True) if ledger.height else {}
+        summary = {"steps": int(last.get("step", 0)),
+                   "rollouts": last.get("cumulative/rollouts", 0.0),
+                   "tokens": last.get("cumulative/tokens", 0.0)}  # fmt: skip
         hit = to_target(curve, goal) if goal is not None else {}
         informative = informative_rollouts(r)
-        cfg = r.config
         rows.append(
             {
                 "run": r.name, "variant": variant_name(r), "label": labels.get(variant_name(r), ""),
@@ -67,7 +74,7 @@ def measure(
                 "rollouts_to_target": hit.get("rollouts"), "tokens_to_target": hit.get("tokens"),
                 "seconds_to_target": hit.get("seconds"), "informative": informative,
                 "per_informative": summary["rollouts"] / informative if informative else None,
-                **mechanism(r),
+                **mechanism(r, ledger),
             }
         )  # fmt: skip
     table = pl.DataFrame(rows, infer_schema_length=None)
@@ -120,12 +127,12 @@ MECHANISM = {  # measure column: (ledger numerator, denominator), summed over th
 }
 
 
-def mechanism(run: Run) -> dict[str, float | None]:
+def mechanism(run: Run, ledger: pl.DataFrame | None = None) -> dict[str, float | None]:
     """Where a Pilot-Commit run's pilots went: shares of piloted prompts skipped as too easy,
     deferred as too hard, kept and marked for eviction; the mean age (updates) of a buffered
     pilot when committed, and the share of buffered pilots dropped as stale. None where the
-    run has no pilots (GRPO, DAPO)."""
-    totals = run.ledger().sum()
+    run has no pilots (GRPO, DAPO). `ledger`: the run's, when the caller has read it already."""
+    totals = (run.ledger() if ledger is None else ledger).sum()
     value = lambda c: float(totals[c][0]) if c in totals.columns else 0.0  # noqa: E731
     return {
         name: (value(num) / value(den)) if value(den) else None

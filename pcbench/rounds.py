@@ -9,9 +9,10 @@
 
 The round knows nothing of pilot stages: it asks its `Pilot` (`pcbench.pilots.pilot_for`) how
 many rollouts go in the shared call, to extend them, to classify and what to count, and leaves
-the counting to `pcbench.accounting`. `run_round` chains them for the loop (`loop.collect_pilot_commit`); the dashboard's pilot, score
-and commit buttons call begin + generate, classify and finish one press at a time, so a hand-built
-step makes the same decisions, rollouts and ledger as `pcbench run`.
+the counting to `pcbench.accounting`. `run_round` chains the stages for the loop
+(`loop.collect_pilot_commit`); the dashboard's pilot, score and commit buttons call begin +
+generate, classify and finish one press at a time, so a hand-built step makes the same
+decisions, rollouts and ledger as `pcbench run`.
 
 One option departs from the official order, for hand-stepping only: `commit_fresh=True` takes
 from the buffer after this round's pilots are classified ("pilot, then commit what I just saw"),

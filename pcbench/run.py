@@ -26,7 +26,8 @@ import torch
 from pcbench.config import ConfigError, RunConfig, from_dict
 
 LOGS = ("rollouts", "scores", "evals", "metrics", "ledger")
-RESUMABLE_CHANGES = {"steps", "checkpoint_every", "keep_checkpoints"}
+# Keys (or whole sections) that may change on --resume: they do not change what a run computes.
+RESUMABLE_CHANGES = {"steps", "checkpoint_every", "keep_checkpoints", "tracking"}
 
 
 class RunExistsError(FileExistsError):
@@ -43,16 +44,19 @@ def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
     out = []
     for key in sorted(set(a) | set(b)):
         va, vb = a.get(key), b.get(key)
+        if key in RESUMABLE_CHANGES:
+            continue
         if isinstance(va, dict) and isinstance(vb, dict):
             out += _diff(va, vb, f"{prefix}{key}.")
-        elif va != vb and key not in RESUMABLE_CHANGES and not prefix.startswith("tracking."):
+        elif va != vb:
             out.append(f"{prefix}{key}: {va!r} -> {vb!r}")
     return out
 
 
-def _config_values(saved: Path) -> dict:
-    """config.json without its provenance: the values RunConfig is built from."""
-    values = json.loads(saved.read_text())
+def _config_values(saved: Path | dict) -> dict:
+    """config.json (a path, or its parsed contents) without its provenance: the values
+    RunConfig is built from."""
+    values = dict(saved) if isinstance(saved, dict) else json.loads(saved.read_text())
     values.pop("provenance", None)
     return values
 
@@ -69,7 +73,8 @@ class Run:
         """A new run directory for cfg, or (resume) the existing one if its config matches."""
         path = Path(root) / cfg.name
         saved = path / "config.json"
-        if saved.exists():
+        before = json.loads(saved.read_text()) if saved.exists() else None
+        if before is not None:
             if not resume:
                 raise RunExistsError(
                     f"{path} exists; pass --resume to continue it, or pick another name "
@@ -77,7 +82,7 @@ class Run:
                 )
             # Read back through the config class: a run made before an option existed gets its
             # default, so adding an option to pcbench does not block resuming older runs.
-            old = json.loads(json.dumps(from_dict(_config_values(saved)).to_dict()))
+            old = json.loads(json.dumps(from_dict(_config_values(before)).to_dict()))
             new = json.loads(json.dumps(cfg.to_dict()))
             if changed := _diff(old, new):
                 raise ConfigError(
@@ -88,7 +93,7 @@ class Run:
         from pcbench.provenance import provenance
 
         # The first provenance stays; each resume adds its own (another machine, another commit).
-        record = json.loads(saved.read_text()).get("provenance", {}) if saved.exists() else {}
+        record = (before or {}).get("provenance", {})
         now = provenance()
         record = now | {"resumed": []} if not record else record | {
             "resumed": [*record.get("resumed", []), now]
@@ -108,13 +113,15 @@ class Run:
         ({} for a run made before pcbench recorded it)."""
         return json.loads((self.path / "config.json").read_text()).get("provenance", {})
 
-    def track(self, step: int, metrics: dict, ledger_row: dict, scores=None) -> None:
-        """Send a logged step to the run's trackers (none unless the config asks)."""
+    def track(self, step: int, metrics: dict, ledger_row: dict, scores=()) -> None:
+        """Send a logged step to the run's trackers (none unless the config asks); `scores` is
+        the step's SCORES frames, joined only when a tracker is there to take them."""
         if not self.trackers:
             return
         from pcbench.tracking import step_payload
 
-        scalars, hists = step_payload(metrics, ledger_row, scores)
+        joined = pl.concat(scores, how="diagonal_relaxed") if scores else None
+        scalars, hists = step_payload(metrics, ledger_row, joined)
         for tracker in self.trackers:
             tracker.log(step, scalars, hists)
 
