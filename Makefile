@@ -63,6 +63,7 @@ bench: $(STAMP)
 	$(PY) bench/steps.py --write $(RESULTS)
 	$(PY) bench/logprobs.py --write $(RESULTS)
 	$(PY) bench/sync_tolerance.py --write $(RESULTS)
+	$(PY) bench/leak.py --write $(RESULTS)
 
 # The multi-seed experiments of docs/RESULTS.md (runs under runs/results/, reused when done).
 SEEDS ?= 0 1 2

@@ -80,3 +80,11 @@ def count_epoch_end(ledger: Ledger, step: int, cleared: int, evicted: int) -> No
     ledger.add(step, "buffer_stats/epoch_clear", cleared)
     ledger.add(step, "filtering_stats/evicted", evicted)
     ledger.add(step, "epochs")
+
+
+def count_interrupted(ledger: Ledger, step: int, rollouts: int, tokens: int) -> None:
+    """An attempt at `step` that raised and was undone (`pcbench.atomic`): its other counts
+    are gone with it, but the completions it generated were paid for."""
+    ledger.add(step, "interrupted")
+    ledger.add(step, "rollout_stats/interrupted", rollouts)
+    ledger.add(step, "token_stats/interrupted", tokens)

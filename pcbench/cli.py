@@ -389,6 +389,11 @@ def quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def _notes(error: BaseException) -> str:
+    """Where pcbench added context to an error (which step and round, what was undone)."""
+    return "".join(f"\n  {note}" for note in getattr(error, "__notes__", []))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Exit codes: 0 done, 2 usage or config errors (argparse's own too), 1 runtime failures."""
     from pcbench import provenance
@@ -401,10 +406,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except (ValueError, FileNotFoundError, FileExistsError) as e:  # ConfigError is a ValueError
-        print(f"pcbench: error: {e}", file=sys.stderr)  # what to change is in the message
+        print(f"pcbench: error: {e}{_notes(e)}", file=sys.stderr)  # what to change is in it
         return 2
     except (RuntimeError, OSError) as e:
-        print(f"pcbench: failed: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"pcbench: failed: {type(e).__name__}: {e}{_notes(e)}", file=sys.stderr)
         return 1
     return 0
 

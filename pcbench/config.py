@@ -252,7 +252,7 @@ class EngineConfig:
             f"engine.kind = {self.kind!r} does not take the vLLM arguments "
             f"{sorted(self.vllm_args)}: remove them or use engine.kind = 'vllm'",
         )
-        _check_vllm_args(self.vllm_args)
+        _check_owned_vllm_args(self.vllm_args)
 
 
 # The self-check's default tolerance per dtype: above the probe gap a good sync leaves (kernel and
@@ -288,15 +288,19 @@ def _vllm_arg_names() -> frozenset[str] | None:
     return frozenset(f.name for f in fields(EngineArgs) if not f.name.startswith("_"))
 
 
-def _check_vllm_args(args: dict[str, Any]) -> None:
-    if not args:
-        return
+def _check_owned_vllm_args(args: dict[str, Any]) -> None:
     for key in args:
         _require(
             key not in _OWNED_VLLM_ARGS,
             f"engine.{key}: pcbench sets this itself; use {_OWNED_VLLM_ARGS.get(key)}",
         )
-    names = _vllm_arg_names()
+
+
+def _check_vllm_arg_names(args: dict[str, Any]) -> None:
+    """Each pass-through argument names a `vllm.EngineArgs` field. Importing vLLM for the list
+    costs ~10 s on CPU, so `from_dict(..., saved=True)` skips this for a run's own
+    config.json, which was checked when it was written."""
+    names = _vllm_arg_names() if args else None
     if names is None:
         return
     for key in args:
@@ -539,7 +543,12 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
-def from_dict(values: dict[str, Any], overrides: list[str] = ()) -> RunConfig:
+def from_dict(
+    values: dict[str, Any], overrides: list[str] = (), *, saved: bool = False
+) -> RunConfig:
+    """A validated config from plain values plus `key=value` overrides. `saved`: the values are
+    a run's config.json, already checked in full when the run was made, so the vLLM argument
+    names are not looked up again (reading a finished run then needs no vLLM import)."""
     values = {k: dict(v) if isinstance(v, dict) else v for k, v in values.items()}
     for text in overrides:
         path, value = _parse_override(text)
@@ -547,7 +556,10 @@ def from_dict(values: dict[str, Any], overrides: list[str] = ()) -> RunConfig:
         for part in path[:-1]:
             target = target.setdefault(part, {})
         target[path[-1]] = value
-    return _build(RunConfig, values, "")
+    cfg = _build(RunConfig, values, "")
+    if not saved or overrides:
+        _check_vllm_arg_names(cfg.engine.vllm_args)
+    return cfg
 
 
 def _merge(base: dict, top: dict) -> dict:

@@ -3,12 +3,13 @@
 One row per step. Counters are summed within a step (`add`), gauges are overwritten (`set`).
 Names follow the official recipe's metric groups so the two logs line up:
     rollout_stats/{pilot,commit,grpo,dapo}   rollouts generated, by phase
+    rollout_stats/interrupted                rollouts an undone (interrupted) attempt generated
     rollout_stats/trained                    rollouts in the trained batch
-    token_stats/{pilot,commit,grpo,dapo}     completion tokens generated, by phase
+    token_stats/{pilot,commit,grpo,dapo,interrupted}   completion tokens generated, by phase
     filtering_stats/{seen,kept,too_easy,too_hard,evict_marked,evicted}   prompts (PC)
     filtering_stats/{dapo_kept,dapo_discarded,dapo_surplus}             groups (DAPO)
     buffer_stats/{add,take,stale_drop,size,age_sum,age_max}   (mean age = age_sum / take)
-    verifier/*, rounds, epochs
+    verifier/*, rounds, epochs, interrupted (attempts undone, pcbench.atomic)
     time/{generate,score,update,sync,evaluate,log,step}   seconds (generate includes verify;
                                              step = the whole step before its log writes)
 Cumulative columns (`cumulative/rollouts`, `cumulative/tokens`) count every generated rollout
@@ -25,12 +26,15 @@ from contextlib import contextmanager
 import polars as pl
 
 GENERATING_PHASES = ("pilot", "commit", "grpo", "dapo")
+# What the cumulative cost sums: the phases, plus what an undone attempt generated (paid for,
+# never trained on; pcbench.atomic).
+PAID = (*GENERATING_PHASES, "interrupted")
 CUMULATIVE = ("cumulative/rollouts", "cumulative/tokens", "cumulative/seconds")
 # Every name pcbench counts, so that each step's ledger part has the same columns (0 where a
 # step counted nothing) and `pl.read_parquet("runs/x/ledger/*.parquet")` reads a whole run.
 COLUMNS = (
-    *(f"rollout_stats/{p}" for p in (*GENERATING_PHASES, "trained")),
-    *(f"token_stats/{p}" for p in GENERATING_PHASES),
+    *(f"rollout_stats/{p}" for p in (*PAID, "trained")),
+    *(f"token_stats/{p}" for p in PAID),
     *(f"filtering_stats/{n}" for n in (
         "seen", "kept", "too_easy", "too_hard", "evict_marked", "evicted", "trained_prompts",
         "early_stopped", "prior_skipped", "prior_explored", "dapo_kept", "dapo_discarded",
@@ -39,9 +43,9 @@ COLUMNS = (
         "add", "take", "stale_drop", "size", "age_sum", "age_max", "epoch_clear")),
     *(f"verifier/{n}" for n in (
         "items", "ok", "no_answer", "timeout", "error", "cache_hits", "fast_path", "seconds",
-        "timeout_alarm", "error_rate", "timeout_rate", "cache_hit_rate")),
+        "timeout_alarm", "worker_restarts", "error_rate", "timeout_rate", "cache_hit_rate")),
     *(f"time/{n}" for n in ("generate", "score", "update", "sync", "evaluate", "log", "step")),
-    "rounds", "epochs", "partial_batch",
+    "rounds", "epochs", "partial_batch", "interrupted",
 )  # fmt: skip
 
 
@@ -97,10 +101,10 @@ class Ledger:
             self.add(step, f"time/{stage}", time.perf_counter() - start)
 
     def generated(self, step: int) -> tuple[float, float]:
-        """(rollouts, tokens) generated for training at `step`."""
+        """(rollouts, tokens) generated for training at `step` (interrupted attempts included)."""
         row = self.rows.get(step, {})
-        rollouts = sum(row.get(f"rollout_stats/{p}", 0.0) for p in GENERATING_PHASES)
-        tokens = sum(row.get(f"token_stats/{p}", 0.0) for p in GENERATING_PHASES)
+        rollouts = sum(row.get(f"rollout_stats/{p}", 0.0) for p in PAID)
+        tokens = sum(row.get(f"token_stats/{p}", 0.0) for p in PAID)
         return rollouts, tokens
 
     def frame(self) -> pl.DataFrame:

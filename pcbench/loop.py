@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import polars as pl
 from tqdm.auto import tqdm
 
-from pcbench import accounting
+from pcbench import accounting, atomic
 from pcbench.config import RunConfig
 from pcbench.ledger import CUMULATIVE
 from pcbench.rounds import PCRound, run_round
@@ -78,8 +78,12 @@ def pilot_commit_step(s: State, cfg: RunConfig, step: int) -> dict | None:
 
 
 def train_batch(s: State, cfg: RunConfig, step: int, batch: PCBatch) -> dict:
-    """The update on a closed batch (none when no prompt was committed: {})."""
-    return train_on(s, cfg, step, batch.rollouts) if batch.rollouts is not None else {}
+    """The update on a closed batch (none when no prompt was committed: {}, and the step
+    stands as it is)."""
+    if batch.rollouts is None:
+        s.unfinished = atomic.Unfinished(step, {})
+        return s.unfinished.metrics
+    return train_on(s, cfg, step, batch.rollouts)
 
 
 def max_rounds_reached(s: State, cfg: RunConfig, step: int, in_batch: int) -> None:
@@ -142,19 +146,25 @@ def _generate(s: State, cfg: RunConfig, step: int, round: int, pool, phase: str)
 def train_on(s: State, cfg: RunConfig, step: int, rollouts: pl.DataFrame) -> dict:
     """One update on the batch, then sync the engine; the only place weights change.
 
-    A colocated engine sleeps through the update (vLLM sleep mode on CUDA: its KV cache is freed
-    and its weights offloaded, so the policy's optimizer state and activations fit beside it),
-    and wakes before the sync, also when the update fails; elsewhere both are no-ops."""
-    try:
-        with s.ledger.time(step, "update"):  # the engine's sleep counts as the update's time
-            s.engine.sleep()
-            metrics = update(s.policy, rollouts, s.prompts, cfg)
-    finally:
-        with s.ledger.time(step, "sync"):  # and its wake-up as the sync's
-            s.engine.wake()
-    with s.ledger.time(step, "sync"):
-        s.engine.load_weights(s.policy)
-    accounting.count_trained(s.ledger, step, rollouts)
+    The update and the sync are the step's point of no return: a kernel interrupt arriving
+    during them is held until both are done (`atomic.interrupts_deferred`), and once the
+    update is applied the step's completion is owed (`State.unfinished`) even if the sync
+    then fails. A colocated engine sleeps through the update (vLLM sleep mode on CUDA: its KV
+    cache is freed and its weights offloaded, so the policy's optimizer state and activations
+    fit beside it), and wakes before the sync, also when the update fails; elsewhere both are
+    no-ops."""
+    with atomic.interrupts_deferred():
+        try:
+            with s.ledger.time(step, "update"):  # the engine's sleep counts as the update's time
+                s.engine.sleep()
+                metrics = update(s.policy, rollouts, s.prompts, cfg)
+        finally:
+            with s.ledger.time(step, "sync"):  # and its wake-up as the sync's
+                s.engine.wake()
+        accounting.count_trained(s.ledger, step, rollouts)
+        s.unfinished = atomic.Unfinished(step, metrics)
+        with s.ledger.time(step, "sync"):
+            s.engine.load_weights(s.policy)
     return metrics
 
 
@@ -212,21 +222,42 @@ def _log(run, s: State, step: int, metrics: dict, evals: pl.DataFrame | None) ->
 
 def train_step(s: State, cfg: RunConfig, run=None) -> tuple[dict, dict[str, pl.DataFrame]]:
     """One complete training step (epoch ends included), evaluated, logged and checkpointed
-    when due; returns its metrics and frames (rollouts, scores) for a caller to look at."""
+    when due; returns its metrics and frames (rollouts, scores) for a caller to look at.
+
+    All or nothing (`pcbench.atomic`): a step that raises before its update is undone, so
+    calling `train_step` again simply retries it; one cut short after its update is completed
+    first. A step owed from an earlier interruption is completed before this one starts."""
+    finish_unfinished(s, cfg, run)
     step_fn = STEP_FNS[cfg.strategy]
     step, start = s.step + 1, time.perf_counter()
-    metrics = step_fn(s, cfg, step)
-    if metrics is None:  # the epoch ran out before the batch filled: one fresh epoch more
-        end_epoch(s, cfg, step)
+    with atomic.all_or_nothing(s, step):
+        atomic.ensure_synced(s)
         metrics = step_fn(s, cfg, step)
-    if metrics is None:  # a whole epoch did not fill one batch; more epochs would only loop
-        raise EpochTooSmallError(
-            f"step {step}: a whole epoch of {len(s.stream.order)} training prompts did not fill "
-            f"a batch of {cfg.batch_prompts} prompts (an epoch needs {cfg.epoch_need}); more "
-            "epochs would only repeat it. Use more training prompts (train), a smaller "
-            "pool_prompts or batch_prompts, or widen the keep band (score.keep_min/keep_max)"
-        )
+        if metrics is None:  # the epoch ran out before the batch filled: one fresh epoch more
+            end_epoch(s, cfg, step)
+            metrics = step_fn(s, cfg, step)
+        if metrics is None:  # a whole epoch did not fill one batch; more would only loop
+            raise EpochTooSmallError(
+                f"step {step}: a whole epoch of {len(s.stream.order)} training prompts did not "
+                f"fill a batch of {cfg.batch_prompts} prompts (an epoch needs {cfg.epoch_need}); "
+                "more epochs would only repeat it. Use more training prompts (train), a smaller "
+                "pool_prompts or batch_prompts, or widen the keep band (score.keep_min/keep_max)"
+            )
+        if s.unfinished is None:  # no update ran (nothing was committed): the step stands here
+            s.unfinished = atomic.Unfinished(step, metrics)
+    s.unfinished.start = start
     return complete_step(s, cfg, step, metrics, run, start)
+
+
+def finish_unfinished(s: State, cfg: RunConfig, run=None) -> tuple[dict, dict] | None:
+    """Complete a step an interruption cut short after its update (sync, evaluation, logs,
+    checkpoint: whatever it had not done); None when nothing is owed."""
+    atomic.refuse_if_broken(s)
+    u = s.unfinished
+    if u is None:
+        return None
+    atomic.ensure_synced(s)
+    return complete_step(s, cfg, u.step, u.metrics, run, u.start)
 
 
 def complete_step(
@@ -234,23 +265,38 @@ def complete_step(
 ) -> tuple[dict, dict[str, pl.DataFrame]]:
     """A trained step made complete: evaluated when due, timed (from `start`), logged and
     checkpointed when due; returns its metrics and frames. `train_step` ends every step here,
-    and so does the dashboard's update button."""
+    and so does the dashboard's update button. Each part is recorded in `State.unfinished`
+    when done, so if this is cut short, calling it again (`finish_unfinished`) does the rest."""
     s.step = step
-    evals = None
-    if step % cfg.eval.every == 0 or step == cfg.steps:
-        evals, eval_metrics = evaluate_step(s, cfg, step)
-        metrics |= eval_metrics
-    # Wall time of the step before logging; `time/log` and checkpoints come on top.
-    if start is not None:
-        s.ledger.set(step, "time/step", time.perf_counter() - start)
-    if run is not None:
-        _log(run, s, step, metrics, evals)
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+    if s.unfinished is None or s.unfinished.step != step:
+        s.unfinished = atomic.Unfinished(step, metrics, start)
+    u = s.unfinished
+    try:
+        if not u.evaluated:
+            if step % cfg.eval.every == 0 or step == cfg.steps:
+                u.evals, eval_metrics = evaluate_step(s, cfg, step)
+                metrics |= eval_metrics
+            # Wall time of the step before logging; `time/log` and checkpoints come on top.
+            if u.start is not None:
+                s.ledger.set(step, "time/step", time.perf_counter() - u.start)
+            u.evaluated = True
+        if run is not None and not u.logged:
+            _log(run, s, step, metrics, u.evals)
+            u.logged = True
+        if run is not None and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
             run.save_checkpoint(s, keep=cfg.keep_checkpoints)
+    except BaseException as error:
+        owed = [what for what, done in [("evaluation", u.evaluated), ("logs", u.logged)]
+                if not done] + ["checkpoint"]  # fmt: skip
+        error.add_note(
+            f"pcbench: step {step} was applied (its update stands); what it still owes "
+            f"({', '.join(owed)}) runs before the next step, or call loop.finish_unfinished"
+        )
+        raise
     frames = {k: pl.concat(v, how="diagonal_relaxed") for k, v in s.pending.items()}
-    if evals is not None:
-        frames["evals"] = evals
-    s.pending = {}
+    if u.evals is not None:
+        frames["evals"] = u.evals
+    s.pending, s.unfinished = {}, None
     return metrics, frames
 
 
@@ -264,6 +310,7 @@ def initial_eval(s: State, cfg: RunConfig, run=None) -> pl.DataFrame:
 
 def train(s: State, cfg: RunConfig, run=None, *, progress: bool = True) -> State:
     """Train until cfg.steps, evaluating every cfg.eval.every steps; logs and checkpoints to run."""
+    finish_unfinished(s, cfg, run)  # a step an interruption cut short, if any
     if s.step == 0:
         initial_eval(s, cfg, run)
     bar = tqdm(total=cfg.steps, initial=s.step, desc=cfg.name, disable=not progress, mininterval=2)

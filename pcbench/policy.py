@@ -203,6 +203,11 @@ class Policy:
         self.version += 1
         return float(norm)
 
+    def discard_gradients(self) -> None:
+        """Drop gradients a failed or interrupted update left (the next one starts clean)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.model.zero_grad(set_to_none=True)
+
     @torch.no_grad()
     def _cast_masters(self) -> None:
         """The compute copy (what the engine syncs from) := the masters, rounded to its dtype."""

@@ -15,9 +15,12 @@ them, identically, so no row is duplicated or lost.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import polars as pl
@@ -32,6 +35,69 @@ RESUMABLE_CHANGES = {"steps", "checkpoint_every", "keep_checkpoints", "tracking"
 
 class RunExistsError(FileExistsError):
     """The run directory exists and --resume was not asked for."""
+
+
+class CheckpointError(RuntimeError):
+    """No intact checkpoint to resume from."""
+
+
+class CheckpointWarning(UserWarning):
+    """A damaged checkpoint was skipped; an older one is used."""
+
+
+MANIFEST = "manifest.json"
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def manifest(folder: Path) -> dict[str, dict]:
+    """{relative path: {bytes, sha256}} of every file under `folder` but the manifest."""
+    return {
+        str(p.relative_to(folder)): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != MANIFEST
+    }
+
+
+def verify_manifest(folder: Path) -> list[str]:
+    """What is wrong with a checkpoint against its manifest (empty: intact, or made before
+    manifests existed, which is recognised by having no manifest but a complete state.json)."""
+    path = folder / MANIFEST
+    if not path.exists():
+        return [] if (folder / "state.json").exists() else ["no manifest and no state.json"]
+    try:
+        expected = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return ["unreadable manifest"]
+    problems = []
+    for name, entry in expected.items():
+        file = folder / name
+        if not file.exists():
+            problems.append(f"{name} missing")
+        elif file.stat().st_size != entry["bytes"]:
+            problems.append(f"{name} has {file.stat().st_size} bytes, not {entry['bytes']}")
+        elif _sha256(file) != entry["sha256"]:
+            problems.append(f"{name} checksum differs")
+    return problems
+
+
+@contextmanager
+def _loud_write(final: Path, tmp: Path, intact: str):
+    """A write of `final` through `tmp` that fails (a full disk, a file-size limit) removes
+    `tmp` and says what failed and what is still intact."""
+    try:
+        yield
+    except BaseException as error:  # safetensors and torch.save raise their own types
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        why = error.strerror if isinstance(error, OSError) and error.strerror else error
+        error.add_note(f"pcbench: writing {final} failed ({why}); {intact}")
+        raise
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -69,6 +135,20 @@ class Run:
         self.trackers: list = []  # open_run opens the config's (pcbench.tracking)
 
     @classmethod
+    def open(cls, path: str | Path, *, verifier=None, overrides: list[str] = ()):
+        """(State, Run) of an existing run directory, from its newest intact checkpoint: what a
+        fresh kernel calls to continue a run, exactly as `pcbench run --resume` would.
+        `overrides`: `key=value` changes allowed on resume (steps, checkpoint_every, ...)."""
+        path = Path(path)
+        cfg = from_dict(_config_values(cls(path).path / "config.json"), [*overrides])
+        if cfg.name != path.name:
+            raise ConfigError(
+                f"{path} holds run {cfg.name!r}: a run directory is named after its run; "
+                f"rename it back to {cfg.name!r}"
+            )
+        return open_run(cfg, path.parent, resume=True, verifier=verifier)
+
+    @classmethod
     def create(cls, cfg: RunConfig, root: str | Path = "runs", *, resume: bool = False) -> Run:
         """A new run directory for cfg, or (resume) the existing one if its config matches."""
         path = Path(root) / cfg.name
@@ -82,7 +162,7 @@ class Run:
                 )
             # Read back through the config class: a run made before an option existed gets its
             # default, so adding an option to pcbench does not block resuming older runs.
-            old = json.loads(json.dumps(from_dict(_config_values(before)).to_dict()))
+            old = json.loads(json.dumps(from_dict(_config_values(before), saved=True).to_dict()))
             new = json.loads(json.dumps(cfg.to_dict()))
             if changed := _diff(old, new):
                 raise ConfigError(
@@ -105,7 +185,7 @@ class Run:
 
     @property
     def config(self) -> RunConfig:
-        return from_dict(_config_values(self.path / "config.json"))
+        return from_dict(_config_values(self.path / "config.json"), saved=True)
 
     @property
     def provenance(self) -> dict:
@@ -140,8 +220,9 @@ class Run:
         folder.mkdir(exist_ok=True)
         final = folder / f"step-{step:06d}.parquet"
         tmp = folder / f".tmp-{final.name}"
-        frame.write_parquet(tmp)
-        os.replace(tmp, final)
+        with _loud_write(final, tmp, "earlier steps' parts and the checkpoints are untouched"):
+            frame.write_parquet(tmp)
+            os.replace(tmp, final)
 
     def parts(self, kind: str) -> list[Path]:
         return sorted((self.path / kind).glob("step-*.parquet"))
@@ -165,41 +246,75 @@ class Run:
         return sorted((self.path / "checkpoints").glob("step-*"))
 
     def save_checkpoint(self, s, keep: int = 2) -> Path:
+        """Write `s` as checkpoints/step-N: into a temporary directory, with a manifest of every
+        file's size and checksum written last, then renamed into place; older checkpoints are
+        pruned only after that. A failed write (a full disk) raises and removes its temporary
+        directory; the checkpoints already there are untouched."""
         root = self.path / "checkpoints"
         final = root / f"step-{s.step:06d}"
         tmp = root / f".tmp-{final.name}"
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        # Every stateful object speaks state_dict / load_state_dict; here they become files:
-        # frames as parquet, plain values as JSON, the policy as a loadable model directory.
-        s.policy.save(tmp / "policy")
-        buffer = s.buffer.state_dict()
-        (tmp / "buffer").mkdir()
-        buffer.pop("rollouts").write_parquet(tmp / "buffer" / "buffer.parquet")
-        (tmp / "buffer" / "buffer.json").write_text(json.dumps(buffer, indent=1) + "\n")
-        s.ledger.state_dict()["frame"].write_parquet(tmp / "ledger.parquet")
-        torch.save({"torch": torch.get_rng_state()}, tmp / "rng.pt")
-        state = {"step": s.step, "stream": s.stream.state_dict(), "prior": s.prior.state_dict()}
-        (tmp / "state.json").write_text(json.dumps(state) + "\n")
-        shutil.rmtree(final, ignore_errors=True)
-        os.rename(tmp, final)
+        with _loud_write(final, tmp, "the previous checkpoints are untouched"):
+            tmp.mkdir(parents=True)
+            # Every stateful object speaks state_dict / load_state_dict; here they become files:
+            # frames as parquet, plain values as JSON, the policy as a loadable model directory.
+            s.policy.save(tmp / "policy")
+            buffer = s.buffer.state_dict()
+            (tmp / "buffer").mkdir()
+            buffer.pop("rollouts").write_parquet(tmp / "buffer" / "buffer.parquet")
+            (tmp / "buffer" / "buffer.json").write_text(json.dumps(buffer, indent=1) + "\n")
+            s.ledger.state_dict()["frame"].write_parquet(tmp / "ledger.parquet")
+            torch.save({"torch": torch.get_rng_state()}, tmp / "rng.pt")
+            state = {"step": s.step, "stream": s.stream.state_dict(), "prior": s.prior.state_dict()}
+            (tmp / "state.json").write_text(json.dumps(state) + "\n")
+            (tmp / MANIFEST).write_text(json.dumps(manifest(tmp), indent=1) + "\n")
+            shutil.rmtree(final, ignore_errors=True)
+            os.rename(tmp, final)
         for old in self.checkpoints()[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
         return final
 
+    def good_checkpoint(self) -> tuple[Path | None, list[str]]:
+        """The newest checkpoint whose files match its manifest, and what was skipped on the way
+        (newer checkpoints that are truncated, corrupted or incomplete). A checkpoint written
+        before pcbench kept manifests is taken as it is."""
+        skipped = []
+        for ckpt in reversed(self.checkpoints()):
+            problems = verify_manifest(ckpt)
+            if not problems:
+                return ckpt, skipped
+            skipped.append(f"{ckpt.name} ({'; '.join(problems[:3])})")
+        return None, skipped
+
     def restore(self, s, cfg: RunConfig) -> int:
-        """Load the latest checkpoint into `s` and drop newer log parts; returns its step."""
+        """Load the newest intact checkpoint into `s` and drop newer log parts; returns its step.
+        A damaged newer checkpoint is skipped with a warning naming it; if every checkpoint is
+        damaged, CheckpointError (nothing is deleted: restarting from scratch would drop the
+        run's logs)."""
         from pcbench.buffer import PilotBuffer
         from pcbench.ledger import Ledger
         from pcbench.policy import Policy
         from pcbench.prior import PassRatePrior
 
-        ckpts = self.checkpoints()
-        step = int(ckpts[-1].name.split("-")[1]) if ckpts else 0
+        ckpt, skipped = self.good_checkpoint()
+        if skipped and ckpt is None:
+            raise CheckpointError(
+                f"{self.path}: every checkpoint is damaged: {', '.join(skipped)}; nothing was "
+                "deleted. Restore a copy of checkpoints/, or start the run again under a new name"
+            )
+        if skipped:
+            warnings.warn(
+                f"{self.path}: skipped damaged checkpoint(s) {', '.join(skipped)}; resuming from "
+                f"{ckpt.name}", CheckpointWarning, stacklevel=2,
+            )  # fmt: skip
+            for bad in self.checkpoints():
+                if bad.name > ckpt.name:  # the resumed run writes these steps again
+                    bad.rename(bad.with_name(f".damaged-{bad.name}"))
+        step = int(ckpt.name.split("-")[1]) if ckpt else 0
         self._truncate_logs(step)
-        if not ckpts:
+        if ckpt is None:
             return 0
-        ckpt, ec = ckpts[-1], cfg.engine
+        ec = cfg.engine
         s.policy = Policy.load(
             ckpt / "policy", cfg.update, dtype=ec.dtype, device=ec.device,
             gradient_checkpointing=ec.gradient_checkpointing,
@@ -219,7 +334,7 @@ class Run:
         if "prior" in state:  # checkpoints made before the sequential pilot have none
             s.prior.load_state_dict(state["prior"])
         torch.set_rng_state(torch.load(ckpt / "rng.pt", weights_only=True)["torch"])
-        s.step, s.pending = state["step"], {}
+        s.step, s.pending, s.unfinished, s.broken = state["step"], {}, None, None
         return step
 
     def _truncate_logs(self, step: int) -> None:

@@ -23,6 +23,7 @@ from pcbench.tasks import PromptStream, load_benchmark, template_for
 from pcbench.tasks.files import expand, is_remote
 
 if TYPE_CHECKING:  # heavy imports (torch, workers) only where they are used
+    from pcbench.atomic import Unfinished
     from pcbench.policy import Policy
     from pcbench.verify import Verifier
 
@@ -42,14 +43,19 @@ class State:
     prior: PassRatePrior = field(default_factory=PassRatePrior)  # sequential pilot's prior
     step: int = 0  # completed training steps
     pending: dict[str, list[pl.DataFrame]] = field(default_factory=dict)  # this step's frames
+    # A step whose update is applied but whose sync, evaluation, logs or checkpoint were cut
+    # short (pcbench.atomic.Unfinished): completed before the next step starts.
+    unfinished: Unfinished | None = None
+    broken: str | None = None  # why this State cannot continue (a half-applied update)
 
     def stash(self, kind: str, frame: pl.DataFrame) -> None:
         """Keep a frame of the step in flight until the step completes and is logged."""
         self.pending.setdefault(kind, []).append(frame)
 
     def __repr__(self):
+        owed = f", step {self.unfinished.step} unfinished" if self.unfinished else ""
         return (
-            f"State(step={self.step}, {self.stream!r}, {self.buffer!r}, {self.ledger!r}, "
+            f"State(step={self.step}{owed}, {self.stream!r}, {self.buffer!r}, {self.ledger!r}, "
             f"policy={self.policy!r})"
         )
 

@@ -195,12 +195,15 @@ def test_a_step_no_epoch_can_fill_raises_instead_of_looping(state_for):
     s = state_for(cfg)
     small = s.prompts.head(48)
     s.prompts, s.stream = small, type(s.stream)(small, seed=cfg.seed)
+    unstarted = s.stream.state_dict()
     with _Deadline(120), pytest.raises(EpochTooSmallError, match="a whole epoch of 48 training"):
         train_step(s, cfg)
     row = s.ledger.rows[1]
-    # two epochs were tried (the partial one it started in, then one whole fresh one), no more
-    assert row["epochs"] == 1 and row["rounds"] == 8 and row["rollout_stats/pilot"] == 8 * G * 4
-    assert s.step == 0 and s.policy.version == 0
+    # Two epochs were tried (the partial one it started in, then one whole fresh one), no more:
+    # 8 rounds of pilots. The step is undone (pcbench.atomic), its rollouts counted as paid for.
+    assert row["interrupted"] == 1 and row["rollout_stats/interrupted"] == 8 * G * 4
+    assert "epochs" not in row and "rounds" not in row
+    assert s.step == 0 and s.policy.version == 0 and s.stream.state_dict() == unstarted
 
 
 @pytest.mark.parametrize("strategy", ["grpo", "dapo"])

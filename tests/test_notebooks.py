@@ -81,3 +81,47 @@ def test_notebooks_start_with_the_one_setup_helper_and_call_no_private_name(tmp_
     assert os.environ["VLLM_CPU_KVCACHE_SPACE"] == "1"
     with pytest.raises(FileNotFoundError, match="no pyproject.toml"):
         setup(tmp_path)
+
+
+@pytest.mark.slow
+def test_a_run_continued_in_a_fresh_kernel_ends_like_one_never_stopped(tmp_path):
+    """Notebook 05 twice, each time in a new kernel: 2 steps, then the same run directory
+    reopened (`Run.open`) for 2 more. Logs and weights equal a 4-step `pcbench run`."""
+    import subprocess
+    import sys
+
+    from test_run import _comparable, _final_weights
+
+    from pcbench.run import Run
+
+    name = "05_continue_a_run.ipynb"
+    small = [
+        "batch_prompts=4",
+        "pool_prompts=12",
+        "eval.every=2",
+        "eval.max_prompts=16",
+        "eval.k=2",
+    ]
+    run_dir = tmp_path / "runs" / "continued"
+    for steps in (2, 4):
+        executed = pm.execute_notebook(
+            ROOT / "notebooks" / name, tmp_path / f"{steps}-{name}", cwd=ROOT / "notebooks",
+            parameters={"run_dir": str(run_dir), "overrides": small, "steps": steps},
+            kernel_name="python3", progress_bar=False, log_output=False,
+        )  # fmt: skip
+        assert not [o for c in executed.cells if c.cell_type == "code"
+                    for o in c.get("outputs", []) if o.get("output_type") == "error"]  # fmt: skip
+    whole = subprocess.run(
+        [sys.executable, "-m", "pcbench.cli", "run", "configs/tiny-pc.toml", "--runs",
+         str(tmp_path / "runs"), "--quiet", "--set", "name=whole", "--set", "steps=4",
+         *[f"--set={s}" for s in small]],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    a, b = Run(tmp_path / "runs" / "whole"), Run(run_dir)
+    assert b.provenance["resumed"]  # the second kernel did reopen it
+    assert _comparable(a.ledger()).equals(_comparable(b.ledger()))
+    for kind in ("rollouts", "scores", "evals"):
+        assert a.read(kind).equals(b.read(kind)), kind
+    wa, wb = _final_weights(a.path), _final_weights(b.path)
+    assert max((wa[k] - wb[k]).abs().max().item() for k in wa) <= 1e-6

@@ -215,6 +215,7 @@ def test_checkpoint_cadence_pruning_no_checkpoint_resume_and_extended_steps(tmp_
             saved = json.loads(state.read_text())
             del saved["prior"]  # as written before the sequential pilot existed
             state.write_text(json.dumps(saved))
+            (state.parent / "manifest.json").unlink()  # ... and before checkpoint manifests
             s, ext = open_run(cfg("ext"), tmp_path, resume=True, verifier=verifier)
             assert s.step == 2 and s.prior.state_dict() == type(s.prior)().state_dict()
             train(s, cfg("ext"), ext, progress=False)
@@ -254,3 +255,20 @@ def test_demo_trains_three_strategies_then_tables_and_reports(tmp_path):
         assert noise not in out, (noise, out[-3000:])
     table = out[out.index("target accuracy") : out.index("report: ")].splitlines()
     assert max(len(line) for line in table) <= 120 and ".0 " not in table[2]
+
+
+def test_reading_a_saved_config_needs_no_vllm_import(tmp_path):
+    # `pcbench compare` reads every run's config.json; looking up vLLM's argument names there
+    # imported vLLM (~10 s on CPU) for configs already checked when the runs were made.
+    from pcbench.config import load_config
+
+    cfg = load_config(ROOT / "configs" / "tiny-pc.toml")
+    assert cfg.engine.vllm_args  # the preset passes max_num_seqs through to vLLM
+    run = Run.create(cfg, tmp_path)
+    probe = (
+        "import sys; from pcbench.run import Run; "
+        f"c = Run({str(run.path)!r}).config; "
+        "print(c.engine.vllm_args['max_num_seqs'], 'vllm' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [str(cfg.engine.vllm_args["max_num_seqs"]), "False"]

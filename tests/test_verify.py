@@ -2,6 +2,8 @@
 
 import json
 import math
+import os
+import signal
 import threading
 import time
 
@@ -175,6 +177,78 @@ def test_a_hanging_item_is_killed_replaced_and_the_rest_of_its_chunk_requeued():
         assert statuses[:4] + statuses[5:] == ["ok"] * 11
         assert result["correct"].to_list() == [True] * 4 + [False] + [True] * 7
         assert v.last_health.timeout == 1 and v.last_health.timeout_rate == 1 / 12
+
+
+def _halves(n):
+    return [f"\\boxed{{\\frac{{{k}}}{{2}}}}" for k in range(1, n + 1)], [
+        str(k / 2) for k in range(1, n + 1)
+    ]
+
+
+def test_a_worker_killed_mid_batch_is_replaced_its_item_judged_again_and_counted():
+    """Killed from outside (the OOM killer, a stray `kill`), a worker's item is not a silent
+    zero: a new worker judges it again, the batch completes, and the health counts the restart."""
+    completions, golds = _halves(12)
+    completions[4], golds[4] = HANG, "3"  # keeps its worker busy long enough to be killed
+    with Verifier(timeout_s=3.0, workers=1, max_error_rate=1.0) as v:
+        victim = v._pool.workers[0][0]
+        killer = threading.Timer(0.5, lambda: os.kill(victim.pid, signal.SIGKILL))
+        killer.start()
+        with pytest.warns(VerifierTimeoutWarning):
+            result = v.verify(completions, golds)
+        killer.join()
+        assert not victim.is_alive()
+        statuses = result["verify_status"].to_list()
+        # The killed worker's item (the hanging one) was judged again on the new worker, where
+        # it timed out as it would have: a timeout, not an error from the death.
+        assert statuses[4] == "timeout" and statuses.count("ok") == 11
+        assert result["correct"].to_list() == [True] * 4 + [False] + [True] * 7
+        health = v.last_health
+        assert health.error == 0 and health.timeout == 1
+        assert health.worker_restarts == 2  # one death, one timeout
+        assert health.metrics()["verifier/worker_restarts"] == 2.0
+
+
+def test_an_item_that_kills_every_worker_is_an_error_after_one_retry(monkeypatch):
+    completions, golds = _halves(4)
+    with Verifier(timeout_s=TIMEOUT_S, workers=1, max_error_rate=1.0) as v:
+        pool, real = v._pool, v._pool._send
+
+        def send_then_kill(slot, chunk, busy, queue):  # the worker dies on this item, twice
+            real(slot, chunk, busy, queue)
+            if any(job[1] == "\\frac{3}{2}" for job in chunk):
+                os.kill(pool.workers[slot][0].pid, signal.SIGKILL)
+                pool.workers[slot][0].join()
+
+        monkeypatch.setattr(pool, "_send", send_then_kill)
+        result = v.verify(completions, golds)
+    assert result["verify_status"].to_list()[2] == "error"
+    assert v.last_health.error == 1 and v.last_health.worker_restarts == 2
+
+
+def test_an_interrupt_mid_batch_leaves_no_late_result_for_the_next_call():
+    """A kernel interrupt inside verify(): busy workers are replaced, so the next call gets its
+    own results only (a late reply from the interrupted chunk would be read as its own)."""
+    completions, golds = _halves(8)
+    completions[0], golds[0] = HANG, "3"
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    with Verifier(timeout_s=3.0, workers=1, max_error_rate=1.0) as v:
+        previous = signal.signal(signal.SIGALRM, interrupt)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0.5)
+            with pytest.raises(KeyboardInterrupt):
+                v.verify(completions, golds)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        assert v._pool.replaced == 1
+        fresh = [f"\\boxed{{\\frac{{{k}}}{{3}}}}" for k in range(1, 6)]
+        result = v.verify(fresh, [str(k / 3) for k in range(1, 6)])
+        assert result["correct"].to_list() == [True] * 5
+        assert result["verify_status"].to_list() == ["ok"] * 5
 
 
 def test_a_timeout_is_never_cached_and_a_high_timeout_rate_warns():

@@ -272,3 +272,73 @@ def test_the_accuracy_plot_keeps_sensible_axes_with_one_point():
     assert axis_ranges({"r": one["r"].with_columns(pl.lit(0.0).alias("cumulative/rollouts"))})[
         1
     ] == [0.0, 1.0]
+
+
+@pytest.mark.slow
+def test_an_interrupted_or_failing_press_is_shown_and_leaves_the_state_usable(
+    tiny_engine, verifier, monkeypatch
+):
+    """A kernel interrupt or an error inside a button's action: the status line says what
+    failed and what was undone; the state is as before the press (or, past the update, the
+    step stands and the next press completes it); pressing on works."""
+    import pcbench.loop as loop
+    from pcbench.state import setup
+
+    s = setup(CFG, verifier=verifier)
+    board = Dashboard(s, CFG)
+    G, n_pilot = CFG.pool_prompts, CFG.pilot.n_pilot
+
+    def press(name):
+        board.buttons[name].click()
+        return board.status.value
+
+    def once(owner, name, error):
+        real = getattr(owner, name)
+
+        def fail(*args, **kwargs):
+            monkeypatch.setattr(owner, name, real)
+            raise error(f"injected into {name}")
+
+        monkeypatch.setattr(owner, name, fail)
+
+    try:
+        once(s.engine, "generate", KeyboardInterrupt)
+        with pytest.raises(KeyboardInterrupt):
+            press("pilot")
+        assert "pilot failed: KeyboardInterrupt" in board.status.value
+        assert "was undone" in board.status.value
+        assert board.round is None and s.stream.position == 0 and len(s.buffer) == 0
+        assert s.ledger.rows[1]["interrupted"] == 1 and "rounds" not in s.ledger.rows[1]
+
+        assert "pilot done" in press("pilot") and s.stream.position == G
+        once(s.buffer, "add", RuntimeError)  # an error: shown, not raised into the kernel
+        assert "score failed: RuntimeError" in press("score")
+        assert board.round.stage == "generated" and len(s.buffer) == 0
+        assert "score done" in press("score") and "commit done" in press("commit")
+        while board._in_batch() < CFG.batch_prompts:
+            for name in ("pilot", "score", "commit"):
+                assert f"{name} done" in press(name)
+
+        once(s.engine, "load_weights", KeyboardInterrupt)  # past the update: the step stands
+        with pytest.raises(KeyboardInterrupt):
+            press("update")
+        assert "update failed" in board.status.value and "the update was applied" in (
+            board.status.value
+        )
+        assert s.step == 1 and s.unfinished is not None and board.rounds == []
+        assert s.engine.policy_version == 0 and s.policy.version == 1  # the sync is owed
+        assert "pilot done" in press("pilot")  # the owed sync ran first
+        assert s.unfinished is None and s.engine.policy_version == s.policy.version == 1
+        assert s.ledger.rows[1]["rollout_stats/pilot"] == s.ledger.rows[1]["rounds"] * G * n_pilot
+        once(loop, "update", KeyboardInterrupt)
+        for name in ("score", "commit"):
+            press(name)
+        while board._in_batch() < CFG.batch_prompts:
+            for name in ("pilot", "score", "commit"):
+                press(name)
+        with pytest.raises(KeyboardInterrupt):
+            press("update")  # undone: the batch is still there to train on
+        assert s.step == 1 and board.rounds and "was undone" in board.status.value
+        assert "update done" in press("update") and s.step == 2 and s.policy.version == 2
+    finally:
+        tiny_engine.load_weights(Policy(TINY_POLICY))

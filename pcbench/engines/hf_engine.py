@@ -35,6 +35,7 @@ class HFEngine:
         self.model.to(device).eval()
         self.device, self.max_model_len, self.seed = device, max_model_len, seed
         self.batch_size, self.calls, self.policy_version = batch_size, 0, 0
+        self.rollouts_generated, self.tokens_generated = 0, 0  # as VLLMEngine's
         self.pad_id = self.tokenizer.pad_token_id
         if self.pad_id is None:
             self.pad_id = self.tokenizer.eos_token_id
@@ -81,6 +82,8 @@ class HFEngine:
                         "finish": finish,
                     }
                 )
+        self.rollouts_generated += len(rows)
+        self.tokens_generated += sum(row["n_tokens"] for row in rows)
         return ROLLOUTS.frame(rows) if rows else ROLLOUTS.empty()
 
     def _generate_batch(self, prompts: list[list[int]], sampling: SamplingConfig):
@@ -119,6 +122,10 @@ class HFEngine:
         self.model.load_state_dict(dict(policy.named_weights()))
         self.policy_version = policy.version
         return 0.0
+
+    def abort_unfinished(self) -> int:
+        """Nothing to abort: each call's batches run to the end or raise, leaving nothing."""
+        return 0
 
     def sleep(self) -> None:
         """No-op: the HF engine holds no cache between calls."""

@@ -19,6 +19,11 @@ class Engine(Protocol):
     max_model_len: int
     sync_check_every: int  # check the synced weights on the first sync, then every n-th
     sync_tolerance: float  # largest allowed log-prob difference of that check
+    policy_version: int  # the policy version whose weights the engine holds
+    # Completions (and their tokens) returned so far: a step interrupted after generating
+    # still counts what it paid for (pcbench.atomic).
+    rollouts_generated: int
+    tokens_generated: int
 
     def validate(self, requests: pl.DataFrame) -> list[list[int]]:
         """Token ids of each request's prompt; RequestError for prompts that cannot run."""
@@ -38,6 +43,10 @@ class Engine(Protocol):
 
     def sleep(self) -> None:
         """Free generation memory through an update (a no-op where not supported)."""
+        ...
+
+    def abort_unfinished(self) -> int:
+        """Drop requests a failed or interrupted call left behind; returns how many."""
         ...
 
     def wake(self) -> None: ...

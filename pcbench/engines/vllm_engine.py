@@ -115,6 +115,9 @@ class VLLMEngine:
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len, self.sync_tolerance = max_model_len, sync_tolerance
         self.policy_version = 0
+        # Every completion this engine returned, and its tokens: what was paid for, which a step
+        # interrupted after generating still counts (pcbench.atomic).
+        self.rollouts_generated, self.tokens_generated = 0, 0
         # The probe costs a generate call and a policy forward (~0.2 s on 2 CPU cores, 6% of a
         # tiny-default step). A failed reload is systematic, so the first sync is always checked
         # and then every `sync_check_every`-th one.
@@ -155,10 +158,32 @@ class VLLMEngine:
             )
             for n in requests["n"]
         ]
-        outputs = self.llm.generate(
-            [TokensPrompt(prompt_token_ids=ids) for ids in prompt_ids], params, use_tqdm=False
-        )
-        return rollouts_frame(requests, outputs, step, round, self.policy_version)
+        outputs = self._generate([TokensPrompt(prompt_token_ids=ids) for ids in prompt_ids], params)
+        frame = rollouts_frame(requests, outputs, step, round, self.policy_version)
+        self.rollouts_generated += frame.height
+        self.tokens_generated += int(frame["n_tokens"].sum()) if frame.height else 0
+        return frame
+
+    def _generate(self, prompts, params):
+        """`LLM.generate`, leaving no request behind when it is interrupted or fails.
+
+        vLLM's offline loop keeps stepping until no request is unfinished; an exception inside
+        it (a kernel interrupt, an error) leaves this call's requests queued, and the next call
+        would finish them and return their outputs mixed with its own. They are aborted here.
+        """
+        try:
+            return self.llm.generate(prompts, params, use_tqdm=False)
+        except BaseException:
+            self.abort_unfinished()
+            raise
+
+    def abort_unfinished(self) -> int:
+        """Abort every request the engine still holds; returns how many there were."""
+        engine = self.llm.llm_engine
+        ids = list(getattr(engine.output_processor, "external_req_ids", {}))
+        if ids:
+            engine.abort_request(ids)
+        return len(ids)
 
     def load_weights(self, policy: Policy, check: bool | None = None) -> float:
         """Copy the policy's weights in, then self-check (always with check=True; by default on
@@ -182,10 +207,9 @@ class VLLMEngine:
         from vllm import SamplingParams
 
         prompt = self.tokenizer(PROBE_PROMPT).input_ids
-        out = self.llm.generate(
+        out = self._generate(
             [{"prompt_token_ids": prompt}],
             SamplingParams(temperature=0.0, max_tokens=PROBE_TOKENS, logprobs=0),
-            use_tqdm=False,
         )[0].outputs[0]
         tokens = list(out.token_ids)
         engine_lp = torch.tensor(

@@ -52,7 +52,18 @@ def generate(
     if reqs.height == 0:  # nothing asked: the columns of a rewarded frame, no rows
         return pl.DataFrame(schema=ROLLOUTS.columns)
     joined = _with_prompts(reqs, PROMPTS.check(prompts))
-    rollouts = engine.generate(joined.drop("answer"), sampling, step=step, round=round, seed=seed)
+    try:
+        rollouts = engine.generate(
+            joined.drop("answer"), sampling, step=step, round=round, seed=seed
+        )
+    except Exception as error:  # say where: a traceback from inside vLLM does not
+        phases = ", ".join(sorted(set(reqs["phase"])))
+        error.add_note(
+            f"pcbench: the engine failed generating {int(reqs['n'].sum())} rollouts ({phases}) "
+            f"at step {step}, round {round}; a run resumes from its last checkpoint "
+            "(pcbench run --resume, or Run.open)"
+        )
+        raise
     answers = rollouts.select("prompt_id").join(
         joined.select("prompt_id", "answer").unique("prompt_id"),
         on="prompt_id",

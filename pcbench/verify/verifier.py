@@ -5,7 +5,9 @@ some inputs hang it or eat memory, and a wrapper that swallows those failures re
 for everything -- which Pilot-Commit would read as "every prompt is too hard". So:
 
 - judging runs in worker processes (forkserver, math-verify preloaded); a worker that overruns
-  the per-item timeout is killed and replaced, its item gets `timeout`, the batch goes on;
+  the per-item timeout is killed and replaced, its item gets `timeout`, the batch goes on; a
+  worker that dies (killed from outside, crashed) is replaced and its item judged again once,
+  and each replacement is counted (`verifier/worker_restarts`);
 - every rollout gets a verify_status (ok / no_answer / timeout / error), and a batch whose
   error+timeout rate exceeds `max_error_rate` raises VerifierError (carrying the results); a
   timeout rate above `warn_timeout_rate` warns and is counted (`verifier/timeout_alarm`);
@@ -55,6 +57,7 @@ class VerifyHealth:
     fast_path: int  # integer answers compared without math-verify
     seconds: float
     timeout_alarm: int = 0  # 1 when the timeout rate passed the verifier's warn_timeout_rate
+    worker_restarts: int = 0  # workers replaced (overran, died); a died worker's item is redone
 
     @property
     def error_rate(self) -> float:
@@ -172,6 +175,7 @@ class Verifier:
             start = time.perf_counter()
             judged, todo, hits, fast = self._prejudge(completions, answers)
             jobs = [(key, key[0], key[1], self.extraction) for key in todo]
+            replaced = self._pool.replaced
             for key, (status, extracted, correct) in self._pool.run(jobs).items():
                 # A crash or a timeout says how busy the machine was, not what the answer is:
                 # only verdicts are cached, so a retry of the same pair is judged afresh.
@@ -194,6 +198,7 @@ class Verifier:
                 cache_hits=hits,
                 fast_path=fast,
                 seconds=time.perf_counter() - start,
+                worker_restarts=self._pool.replaced - replaced,
                 timeout_alarm=int(
                     len(judged) >= self.min_items_for_check
                     and timeouts > self.warn_timeout_rate * len(judged)

@@ -112,35 +112,54 @@ class WorkerPool:
         self.replaced = 0
 
     def run(self, jobs: list[tuple]) -> dict:
-        """jobs: (key, answer, gold, extraction) -> {key: (status, extracted, correct)}."""
+        """jobs: (key, answer, gold, extraction) -> {key: (status, extracted, correct)}.
+
+        A worker that dies mid-chunk (killed from outside, crashed) is replaced and its item
+        judged again once on the new worker: a death says nothing about the answer. An item
+        that kills a second worker is an `error`. An exception here (a kernel interrupt)
+        replaces the busy workers, whose late results would otherwise reach the next call.
+        """
         queue, results = deque(jobs), {}
         busy: dict[int, list] = {}  # worker slot -> [chunk, position, started]
+        self.retried: set = set()  # keys judged again after their worker died
         chunk_size = max(1, min(32, len(jobs) // (4 * self.size)))
-        while queue or busy:
-            for slot in range(self.size):
-                if slot not in busy and queue:
-                    chunk = [queue.popleft() for _ in range(min(chunk_size, len(queue)))]
-                    self.workers[slot][1].send(chunk)
-                    busy[slot] = [chunk, 0, time.monotonic()]
-            deadline = min(started for _, _, started in busy.values()) + self.timeout_s
-            ready = wait([self.workers[s][1] for s in busy], max(0.0, deadline - time.monotonic()))
+        try:
+            while queue or busy:
+                for slot in range(self.size):
+                    if slot not in busy and queue:
+                        chunk = [queue.popleft() for _ in range(min(chunk_size, len(queue)))]
+                        self._send(slot, chunk, busy, queue)
+                if not busy:
+                    continue
+                deadline = min(started for _, _, started in busy.values()) + self.timeout_s
+                conns = [self.workers[s][1] for s in busy]
+                ready = wait(conns, max(0.0, deadline - time.monotonic()))
+                for slot in list(busy):
+                    if self.workers[slot][1] in ready:
+                        self._receive(slot, busy, results, queue)
+                now = time.monotonic()
+                for slot in [s for s, (_, _, t) in busy.items() if now - t > self.timeout_s]:
+                    self._replace(slot, busy, results, queue, "timeout")
+        except BaseException:
             for slot in list(busy):
-                conn = self.workers[slot][1]
-                if conn in ready:
-                    self._receive(slot, busy, results, queue)
-            now = time.monotonic()
-            for slot in [
-                s for s, (_, _, started) in busy.items() if now - started > self.timeout_s
-            ]:
-                self._replace(slot, busy, results, queue, "timeout")
+                self._respawn(slot)
+            raise
         return results
+
+    def _send(self, slot, chunk, busy, queue) -> None:
+        try:
+            self.workers[slot][1].send(chunk)
+        except (BrokenPipeError, OSError):  # died while idle: a new worker takes the chunk
+            self._respawn(slot)
+            self.workers[slot][1].send(chunk)
+        busy[slot] = [chunk, 0, time.monotonic()]
 
     def _receive(self, slot, busy, results, queue) -> None:
         conn = self.workers[slot][1]
         try:
             key, *result = conn.recv()
-        except (EOFError, OSError):  # the worker died (crash, OOM kill): its item is an error
-            self._replace(slot, busy, results, queue, "error")
+        except (EOFError, OSError):  # the worker died (killed, crashed, OOM)
+            self._replace(slot, busy, results, queue, "died")
             return
         results[key] = tuple(result)
         entry = busy[slot]
@@ -149,10 +168,21 @@ class WorkerPool:
         if entry[1] == len(entry[0]):
             del busy[slot]
 
-    def _replace(self, slot, busy, results, queue, status: str) -> None:
+    def _replace(self, slot, busy, results, queue, why: str) -> None:
+        """The worker in `slot` overran (`timeout`) or `died`: a new one takes its place and the
+        rest of its chunk; the item it held is a timeout, is judged again (the first death),
+        or is an error (a second death: the item itself kills workers)."""
         chunk, position, _ = busy.pop(slot)
-        results[chunk[position][0]] = (status, None, False)
-        queue.extendleft(reversed(chunk[position + 1 :]))
+        item, rest = chunk[position], chunk[position + 1 :]
+        if why == "died" and item[0] not in self.retried:
+            self.retried.add(item[0])
+            rest = [item, *rest]
+        else:
+            results[item[0]] = ("timeout" if why == "timeout" else "error", None, False)
+        queue.extendleft(reversed(rest))
+        self._respawn(slot)
+
+    def _respawn(self, slot) -> None:
         process, conn = self.workers[slot]
         process.kill()
         process.join(timeout=5)

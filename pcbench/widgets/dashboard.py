@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipywidgets as W
 import polars as pl
 
-from pcbench import steps
+from pcbench import atomic, steps
 from pcbench.accounting import verdict_counts
 from pcbench.analysis import accuracy_curve
 from pcbench.config import RunConfig
@@ -115,6 +115,10 @@ class Dashboard:
         self._settings_changed(self.cfg)
 
     def _press(self, name: str) -> None:
+        """Run one button's action. Every action that changes the state is all or nothing
+        (`pcbench.atomic`): if it raises -- an error, or the kernel's interrupt -- the state is
+        as before the press (or, past an update, the step stands and its completion is owed)
+        and the status line says which; the error is shown in the log below, not lost."""
         with self.log:
             try:
                 self.status.value = f"running {name} ..."
@@ -122,9 +126,22 @@ class Dashboard:
                 self.status.value = f"{name} done (step {self.state.step})"
             except Refused as e:  # pressed out of order: say what to do, nothing changed
                 self.status.value = f"<span style='color:#a60'>{name} refused: {e}</span>"
-            except Exception as e:  # shown, not raised into the widget machinery
-                self.status.value = f"<span style='color:#b00'>{name} failed: {e}</span>"
+            except BaseException as e:  # shown, then raised into the log output
+                notes = " ".join(getattr(e, "__notes__", []))
+                self.status.value = (
+                    f"<span style='color:#b00'>{name} failed: {type(e).__name__}: {e}</span>"
+                    + (f"<br>{notes}" if notes else "")
+                )
                 raise
+
+    def _owed(self) -> None:
+        """Complete a step an interruption cut short after its update, before anything else."""
+        from pcbench.loop import finish_unfinished
+
+        if self.state is not None and self.state.unfinished is not None:
+            done = finish_unfinished(self.state, self.cfg, self.run)
+            if done is not None and "evals" in done[1]:
+                self._add_eval(done[1]["evals"])
 
     def _refuse_unless(self, ok: bool = True, why: str = "") -> None:
         """Refused (nothing changed) without a live state, or when `ok` is false."""
@@ -158,21 +175,27 @@ class Dashboard:
         r = self.round
         self._refuse_unless(r is None or r.stage == "finished", f"{self._in_progress()} first "
                             "(its rollouts are counted; piloting again would discard them)")  # fmt: skip
+        self._owed()
         s, cfg, step = self.state, self.cfg, self.state.step + 1
         need = cfg.batch_prompts - self._in_batch()
         self._refuse_unless(need > 0, f"the batch holds {cfg.batch_prompts} prompts: press update")
         self._refuse_unless(len(self.rounds) < cfg.max_rounds, f"{cfg.max_rounds} rounds (max_rounds) "
                             "did not fill the batch: press update (on_max_rounds decides)")  # fmt: skip
-        r = rounds.begin(s, cfg, step, len(self.rounds) + 1, need, commit_fresh=self.commit_fresh)
-        if r is None:  # as train_step: the partial batch is discarded, a fresh epoch starts
-            discarded, self.rounds = self._in_batch(), []
-            end_epoch(s, cfg, step)
-            self.status.value = f"the epoch ran out: {discarded} committed prompts discarded"
-            r = rounds.begin(s, cfg, step, 1, cfg.batch_prompts, commit_fresh=self.commit_fresh)
-            self._refuse_unless(
-                r is not None, "a fresh epoch holds no pool: see EpochTooSmallError"
-            )
-        self.round = rounds.generate(s, cfg, r)
+        kept, note = self.rounds, ""
+        with atomic.all_or_nothing(s, step, "pilot of step"):
+            r = rounds.begin(s, cfg, step, len(kept) + 1, need, commit_fresh=self.commit_fresh)
+            if r is None:  # as train_step: the partial batch is discarded, a fresh epoch starts
+                note = f"the epoch ran out: {self._in_batch()} committed prompts discarded"
+                kept = []
+                end_epoch(s, cfg, step)
+                r = rounds.begin(s, cfg, step, 1, cfg.batch_prompts, commit_fresh=self.commit_fresh)
+                self._refuse_unless(
+                    r is not None, "a fresh epoch holds no pool: see EpochTooSmallError"
+                )
+            rounds.generate(s, cfg, r)
+        self.rounds, self.round = kept, r
+        if note:
+            self.status.value = note
         self.preview = r.pilot_rollouts
         self._settings_changed(cfg)
         return r.pilot_rollouts
@@ -183,7 +206,8 @@ class Dashboard:
         r = self.round
         self._refuse_unless(r is not None and r.stage == "generated",
                             "no unscored pilots: press pilot first")  # fmt: skip
-        scores = rounds.classify(self.state, self.cfg, r)
+        with atomic.all_or_nothing(self.state, r.step, "score of step"):
+            scores = rounds.classify(self.state, self.cfg, r)
         self.histograms.set_scores(r.step, scores)
         self._settings_changed(self.cfg)
         return scores
@@ -196,7 +220,8 @@ class Dashboard:
         r = self.round
         self._refuse_unless(r is not None and r.stage == "classified",
                             "nothing scored to commit: press pilot, then score")  # fmt: skip
-        rounds.finish(self.state, self.cfg, r)
+        with atomic.all_or_nothing(self.state, r.step, "commit of step"):
+            rounds.finish(self.state, self.cfg, r)
         self.rounds.append(r)
         return r.commit_rollouts
 
@@ -208,6 +233,7 @@ class Dashboard:
         from pcbench.loop import close_batch, complete_step, max_rounds_reached, train_batch
 
         cfg, s = self.cfg, self.state
+        self._owed()
         self._refuse_unless(not (self.round and self.round.stage != "finished"),
                             f"{self._in_progress()} first")  # fmt: skip
         in_batch = self._in_batch()
@@ -215,16 +241,20 @@ class Dashboard:
                             f"the batch holds {in_batch} of {cfg.batch_prompts} prompts: pilot, "
                             "score and commit another round")  # fmt: skip
         step = s.step + 1
-        if in_batch < cfg.batch_prompts:
-            max_rounds_reached(s, cfg, step, in_batch)  # raises, or logs the partial batch
-        metrics = train_batch(s, cfg, step, close_batch(s, step, self.rounds))
+        try:
+            with atomic.all_or_nothing(s, step, "update of step"):
+                if in_batch < cfg.batch_prompts:
+                    max_rounds_reached(s, cfg, step, in_batch)  # raises, or logs the partial batch
+                metrics = train_batch(s, cfg, step, close_batch(s, step, self.rounds))
+        finally:
+            if s.step >= step or s.unfinished is not None:  # the update applied: rounds spent
+                self.rounds, self.round = [], None
         # time/step counts the stages' own seconds, not the pauses between presses: a virtual
         # start that many seconds ago (complete_step adds the evaluation on top).
         row = s.ledger.rows.get(step, {})
         spent = sum(row.get(f"time/{k}", 0.0) for k in ("generate", "score", "update", "sync"))
-        metrics, frames = complete_step(
-            s, cfg, step, metrics, self.run, time.perf_counter() - spent
-        )
+        s.unfinished.start = time.perf_counter() - spent
+        metrics, frames = complete_step(s, cfg, step, metrics, self.run, s.unfinished.start)
         self.rounds, self.round, self.last_frames = [], None, frames
         if "evals" in frames:
             self._add_eval(frames["evals"])
@@ -235,6 +265,7 @@ class Dashboard:
         from pcbench.loop import evaluate_step
 
         self._refuse_unless()
+        self._owed()  # evaluation changes no state: an interrupted one is simply pressed again
         evals, _ = evaluate_step(self.state, self.cfg, self.state.step)
         self._add_eval(evals)
         return evals
