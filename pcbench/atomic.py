@@ -28,7 +28,6 @@ marked broken and every later step refuses, naming the checkpoint to resume from
 
 from __future__ import annotations
 
-import copy
 import signal
 import threading
 from contextlib import contextmanager
@@ -70,10 +69,15 @@ class Snapshot:
     tokens_generated: int
 
 
+def _copied(state: dict) -> dict:
+    """A state_dict whose lists are copies (their items are immutable: ids, numbers)."""
+    return {k: list(v) if isinstance(v, list) else v for k, v in state.items()}
+
+
 def snapshot(s) -> Snapshot:
     return Snapshot(
         step=s.step,
-        stream=copy.deepcopy(s.stream.state_dict()),
+        stream=_copied(s.stream.state_dict()),
         buffer=s.buffer.state_dict(),
         prior=s.prior.state_dict(),
         ledger_rows={k: dict(v) for k, v in s.ledger.rows.items()},
@@ -90,7 +94,7 @@ def restore(s, before: Snapshot, step: int) -> tuple[int, int]:
     from collections import defaultdict
 
     s.step = before.step
-    s.stream.load_state_dict(copy.deepcopy(before.stream))
+    s.stream.load_state_dict(_copied(before.stream))
     s.buffer.load_state_dict(before.buffer)
     s.prior.load_state_dict(before.prior)
     s.ledger.rows = {k: defaultdict(float, v) for k, v in before.ledger_rows.items()}

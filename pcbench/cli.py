@@ -379,7 +379,9 @@ def quiet_libraries() -> None:
 
     os.environ.setdefault("PCBENCH_QUIET", "1")  # VLLMEngine: no weight-loading bar
     os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")  # c10 warnings (NUMA binding)
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+    # Set, not defaulted: a level inherited from a parent that made an engine (make_engine
+    # defaults it to WARNING) would let vLLM's start-up warnings through.
+    os.environ["VLLM_LOGGING_LEVEL"] = "ERROR"
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

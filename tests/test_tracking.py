@@ -77,6 +77,12 @@ def test_a_tracked_run_leaves_events_provenance_and_loadable_tables(tmp_path, ti
         assert globbed.height == run.read(kind).height > 0, kind
     ledger = pl.read_parquet(run.path / "ledger" / "*.parquet")
     assert set(COLUMNS) <= set(ledger.columns) and ledger["step"].to_list() == [0, 1, 2]
+    import pandas as pd  # pandas over the folder (pyarrow's dataset): the same rows and columns
+
+    for kind in LOGS:
+        frame = pd.read_parquet(run.path / kind)
+        assert (len(frame), set(frame.columns)) == (run.read(kind).height, set(
+            run.read(kind).columns)), kind  # fmt: skip
 
     # export: one file per table
     capsys.readouterr()
