@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from pcbench import accounting, atomic
 from pcbench.config import RunConfig
 from pcbench.ledger import CUMULATIVE
+from pcbench.memory import return_freed_memory
 from pcbench.rounds import PCRound, run_round
 from pcbench.schema import METRICS
 from pcbench.state import State
@@ -297,6 +298,7 @@ def complete_step(
     if u.evals is not None:
         frames["evals"] = u.evals
     s.pending, s.unfinished = {}, None
+    return_freed_memory()  # glibc keeps freed pages otherwise: +9% RSS over 200 steps
     return metrics, frames
 
 
