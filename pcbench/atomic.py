@@ -30,10 +30,13 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections import defaultdict
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import polars as pl
+
+from pcbench import accounting
 
 
 class BrokenStateError(RuntimeError):
@@ -51,7 +54,6 @@ class Unfinished:
     evals: pl.DataFrame | None = None
     evaluated: bool = False
     logged: bool = False
-    frames: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -91,8 +93,6 @@ def snapshot(s) -> Snapshot:
 def restore(s, before: Snapshot, step: int) -> tuple[int, int]:
     """Put `s` back to `before`, then count what the attempt paid for at `step`; returns the
     (rollouts, tokens) the engine generated during the attempt."""
-    from collections import defaultdict
-
     s.step = before.step
     s.stream.load_state_dict(_copied(before.stream))
     s.buffer.load_state_dict(before.buffer)
@@ -105,8 +105,6 @@ def restore(s, before: Snapshot, step: int) -> tuple[int, int]:
         s.engine.rollouts_generated - before.rollouts_generated,
         s.engine.tokens_generated - before.tokens_generated,
     )
-    from pcbench import accounting
-
     accounting.count_interrupted(s.ledger, step, *paid)
     return paid
 
