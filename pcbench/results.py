@@ -270,10 +270,13 @@ def format_table(table: pl.DataFrame, smooth: int, fmt: str = "table") -> str:
         if targets.height
         else "target: none (no GRPO run)"
     )
-    shown = shown.select(list(SHORT))  # every column stays in csv / json
+    # every column stays in csv / json; the text drops ratios whose baseline is absent (the
+    # demo has no paper-preset "pc" variant), which keeps the table within 120 characters
+    kept = [c for c in SHORT if c not in RATIOS or shown[c].null_count() < shown.height]
+    shown = shown.select(kept)
     cells = [[_cell(v, c) for v, c in zip(row, shown.columns, strict=True)]
              for row in shown.iter_rows()]  # fmt: skip
-    names = list(SHORT.values())
+    names = [SHORT[c] for c in kept]
     if fmt == "markdown":
         rows = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
         return head + "\n\n" + "\n".join(rows + ["| " + " | ".join(r) + " |" for r in cells])

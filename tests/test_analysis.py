@@ -99,6 +99,7 @@ def test_cli_compare_prints_the_table(runs, capsys):
     assert main(["compare", *[str(r.path) for r in runs]]) == 0
     out = capsys.readouterr().out
     assert "target accuracy: 0.6000 (seed 0)" in out and "×GRPO" in out
+    assert "×PC" not in out  # no paper-preset "pc" variant here: its all-empty column is left out
     assert max(len(line) for line in out.splitlines()) <= 120
     assert "900.0" not in out and " 900 " in out  # counts are integers
     # an unreached target reads "not reached"; csv and json keep every column, nulls empty
