@@ -88,3 +88,10 @@ def count_interrupted(ledger: Ledger, step: int, rollouts: int, tokens: int) -> 
     ledger.add(step, "interrupted")
     ledger.add(step, "rollout_stats/interrupted", rollouts)
     ledger.add(step, "token_stats/interrupted", tokens)
+
+
+def count_lost(ledger: Ledger, step: int, rollouts: int) -> None:
+    """Rollouts a replica was generating when it died (`pcbench.cluster.replicas`): paid for,
+    never returned; their share was generated again and counts as usual."""
+    if rollouts:
+        ledger.add(step, "rollout_stats/lost", rollouts)

@@ -229,6 +229,12 @@ class EngineConfig:
     # Largest mean |Δ logprob| on the self-check's probe that counts as synced; None: the
     # dtype's default (SYNC_TOLERANCE, measured by bench/sync_tolerance.py).
     sync_tolerance: float | None = None
+    # call: one seed per engine call reseeds the in-process sampler (a sample depends on the
+    # whole call; what every single-engine run so far used) | request: each request carries
+    # its own seed from (call seed, prompt, phase), so its samples do not depend on what else
+    # is in the call or on which replica runs it | auto: request with [cluster] engines > 1 or
+    # an address, else call. Exact resume needs the same seeding as the run started with.
+    seeding: str = "auto"
     # Any other `vllm.EngineArgs` field (max_num_seqs, tensor_parallel_size, enforce_eager,
     # enable_prefix_caching, ...): written straight into [engine], collected here by the TOML
     # reader, checked against EngineArgs and passed to `vllm.LLM` as is.
@@ -253,6 +259,12 @@ class EngineConfig:
             f"{sorted(self.vllm_args)}: remove them or use engine.kind = 'vllm'",
         )
         _check_owned_vllm_args(self.vllm_args)
+        _require(
+            self.seeding in SEEDINGS, f"engine.seeding = {self.seeding!r}: use one of {SEEDINGS}"
+        )
+
+
+SEEDINGS = ("auto", "call", "request")
 
 
 # The self-check's default tolerance per dtype: above the probe gap a good sync leaves (kernel and
@@ -371,6 +383,57 @@ class TrackingConfig:
         )
 
 
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Where engines, update and verifier run (`pcbench.cluster`, on Ray); may change on resume.
+
+    Left at its defaults everything runs in this process as it always has, and Ray is never
+    imported. Any of the settings below moves that part onto Ray actors."""
+
+    # "" (with the counts below at 1 / 0): no Ray | "local": start a Ray instance on this
+    # machine | "auto" or "ray://host:10001" (or host:port): join a running cluster
+    address: str = ""
+    engines: int = 1  # generation replicas, each a Ray actor with its own vLLM engine
+    engine_cpus: float = 1.0  # Ray resources per replica (CPU backend: its sampling threads)
+    engine_gpus: float = 0.0  # per replica: tensor_parallel_size x pipeline_parallel_size
+    train_workers: int = 1  # data-parallel update ranks; this process is rank 0
+    worker_cpus: float = 1.0
+    worker_gpus: float = 0.0  # 1 per rank on a GPU cluster (NCCL); 0: gloo on CPU
+    verifier_actors: int = 0  # 0: judge in this process; else Ray actors of [verify] workers each
+    verifier_cpus: float = 1.0  # Ray CPUs per verifier actor
+    collective_timeout_s: float = 300.0  # a rank silent this long fails the update loudly
+
+    def __post_init__(self):
+        _positive(self, "engines", "train_workers", "collective_timeout_s")
+        _require(self.verifier_actors >= 0, "cluster.verifier_actors must be >= 0")
+        for name in ("engine_cpus", "engine_gpus", "worker_cpus", "worker_gpus", "verifier_cpus"):
+            _require(getattr(self, name) >= 0, f"cluster.{name} = {getattr(self, name)}: >= 0")
+
+    @property
+    def uses_ray(self) -> bool:
+        return (
+            bool(self.address)
+            or self.engines > 1
+            or self.train_workers > 1
+            or (self.verifier_actors > 0)
+        )
+
+    def resources(self) -> dict[str, float]:
+        """Ray CPUs and GPUs the actors of this layout ask for in all."""
+        engines = self.engines if self.remote_engines else 0
+        ranks = self.train_workers - 1  # rank 0 is this process
+        return {
+            "CPU": engines * self.engine_cpus + ranks * self.worker_cpus
+            + self.verifier_actors * self.verifier_cpus,
+            "GPU": engines * self.engine_gpus + ranks * self.worker_gpus,
+        }  # fmt: skip
+
+    @property
+    def remote_engines(self) -> bool:
+        """Generation on Ray actors (a cluster address alone moves the engine there too)."""
+        return bool(self.address) or self.engines > 1
+
+
 STRATEGIES = ("pilot_commit", "grpo", "dapo")
 ON_MAX_ROUNDS = ("raise", "train_partial")
 SECTIONS = {
@@ -383,6 +446,7 @@ SECTIONS = {
     "engine": EngineConfig,
     "verify": VerifyConfig,
     "tracking": TrackingConfig,
+    "cluster": ClusterConfig,
 }
 
 
@@ -411,6 +475,7 @@ class RunConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     def __post_init__(self):
         _require(
@@ -432,6 +497,13 @@ class RunConfig:
             f"commit.n_reuse = {n_reuse} > pilot.n_pilot = {self.pilot.n_pilot}: "
             "reuse at most the pilot rollouts there are",
         )
+
+    @property
+    def seeding(self) -> str:
+        """engine.seeding with `auto` resolved: per request on replicas, per call otherwise."""
+        if self.engine.seeding != "auto":
+            return self.engine.seeding
+        return "request" if self.cluster.remote_engines else "call"
 
     @property
     def group_size(self) -> int:

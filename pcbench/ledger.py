@@ -5,6 +5,8 @@ Names follow the official recipe's metric groups so the two logs line up:
     rollout_stats/{pilot,commit,grpo,dapo}   rollouts generated, by phase
     rollout_stats/interrupted                rollouts an undone (interrupted) attempt generated
     rollout_stats/trained                    rollouts in the trained batch
+    rollout_stats/lost                       rollouts a dead engine replica was generating
+                                             (regenerated elsewhere; tokens unknown, uncounted)
     token_stats/{pilot,commit,grpo,dapo,interrupted}   completion tokens generated, by phase
     filtering_stats/{seen,kept,too_easy,too_hard,evict_marked,evicted}   prompts (PC)
     filtering_stats/{dapo_kept,dapo_discarded,dapo_surplus}             groups (DAPO)
@@ -29,11 +31,12 @@ GENERATING_PHASES = ("pilot", "commit", "grpo", "dapo")
 # What the cumulative cost sums: the phases, plus what an undone attempt generated (paid for,
 # never trained on; pcbench.atomic).
 PAID = (*GENERATING_PHASES, "interrupted")
+PAID_ROLLOUTS = (*PAID, "lost")  # a dead replica's rollouts: paid, their tokens unknown
 CUMULATIVE = ("cumulative/rollouts", "cumulative/tokens", "cumulative/seconds")
 # Every name pcbench counts, so that each step's ledger part has the same columns (0 where a
 # step counted nothing) and `pl.read_parquet("runs/x/ledger/*.parquet")` reads a whole run.
 COLUMNS = (
-    *(f"rollout_stats/{p}" for p in (*PAID, "trained")),
+    *(f"rollout_stats/{p}" for p in (*PAID_ROLLOUTS, "trained")),
     *(f"token_stats/{p}" for p in PAID),
     *(f"filtering_stats/{n}" for n in (
         "seen", "kept", "too_easy", "too_hard", "evict_marked", "evicted", "trained_prompts",
@@ -103,7 +106,7 @@ class Ledger:
     def generated(self, step: int) -> tuple[float, float]:
         """(rollouts, tokens) generated for training at `step` (interrupted attempts included)."""
         row = self.rows.get(step, {})
-        rollouts = sum(row.get(f"rollout_stats/{p}", 0.0) for p in PAID)
+        rollouts = sum(row.get(f"rollout_stats/{p}", 0.0) for p in PAID_ROLLOUTS)
         tokens = sum(row.get(f"token_stats/{p}", 0.0) for p in PAID)
         return rollouts, tokens
 

@@ -171,6 +171,11 @@ class Policy:
             self.optimizer, lambda s: min(1.0, (s + 1) / warmup)
         )
         self.version = 0
+        self.state_loads = 0  # load_state_dict calls: a data-parallel group resends the state
+        # Data parallelism ([cluster] train_workers > 1, pcbench.cluster.trainer): sums the
+        # ranks' gradients before clipping; None in one process. `data_parallel` runs update().
+        self.reduce_gradients = None
+        self.data_parallel = None
 
     def logprobs(self, batch: TokenBatch) -> torch.Tensor:
         """(B, T) log p(x_t | x_<t) for completion tokens, 0 elsewhere (teacher-forced)."""
@@ -194,6 +199,8 @@ class Policy:
             for p, m in zip(self.model.parameters(), self.masters, strict=True):
                 m.grad = None if p.grad is None else p.grad.float()
                 p.grad = None
+        if self.reduce_gradients is not None:  # every rank then holds the summed gradient
+            self.reduce_gradients(self.masters)
         norm = torch.nn.utils.clip_grad_norm_(self.masters, self.update.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
@@ -249,6 +256,7 @@ class Policy:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.version = state["version"]
+        self.state_loads += 1
 
     def save(self, out_dir: str | Path) -> Path:
         """A loadable model directory (HF weights and tokenizer) plus the rest of the state

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from pcbench.ledger import PAID
+from pcbench.ledger import PAID_ROLLOUTS
 from pcbench.pilots import pilot_for
 from pcbench.run import Run
 
@@ -27,7 +27,7 @@ def ledger_violations(run: Run) -> list[str]:
     n, B, out = cfg.group_size, cfg.batch_prompts, []
     if ledger.height != cfg.steps:
         out.append(f"{ledger.height} ledger rows for {cfg.steps} steps")
-    generated = sum(col(f"rollout_stats/{p}") for p in PAID)
+    generated = sum(col(f"rollout_stats/{p}") for p in PAID_ROLLOUTS)
     if not (ledger["cumulative/rollouts"] == generated.cum_sum()).all():
         out.append("cumulative rollouts are not the sum of generated rollouts")
     partial = "partial_batch" in ledger.columns and (ledger["partial_batch"] > 0).any()

@@ -30,7 +30,7 @@ from pcbench.config import ConfigError, RunConfig, from_dict
 
 LOGS = ("rollouts", "scores", "evals", "metrics", "ledger")
 # Keys (or whole sections) that may change on --resume: they do not change what a run computes.
-RESUMABLE_CHANGES = {"steps", "checkpoint_every", "keep_checkpoints", "tracking"}
+RESUMABLE_CHANGES = {"steps", "checkpoint_every", "keep_checkpoints", "tracking", "cluster"}
 
 
 class RunExistsError(FileExistsError):
@@ -162,9 +162,16 @@ class Run:
                 )
             # Read back through the config class: a run made before an option existed gets its
             # default, so adding an option to pcbench does not block resuming older runs.
-            old = json.loads(json.dumps(from_dict(_config_values(before), saved=True).to_dict()))
+            old_cfg = from_dict(_config_values(before), saved=True)
+            old = json.loads(json.dumps(old_cfg.to_dict()))
             new = json.loads(json.dumps(cfg.to_dict()))
-            if changed := _diff(old, new):
+            changed = _diff(old, new)
+            if old_cfg.seeding != cfg.seeding:  # [cluster] may change, the samples may not
+                changed.append(
+                    f"engine.seeding resolves to {cfg.seeding!r}, the run used "
+                    f"{old_cfg.seeding!r} (set engine.seeding = {old_cfg.seeding!r})"
+                )
+            if changed:
                 raise ConfigError(
                     f"--resume of {path} with a different config ({'; '.join(changed)}); only "
                     f"{sorted(RESUMABLE_CHANGES)} may change: resume without those --set values"

