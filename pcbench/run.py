@@ -328,6 +328,9 @@ class Run:
             reference_path=cfg.model if cfg.update.kl_coef > 0 else None,
         )  # fmt: skip
         s.engine.load_weights(s.policy)
+        from pcbench.state import with_data_parallel
+
+        with_data_parallel(s.policy, cfg)  # a new group around the restored policy
         buffer = json.loads((ckpt / "buffer" / "buffer.json").read_text())
         s.buffer = PilotBuffer(buffer["max_staleness"])
         s.buffer.load_state_dict(

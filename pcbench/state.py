@@ -147,6 +147,14 @@ def make_engine(
     return engine
 
 
+def with_data_parallel(policy: Policy, cfg: RunConfig) -> None:
+    """[cluster] train_workers > 1: ranks 1.. on Ray around `policy`, which is rank 0."""
+    if cfg.cluster.train_workers > 1:
+        from pcbench.cluster.trainer import DataParallel
+
+        policy.data_parallel = DataParallel(policy, cfg)
+
+
 def _require_vllm_for_replicas(ec: EngineConfig) -> None:
     if ec.kind != "vllm":
         raise ConfigError(
@@ -187,10 +195,7 @@ def setup(cfg: RunConfig, *, verifier=None, with_policy: bool = True) -> State:
     engine.sync_tolerance = sync_tolerance(ec)
     if policy is not None:
         engine.load_weights(policy, check=True)  # a reused engine may hold another run's weights
-        if cfg.cluster.train_workers > 1:  # ranks 1.. on Ray; this process's policy is rank 0
-            from pcbench.cluster.trainer import DataParallel
-
-            policy.data_parallel = DataParallel(policy, cfg)
+        with_data_parallel(policy, cfg)
     if verifier is None:
         cc = cfg.cluster
         verifier = Verifier.from_config(cfg.verify, actors=cc.verifier_actors,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import polars as pl
@@ -73,6 +74,29 @@ class _RotaryReloadNoise(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "RotaryEmbedding: Failed to load weights" not in record.getMessage()
+
+
+@contextmanager
+def _ray_hidden(engine_args: dict):
+    """Import vLLM as if Ray were not installed, unless it is already imported or asked for.
+
+    vLLM imports Ray whenever it is installed (its Ray executor, `v1.executor.ray_utils`):
+    2.3 s of start-up on 2 CPU cores. An engine in this process (uni or mp executor) never
+    uses it, so without [cluster] pcbench starts as fast as before Ray was a dependency. A
+    replica in a Ray actor has Ray imported already and is untouched; `import ray` afterwards
+    (pcbench.cluster) finds the real package.
+    """
+    import sys
+
+    if "ray" in sys.modules or engine_args.get("distributed_executor_backend") == "ray":
+        yield
+        return
+    sys.modules["ray"] = None  # `import ray` raises ImportError, which vLLM handles
+    try:
+        yield
+    finally:
+        if sys.modules.get("ray", 0) is None:
+            del sys.modules["ray"]
 
 
 class WeightSyncError(RuntimeError):
@@ -130,6 +154,22 @@ class VLLMEngine:
         docstring)."""
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in this process
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(int(cpu_kv_cache_gb)))  # whole GiB
+        with _ray_hidden(engine_args or {}):  # vLLM also looks for Ray while making the engine
+            self._make(model_path, dtype, max_model_len, seed, gpu_memory_utilization,
+                       enable_sleep_mode, engine_args, seeding)  # fmt: skip
+        self.tokenizer = self.llm.get_tokenizer()
+        self.max_model_len, self.sync_tolerance = max_model_len, sync_tolerance
+        self.policy_version = 0
+        # Every completion this engine returned, and its tokens: what was paid for, which a step
+        # interrupted after generating still counts (pcbench.atomic).
+        self.rollouts_generated, self.tokens_generated = 0, 0
+        # The probe costs a generate call and a policy forward (~0.2 s on 2 CPU cores, 6% of a
+        # tiny-default step). A failed reload is systematic, so the first sync is always checked
+        # and then every `sync_check_every`-th one.
+        self.sync_check_every, self.syncs = sync_check_every, 0
+
+    def _make(self, model_path, dtype, max_model_len, seed, gpu_memory_utilization,
+              enable_sleep_mode, engine_args, seeding) -> None:  # fmt: skip
         from vllm import LLM
         from vllm.platforms import current_platform
 
@@ -155,16 +195,6 @@ class VLLMEngine:
             model=model_path, dtype=dtype, seed=seed, max_model_len=max_model_len,
             **(quiet | kwargs),
         )  # fmt: skip
-        self.tokenizer = self.llm.get_tokenizer()
-        self.max_model_len, self.sync_tolerance = max_model_len, sync_tolerance
-        self.policy_version = 0
-        # Every completion this engine returned, and its tokens: what was paid for, which a step
-        # interrupted after generating still counts (pcbench.atomic).
-        self.rollouts_generated, self.tokens_generated = 0, 0
-        # The probe costs a generate call and a policy forward (~0.2 s on 2 CPU cores, 6% of a
-        # tiny-default step). A failed reload is systematic, so the first sync is always checked
-        # and then every `sync_check_every`-th one.
-        self.sync_check_every, self.syncs = sync_check_every, 0
 
     def validate(self, requests: pl.DataFrame) -> list[list[int]]:
         return validate_requests(requests, self.tokenizer, self.max_model_len)
