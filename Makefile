@@ -64,6 +64,7 @@ bench: $(STAMP)
 	$(PY) bench/logprobs.py --write $(RESULTS)
 	$(PY) bench/sync_tolerance.py --write $(RESULTS)
 	$(PY) bench/leak.py --write $(RESULTS)
+	$(PY) bench/cluster.py --write docs/SCALING.md
 
 # The multi-seed experiments of docs/RESULTS.md (runs under runs/results/, reused when done).
 SEEDS ?= 0 1 2

@@ -234,7 +234,7 @@ class EngineConfig:
     # its own seed from (call seed, prompt, phase), so its samples do not depend on what else
     # is in the call or on which replica runs it | auto: request with [cluster] engines > 1 or
     # an address, else call. Exact resume needs the same seeding as the run started with.
-    seeding: str = "auto"
+    seeding: str = "auto"  # call | request | auto (request on [cluster] replicas, else call)
     # Any other `vllm.EngineArgs` field (max_num_seqs, tensor_parallel_size, enforce_eager,
     # enable_prefix_caching, ...): written straight into [engine], collected here by the TOML
     # reader, checked against EngineArgs and passed to `vllm.LLM` as is.
@@ -392,12 +392,12 @@ class ClusterConfig:
 
     # "" (with the counts below at 1 / 0): no Ray | "local": start a Ray instance on this
     # machine | "auto" or "ray://host:10001" (or host:port): join a running cluster
-    address: str = ""
+    address: str = ""  # "" (no Ray unless asked below) | local | auto | ray://head:10001
     engines: int = 1  # generation replicas, each a Ray actor with its own vLLM engine
     engine_cpus: float = 1.0  # Ray resources per replica (CPU backend: its sampling threads)
     engine_gpus: float = 0.0  # per replica: tensor_parallel_size x pipeline_parallel_size
     train_workers: int = 1  # data-parallel update ranks; this process is rank 0
-    worker_cpus: float = 1.0
+    worker_cpus: float = 1.0  # Ray CPUs per data-parallel rank
     worker_gpus: float = 0.0  # 1 per rank on a GPU cluster (NCCL); 0: gloo on CPU
     verifier_actors: int = 0  # 0: judge in this process; else Ray actors of [verify] workers each
     verifier_cpus: float = 1.0  # Ray CPUs per verifier actor
