@@ -4,16 +4,18 @@ cost of the Ray-free default path (start-up and step time, with Ray installed or
     .venv/bin/python bench/cluster.py [--rounds 4] [--write docs/SCALING.md]
 
 Generation: the embedded default's round (24 fresh prompts x 4 pilot rollouts + 8 x 12 commit
-rollouts, max 64 tokens, T = 1) repeated `rounds` times with the same seeds through (a) the
-in-process request-seeded VLLMEngine, (b) one replica on Ray, (c) two replicas on Ray; each
-replica asks Ray for 1 CPU. (b) - (a) is what Ray adds per round (dispatch, the frames'
-serialisation, the merge). On 2 shared cores two replicas can at best share what one engine
-already used, so (c) says what the machinery costs here, not what a second node gives.
+rollouts, max 64 tokens, T = 1) repeated `rounds` times with the same seeds through two
+replicas of 1 CPU each, one replica of 2 CPUs, one of 1 CPU (Ray actors; on a Ray instance
+started here each replica's threads are bound to its own cores), and the in-process
+request-seeded VLLMEngine. One replica of 2 CPUs against the in-process engine is what Ray adds
+per round (dispatch, the frames' serialisation, the merge). On 2 cores two replicas share what
+one engine already used, so that row says what the machinery costs here, not what a second
+node gives.
 
 Default path: a fresh process's `open_run` (imports, vLLM, policy, verifier) and 3 training
-steps of the embedded default, with Ray installed (pcbench hides it from vLLM) and with Ray
-made unimportable (the state before Ray was a dependency). Run it with nothing else on the
-cores.
+steps of the embedded default, for this checkout with Ray installed (pcbench hides it from
+vLLM) and for the commit before [cluster] existed (`--before`, a git worktree) with Ray made
+unimportable. Run it with nothing else on the cores.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ DEFAULT_PATH = """
 import sys, time, json
 {block}
 t0 = time.perf_counter()
+import pcbench
 from pcbench.config import load_config
 from pcbench.loop import initial_eval, train_step
 from pcbench.run import open_run
@@ -51,8 +54,8 @@ start = time.perf_counter() - t0
 t1 = time.perf_counter()
 for _ in range(3):
     train_step(s, cfg, run)
-print(json.dumps({{"start": start, "step": (time.perf_counter() - t1) / 3,
-                  "ray": "ray" in sys.modules}}))
+print(json.dumps({{"start": start, "step": (time.perf_counter() - t1) / 3, "at": pcbench.__file__,
+                  "ray": sys.modules.get("ray") is not None}}))
 """
 
 
@@ -81,48 +84,66 @@ def generation(rounds: int) -> list[dict]:
     from pcbench.engines import VLLMEngine
 
     cfg = load_config(CONFIG)
-    reqs, ec, rows = round_requests(cfg), cfg.engine, []
+    reqs, ec, rows, frames = round_requests(cfg), cfg.engine, [], []
+    # Replicas first, each layout shut down before the next: an in-process engine's threads,
+    # bound to every core, slowed two replicas 5x while it merely existed.
+    for n, cpus in ((2, 1), (1, 2), (1, 1)):
+        layout = ClusterConfig(engines=n, engine_cpus=cpus)
+        engine = ReplicatedEngine(str(ROOT / cfg.model), ec, layout, seed=0)
+        seconds, total, last = time_rounds(engine, reqs, cfg, rounds)
+        frames.append(last)
+        rows.append({"engine": f"{n} replica{'s' * (n > 1)} x {cpus} CPU on Ray",
+                     "s/round": seconds, "rollouts/s": total / rounds / seconds})  # fmt: skip
+        engine.shutdown()
     local = VLLMEngine(
         str(ROOT / cfg.model), dtype=ec.dtype, max_model_len=ec.max_model_len,
         engine_args=ec.vllm_args, seeding="request",
     )  # fmt: skip
     seconds, total, reference = time_rounds(local, reqs, cfg, rounds)
     rows.append({"engine": "in process (request seeds)", "s/round": seconds,
-                 "rollouts/s": total / rounds / seconds, "same rollouts": "—"})  # fmt: skip
-    for n in (1, 2):
-        engine = ReplicatedEngine(str(ROOT / cfg.model), ec, ClusterConfig(engines=n), seed=0)
-        seconds, total, last = time_rounds(engine, reqs, cfg, rounds)
-        same = last.drop("logprobs").equals(reference.drop("logprobs"))
-        rows.append({"engine": f"{n} replica{'s' * (n > 1)} on Ray", "s/round": seconds,
-                     "rollouts/s": total / rounds / seconds, "same rollouts": str(same)})  # fmt: skip
-        engine.shutdown()
+                 "rollouts/s": total / rounds / seconds})  # fmt: skip
+    for row, frame in zip(rows, frames, strict=False):
+        row["same rollouts"] = str(frame.drop("logprobs").equals(reference.drop("logprobs")))
+    rows[-1]["same rollouts"] = "—"
     return rows
 
 
-def default_path(tmp: Path) -> list[dict]:
-    rows = []
-    for label, block in (
-        ("Ray installed (hidden from vLLM)", ""),
-        ("Ray not importable (before)", "sys.modules['ray'] = None"),
-    ):
-        code = DEFAULT_PATH.format(block=block, config=str(CONFIG), root=str(tmp / label[:3]))
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             cwd=ROOT, check=True)  # fmt: skip
-        found = json.loads(out.stdout.strip().splitlines()[-1])
-        rows.append({"default path": label, "start-up s": found["start"],
-                     "s/step": found["step"], "ray imported": str(found["ray"])})  # fmt: skip
-    return rows
+def default_path(tmp: Path, before: str) -> list[dict]:
+    """This checkout with Ray installed, and commit `before` (a worktree) with Ray unimportable."""
+    worktree = tmp / "before"
+    subprocess.run(["git", "worktree", "add", "--detach", str(worktree), before], cwd=ROOT,
+                   check=True, capture_output=True)  # fmt: skip
+    old = f"sys.path.insert(0, {str(worktree)!r}); sys.modules['ray'] = None"
+    try:
+        now = _default_path_row(tmp / "now", "this checkout, Ray installed", "")
+        then = _default_path_row(tmp / "then", f"{before}, no Ray (before)", old)
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=ROOT,
+                       check=False, capture_output=True)  # fmt: skip
+    if not then.pop("at").startswith(str(worktree)) or now.pop("at").startswith(str(worktree)):
+        raise RuntimeError("the two rows did not import the pcbench they name")
+    return [now, then]
+
+
+def _default_path_row(root: Path, label: str, block: str) -> dict:
+    code = DEFAULT_PATH.format(block=block, config=str(CONFIG), root=str(root))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, check=True)  # fmt: skip
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    return {"default path": label, "start-up s": found["start"], "s/step": found["step"],
+            "ray imported": str(found["ray"]), "at": found["at"]}  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--write", default=None, help="Markdown file to put the tables in")
+    parser.add_argument("--before", default="30544da", help="a commit before [cluster] existed")
     args = parser.parse_args()
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = pl.DataFrame(default_path(Path(tmp)))
+        path = pl.DataFrame(default_path(Path(tmp), args.before))
     gen = pl.DataFrame(generation(args.rounds))
     with pl.Config(tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True,
                    float_precision=2, tbl_width_chars=120):  # fmt: skip

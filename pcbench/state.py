@@ -111,7 +111,9 @@ def make_engine(
         ec.device,
         repr(sorted(ec.vllm_args.items())),
         seeding,
-        repr(cluster) if remote else None,
+        (cluster.address, cluster.engines, cluster.engine_cpus, cluster.engine_gpus)
+        if remote
+        else None,  # the replicas' layout; ranks and verifier actors do not change them
     )
     if key in _ENGINES:
         return _ENGINES[key]

@@ -224,12 +224,34 @@ def test_a_sync_reaches_every_replica_and_a_wrong_or_stale_replica_fails(ray_loc
     )
     with pytest.raises(StaleReplicaError, match="version 6"):
         engine.generate(reqs, SamplingConfig(max_tokens=8), step=1, round=1, seed=3)
-    engine.load_weights(Policy(TINY_POLICY), check=True)
-    engine.shutdown()
-    from pcbench.state import _ENGINES
+    engine.load_weights(Policy(TINY_POLICY), check=True)  # the next test reuses the replicas
 
-    for key in [k for k, e in _ENGINES.items() if e is engine]:
-        del _ENGINES[key]
+
+@pytest.mark.slow
+def test_the_dashboard_steps_a_cluster_state_like_the_loop(ray_local, verifier):
+    """A step pressed by hand on the dashboard over two replicas and two ranks makes the
+    frames and weights the loop's step makes on the same layout."""
+    from pcbench.loop import train_step
+    from pcbench.state import setup
+    from pcbench.widgets import Dashboard
+
+    cfg = cfg_for("board", 1, "cluster.engines=2", "cluster.train_workers=2")
+    loop = setup(cfg, verifier=verifier)
+    frames = train_step(loop, cfg)[1]
+    weights = {k: v.clone() for k, v in loop.policy.named_weights()}
+    loop.policy.data_parallel.shutdown()  # its rank's CPU share goes to the next group
+    hand = setup(cfg, verifier=verifier)
+    assert hand.engine is loop.engine and hand.policy.data_parallel is not None
+    board = Dashboard(hand, cfg)
+    while board._in_batch() < cfg.batch_prompts:
+        for name in ("pilot", "score", "commit"):
+            board._actions[name]()
+    board._actions["update"]()
+    assert hand.step == 1 and board.last_frames["rollouts"].equals(frames["rollouts"])
+    for k, v in hand.policy.named_weights():
+        assert torch.equal(v, weights[k]), k
+    hand.policy.data_parallel.shutdown()
+    _shutdown_engine(hand)
 
 
 def _rollouts(tiny_engine, verifier, n_prompts=6):
@@ -385,30 +407,3 @@ def test_pcbench_run_joins_a_running_cluster(ray_local, tmp_path):
         capture_output=True, text=True, cwd=ROOT, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 2 and "engines x engine_cpus" in proc.stdout + proc.stderr
-
-
-@pytest.mark.slow
-def test_the_dashboard_steps_a_cluster_state_like_the_loop(ray_local, verifier):
-    """A step pressed by hand on the dashboard over two replicas and two ranks makes the
-    frames and weights the loop's step makes on the same layout."""
-    from pcbench.loop import train_step
-    from pcbench.state import setup
-    from pcbench.widgets import Dashboard
-
-    cfg = cfg_for("board", 1, "cluster.engines=2", "cluster.train_workers=2")
-    loop = setup(cfg, verifier=verifier)
-    frames = train_step(loop, cfg)[1]
-    weights = {k: v.clone() for k, v in loop.policy.named_weights()}
-    loop.policy.data_parallel.shutdown()  # its rank's CPU share goes to the next group
-    hand = setup(cfg, verifier=verifier)
-    assert hand.engine is loop.engine and hand.policy.data_parallel is not None
-    board = Dashboard(hand, cfg)
-    while board._in_batch() < cfg.batch_prompts:
-        for name in ("pilot", "score", "commit"):
-            board._actions[name]()
-    board._actions["update"]()
-    assert hand.step == 1 and board.last_frames["rollouts"].equals(frames["rollouts"])
-    for k, v in hand.policy.named_weights():
-        assert torch.equal(v, weights[k]), k
-    hand.policy.data_parallel.shutdown()
-    _shutdown_engine(hand)

@@ -56,6 +56,18 @@ def expected_costs(
     return [k * (p + c) for k, p, c in zip(n, prompt_tokens, completion_tokens, strict=True)]
 
 
+def cpu_binding(cc: ClusterConfig, replica: int) -> dict[str, str]:
+    """On a Ray instance started here for CPU replicas, replica i's sampling threads on cores
+    of its own. vLLM's CPU backend binds its threads to every core by default, so two replicas
+    on one machine would spin on the same cores (3.5x slower than one engine on 2 cores,
+    bench/cluster.py). On a cluster the nodes' cores are not known here: vLLM's default."""
+    cores, per = os.cpu_count() or 1, max(1, int(cc.engine_cpus))
+    if cc.engine_gpus or cc.address not in ("", "local") or cc.engines * per > cores:
+        return {}
+    first = replica * per
+    return {"VLLM_CPU_OMP_THREADS_BIND": f"{first}-{first + per - 1}" if per > 1 else str(first)}
+
+
 def wait_restarted(actor, timeout_s: float = 600.0) -> dict:
     """The actor's `info()` once Ray has restarted it (a restart re-runs its __init__: for a
     replica, loading vLLM, ~20-30 s on CPU); raises after `timeout_s`."""
@@ -131,7 +143,9 @@ class ReplicatedEngine:
         actor = ray.remote(EngineReplica).options(
             num_cpus=cc.engine_cpus, num_gpus=cc.engine_gpus, max_restarts=-1, max_task_retries=0
         )
-        self.replicas = [actor.remote(model, kwargs, env) for _ in range(cc.engines)]
+        self.replicas = [
+            actor.remote(model, kwargs, env | cpu_binding(cc, i)) for i in range(cc.engines)
+        ]
         self.pids = [info["pid"] for info in ray.get([r.info.remote() for r in self.replicas])]
         self.policy_version, self.syncs = 0, 0
         self.sync_check_every, self.sync_tolerance = ec.sync_check_every, 1e-3
