@@ -1,0 +1,123 @@
+"""The peers' selection and allocation rules (pcbench.algos.greso, .mopps, .knapsack), by hand
+and against brute force; the rules as their public code has them (docstrings)."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from pcbench.algos import greso, knapsack, mopps
+
+# ---- GRESO -----------------------------------------------------------------------------------
+
+
+def test_greso_skips_by_the_trailing_streak_of_zero_variance_groups():
+    assert greso.skip_probability([], 0.5, 0.5) == 0.0  # never rolled out: never skipped
+    assert greso.skip_probability([0.5, 1.0, 1.0], 0.5, 0.5) == pytest.approx(1 - 0.5**2)
+    assert greso.skip_probability([1.0] * 7, 0.5, 0.5) == pytest.approx(0.99)  # 0.5^7 < floor
+    assert greso.skip_probability([0.0, 0.0], 0.5, 0.8) == pytest.approx(1 - 0.8**2)
+    assert greso.skip_probability([1.0, 0.5], 0.5, 0.5) == 0.0  # the latest group varied
+    assert greso.skip_probability([1.0, 1.0, 0.0], 0.5, 0.7) == pytest.approx(0.3)  # streak of 1
+    assert greso.trailing_run([1, 0, 1, 1], lambda r: r >= 1) == 2
+
+
+def test_greso_moves_p_by_a_hundredth_toward_its_target_share_within_bounds():
+    assert greso.TARGET_EASY == pytest.approx(0.25 / 3)
+    assert greso.TARGET_HARD == pytest.approx(0.25 * 2 / 3)
+    assert greso.adapt(0.5, 0.10, greso.TARGET_EASY) == pytest.approx(0.49)  # over: skip more
+    assert greso.adapt(0.5, 0.00, greso.TARGET_EASY) == pytest.approx(0.51)  # under: skip less
+    assert greso.adapt(0.05, 0.5, 0.08) == 0.05 and greso.adapt(0.95, 0.0, 0.08) == 0.95
+
+
+def test_greso_sizes_the_next_round_from_the_last_rounds_zero_variance_share():
+    # 64 rollouts missing, half the groups zero-variance, n 8: 64 / 0.5 / 8 x 1.25 = 20 prompts
+    assert greso.next_round(64, 0.5, 8, round_prompts=24, min_prompts=4) == (20, True)
+    assert greso.next_round(400, 0.5, 8, 24, 4) == (24, False)  # 125 wanted: the largest round
+    assert greso.next_round(4, 0.0, 8, 24, 4) == (4, True)  # 0 wanted: the smallest
+    assert greso.next_round(64, 1.0, 8, 24, 4) == (24, False)  # all zero-variance: no division
+
+
+# ---- MoPPS -----------------------------------------------------------------------------------
+
+# Posteriors so sharp that their Thompson draws are known to +-0.02: ~1, ~0.1, 0.5, 0.35.
+SHARP = (np.array([1000.0, 100.0, 500.0, 350.0]), np.array([1.0, 900.0, 500.0, 650.0]))
+
+
+def test_mopps_keeps_the_draws_nearest_one_half_or_inside_the_band():
+    rng = np.random.default_rng(0)
+    assert mopps.select(*SHARP, 2, rng).tolist() == [2, 3]
+    assert mopps.select(*SHARP, 1, rng).tolist() == [2]
+    assert sorted(mopps.select(*SHARP, 2, rng, band=mopps.BAND).tolist()) == [2, 3]
+    # fewer than 3 inside [0.3, 0.7]: both, then the nearest outside (0.1 is 0.2 away, 1 is 0.3)
+    assert mopps.select(*SHARP, 3, rng, band=mopps.BAND).tolist() == [2, 3, 1]
+    with pytest.raises(ValueError, match="keep 5 of 4"):
+        mopps.select(*SHARP, 5, rng)
+
+
+def test_mopps_selection_is_reproducible_and_unseen_prompts_draw_uniformly():
+    flat = np.ones(1000), np.ones(1000)
+    a = mopps.select(*flat, 10, np.random.default_rng(3))
+    assert a.tolist() == mopps.select(*flat, 10, np.random.default_rng(3)).tolist()
+    draws = np.random.default_rng(3).beta(*flat)
+    assert np.abs(draws[a] - 0.5).max() < 0.01  # the 10 of 1,000 uniform draws nearest 0.5
+
+
+def test_mopps_posterior_update_with_and_without_decay():
+    alpha, beta = mopps.update([1, 2], [1, 3], successes=[3, 0], n=[4, 4])
+    assert alpha.tolist() == [4, 2] and beta.tolist() == [2, 7]
+    alpha, beta = mopps.update([1, 2], [1, 3], successes=[3, 0], n=[4, 4], lam=0.5)
+    assert alpha.tolist() == [4, 1.5] and beta.tolist() == [2, 6]
+
+
+# ---- Knapsack-RL -----------------------------------------------------------------------------
+
+
+def test_knapsack_value_and_cost_by_hand():
+    assert knapsack.value(0.5, 2) == pytest.approx(0.5 * 0.5 * 0.25)
+    assert knapsack.value(0.0, 8) == 0 and knapsack.value(1.0, 8) == 0
+    assert knapsack.cost(0.5) == pytest.approx(math.log(0.1) / math.log(0.5))  # 3.32
+    assert knapsack.cost(0.0) == math.inf and knapsack.cost(1.0) == 0
+
+
+def _brute_force(ps, budget, min_n, max_extra):
+    """The best objective over every assignment of extras with the largest fillable total."""
+    best = {}
+    for ks in itertools.product(range(max_extra + 1), repeat=len(ps)):
+        if sum(ks) <= budget:
+            score = sum(
+                knapsack.value(p, min_n + k) if k else 0.0 for p, k in zip(ps, ks, strict=True)
+            )
+            best[sum(ks)] = max(best.get(sum(ks), -1.0), score)
+    return best[max(best)]
+
+
+@pytest.mark.parametrize(
+    "ps, budget, max_extra",
+    [([0.3, 0.5, 0.8], 7, 4), ([0.1, 0.9], 3, 5), ([0.5, 0.5, 0.5], 5, 2),
+     ([0.2, 0.4, 0.6, 0.7], 9, 3), ([0.05], 10, 4)],
+)  # fmt: skip
+def test_knapsack_dp_matches_brute_force(ps, budget, max_extra):
+    extras = knapsack.solve(ps, budget, 2, max_extra)
+    fillable = min(budget, len(ps) * max_extra)
+    assert sum(extras) == budget  # spent: exactly where possible, the rest spread evenly
+    if fillable == budget:
+        assert all(0 <= k <= max_extra for k in extras)
+        score = sum(knapsack.value(p, 2 + k) if k else 0.0 for p, k in zip(ps, extras, strict=True))
+        assert score == pytest.approx(_brute_force(ps, budget, 2, max_extra))
+
+
+def test_knapsack_allocation_by_hand():
+    # unknown 8, p=0 2, p=1 2, p=0.5 2: 14 of 32. The p=0.5 prompt's cost cap is int(3.32) = 3
+    # < 18 left, so 15 go to the p=0 prompt and the DP spends 3 on the informative one.
+    assert knapsack.allocate([None, 0.0, 1.0, 0.5], 8) == [8, 17, 2, 5]
+    assert knapsack.allocate([None, 1.0], 8) == [8, 8]  # nothing informative, no p=0: n each
+    assert knapsack.allocate([0.0, 0.0, 1.0], 4) == [5, 5, 2]  # the rest to the p=0 prompts
+    # no p=0 prompt: the excess over the cap (int 3.32 + int 6.46 + int 21.85 = 30 of 42 left)
+    # goes to the unknown one; the DP spends exactly 30 on the three informative ones
+    counts = knapsack.allocate([0.5, 0.3, None, 0.9], 16)
+    assert (
+        counts[2] == 16 + 42 - 30 and sum(counts) == 64 and counts[0] + counts[1] + counts[3] == 36
+    )
+    with pytest.raises(ValueError, match="below the base"):
+        knapsack.allocate([None, None], 8, budget=10)
