@@ -23,8 +23,13 @@ def hf_policy():
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def vllm_policy(tiny_engine):
+    """The session engine with the shipped weights: a test run earlier in the session (in
+    another order than CI's) may have left it holding a trained policy's."""
+    from pcbench.policy import Policy
+
+    tiny_engine.load_weights(Policy(TINY_POLICY))
     return tiny_engine.llm
 
 
