@@ -69,7 +69,7 @@ class Snapshot:
     policy_version: int | None
     rollouts_generated: int
     tokens_generated: int
-    rollouts_lost: int  # with died replicas (pcbench.cluster.replicas)
+    rollouts_lost: int  # died with an engine replica (pcbench.cluster.replicas)
 
 
 def _copied(state: dict) -> dict:
@@ -88,13 +88,8 @@ def snapshot(s) -> Snapshot:
         policy_version=None if s.policy is None else s.policy.version,
         rollouts_generated=s.engine.rollouts_generated,
         tokens_generated=s.engine.tokens_generated,
-        rollouts_lost=lost_rollouts(s.engine),
+        rollouts_lost=s.engine.rollouts_lost,
     )
-
-
-def lost_rollouts(engine) -> int:
-    """Rollouts that died with an engine replica so far (0 for an engine in this process)."""
-    return getattr(engine, "rollouts_lost", 0)
 
 
 def restore(s, before: Snapshot, step: int) -> tuple[int, int]:
@@ -113,7 +108,6 @@ def restore(s, before: Snapshot, step: int) -> tuple[int, int]:
         s.engine.tokens_generated - before.tokens_generated,
     )
     accounting.count_interrupted(s.ledger, step, *paid)
-    accounting.count_lost(s.ledger, step, lost_rollouts(s.engine) - before.rollouts_lost)
     return paid
 
 
@@ -127,7 +121,6 @@ def all_or_nothing(s, step: int, what: str = "step"):
     before = snapshot(s)
     try:
         yield
-        accounting.count_lost(s.ledger, step, lost_rollouts(s.engine) - before.rollouts_lost)
     except BaseException as error:
         applied = s.unfinished is not None and s.unfinished.step == step
         moved = s.policy is not None and s.policy.version != before.policy_version
@@ -149,6 +142,8 @@ def all_or_nothing(s, step: int, what: str = "step"):
                     f"({tokens} tokens) it generated are counted as interrupted")  # fmt: skip
         error.add_note(f"pcbench: {note}")
         raise
+    finally:  # whichever way the step went (after a restore, too): a dead replica's share
+        accounting.count_lost(s.ledger, step, s.engine.rollouts_lost - before.rollouts_lost)
 
 
 def refuse_if_broken(s) -> None:

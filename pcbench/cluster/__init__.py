@@ -15,22 +15,14 @@ torch.distributed does the collectives; no process plumbing of our own.
 
 from __future__ import annotations
 
-import os
-
 
 def connect(address: str = ""):
     """`ray` connected to `address` ("" or "local": a Ray instance on this machine, started
     once per process; "auto", "host:port" or "ray://host:10001": a running cluster)."""
     import ray
 
-    if not ray.is_initialized():
-        # The driver's logs stay quiet unless asked; actors' stderr still reaches the driver.
-        os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-        kwargs = {"include_dashboard": False, "log_to_driver": True}
-        if address in ("", "local"):
-            ray.init(**kwargs)
-        else:
-            ray.init(address=address, **kwargs)
+    if not ray.is_initialized():  # no dashboard: nothing here serves it
+        ray.init(address=None if address in ("", "local") else address, include_dashboard=False)
     return ray
 
 

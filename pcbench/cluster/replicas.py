@@ -154,7 +154,7 @@ class ReplicatedEngine:
         self._weights = None  # the last sync's object ref, for a restarted replica
         self._policy = None
         self._lengths: dict[str, tuple[float, int]] = {}  # prompt_id -> (tokens, completions)
-        self._max_tokens = 0
+        self._all_lengths = (0.0, 0)  # the same over every prompt (a new prompt's expectation)
         # called with (replicas asked, the call's requests) once a call is dispatched: the
         # fault tests kill a replica there
         self.after_dispatch: Callable[[list, pl.DataFrame], None] | None = None
@@ -178,36 +178,35 @@ class ReplicatedEngine:
         prompt_ids = self.validate(requests)  # RequestError before any replica is asked
         if seed is not None:
             requests = requests.with_columns(seed=pl.Series(request_seeds(seed, requests)))
-        self._max_tokens = sampling.max_tokens
         costs = expected_costs(
             requests["n"].to_list(),
             [len(ids) for ids in prompt_ids],
-            [self._expected_length(p) for p in requests["prompt_id"]],
+            [self._expected_length(p, sampling.max_tokens) for p in requests["prompt_id"]],
         )
+        # share i runs on replica i; with fewer requests than replicas, on the first ones
         shares = [rows for rows in balance(costs, len(self.replicas)) if rows]
-        replica_of = {i: i % len(self.replicas) for i in range(len(shares))}
-        # with fewer shares than replicas (few requests) shares go to the first replicas
 
         def dispatch(i: int):
             part = requests[shares[i]]
-            return self.replicas[replica_of[i]].generate.remote(
+            return self.replicas[i].generate.remote(
                 part, sampling, step, round, self.policy_version
             )
 
         pending = {i: dispatch(i) for i in range(len(shares))}
         if self.after_dispatch is not None:
-            self.after_dispatch([self.replicas[replica_of[i]] for i in pending], requests)
+            self.after_dispatch(self.replicas[: len(shares)], requests)
         frames: dict[int, pl.DataFrame] = {}
         try:
             for i in range(len(shares)):
-                frames[i] = self._collect(i, pending, dispatch, shares, requests, replica_of)
+                frames[i] = self._collect(i, pending, dispatch, shares[i], requests)
         except BaseException:
             for ref in pending.values():  # an interrupt or a failure: stop the other shares
                 ray.cancel(ref)
             raise
         return self._merge(shares, frames, requests)
 
-    def _collect(self, i, pending, dispatch, shares, requests, replica_of) -> pl.DataFrame:
+    def _collect(self, i, pending, dispatch, rows, requests) -> pl.DataFrame:
+        """Share i's frame from replica i; a replica that died is restarted and asked again."""
         import ray
 
         from pcbench.cluster import actor_failure_types
@@ -215,18 +214,17 @@ class ReplicatedEngine:
         try:
             frame = ray.get(pending.pop(i))
         except actor_failure_types() as error:
-            share = requests[shares[i]]
+            share = requests[rows]
             lost = int(share["n"].sum())
             # training's cost only: an evaluation's lost share is not a training rollout
             self.rollouts_lost += int(share.filter(pl.col("phase") != "eval")["n"].sum())
             self.replica_restarts += 1
-            replica = replica_of[i]
             try:
-                self._recover(replica)
+                self._recover(i)
                 frame = ray.get(dispatch(i))
             except BaseException as again:
                 again.add_note(
-                    f"pcbench: replica {replica} died generating {lost} rollouts "
+                    f"pcbench: replica {i} died generating {lost} rollouts "
                     f"({type(error).__name__}) and its share could not be regenerated"
                 )
                 raise
@@ -276,16 +274,15 @@ class ReplicatedEngine:
         ):
             old_tokens, old_count = self._lengths.get(pid, (0.0, 0))
             self._lengths[pid] = (old_tokens + tokens, old_count + count)
+        all_tokens, all_count = self._all_lengths
+        self._all_lengths = (all_tokens + merged["n_tokens"].sum(), all_count + merged.height)
         return merged
 
-    def _expected_length(self, prompt_id: str) -> float:
-        tokens, count = self._lengths.get(prompt_id, (0.0, 0))
-        if count:
-            return tokens / count
-        seen = sum(c for _, c in self._lengths.values())
-        if seen:  # a new prompt: the mean completion so far
-            return sum(t for t, _ in self._lengths.values()) / seen
-        return self._max_tokens / 2
+    def _expected_length(self, prompt_id: str, max_tokens: int) -> float:
+        """The prompt's mean completion so far; a new prompt's: every prompt's mean (half of
+        max_tokens before anything was generated)."""
+        tokens, count = self._lengths.get(prompt_id) or self._all_lengths
+        return tokens / count if count else max_tokens / 2
 
     def load_weights(self, policy, check: bool | None = None) -> float:
         """The policy's weights to every replica (one object-store copy), then each replica's

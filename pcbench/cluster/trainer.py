@@ -110,12 +110,15 @@ class TrainRank:
         self.policy.load_state_dict(state)
         return self.policy.version
 
-    def update(self, rollouts, prompts, uc) -> tuple[Counter, list[float], list[float], float]:
+    def update(self, rollouts, prompts, uc) -> tuple[Counter, list[float], float]:
+        """(totals, loss shares, weights' checksum) of this rank's part of the update."""
         from pcbench.steps.update import update_shard
 
         self.policy.discard_gradients()  # a failed earlier attempt may have left some
-        shard = update_shard(self.policy, rollouts, prompts, uc, self.rank, self.world)
-        return (*shard, checksum(self.policy))
+        _, totals, losses, _ = update_shard(
+            self.policy, rollouts, prompts, uc, self.rank, self.world
+        )
+        return totals, losses, checksum(self.policy)
 
 
 class DataParallel:
@@ -147,7 +150,7 @@ class DataParallel:
         import ray
 
         from pcbench.cluster import actor_failure_types
-        from pcbench.steps.update import _metrics, advantages, update_shard
+        from pcbench.steps.update import _metrics, update_shard
 
         if self.broken:
             raise TrainWorkerLost(self.broken)
@@ -170,17 +173,15 @@ class DataParallel:
             raise TrainWorkerLost(self.broken) from error
         self.synced = (self.policy.version, self.policy.state_loads)
         mine = checksum(self.policy)
-        for rank, (*_, theirs) in enumerate(remote, start=1):
+        for rank, (_, _, theirs) in enumerate(remote, start=1):
             if abs(theirs - mine) > 1e-9 * max(1.0, abs(mine)):
                 self.broken = f"rank {rank}'s weights drifted from rank 0's ({theirs} vs {mine})"
                 raise TrainWorkerLost(self.broken)
-        totals, losses, norms = local
-        for other_totals, other_losses, _, _ in remote:
+        adv, totals, losses, norms = local  # norms: the same on every rank (summed gradients)
+        for other_totals, other_losses, _ in remote:
             totals.update(other_totals)  # adds (Counter's + would drop non-positive entries)
             losses = [a + b for a, b in zip(losses, other_losses, strict=True)]
-        return _metrics(
-            rollouts, advantages(rollouts, uc.advantage), totals, losses, norms, self.policy
-        )
+        return _metrics(rollouts, adv, totals, losses, norms, self.policy)
 
     def _send_state(self) -> None:
         """The ranks get rank 0's whole state when it changed other than by an update."""
@@ -189,7 +190,7 @@ class DataParallel:
         now = (self.policy.version, self.policy.state_loads)
         if self.synced == now:
             return
-        state = ray.put({k: v for k, v in self.policy.state_dict().items()})
+        state = ray.put(self.policy.state_dict())
         versions = ray.get([r.load_state.remote(state) for r in self.ranks])
         if any(v != self.policy.version for v in versions):
             raise TrainWorkerLost(f"ranks loaded versions {versions}, not {self.policy.version}")

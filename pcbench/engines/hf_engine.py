@@ -36,6 +36,7 @@ class HFEngine:
         self.device, self.max_model_len, self.seed = device, max_model_len, seed
         self.batch_size, self.calls, self.policy_version = batch_size, 0, 0
         self.rollouts_generated, self.tokens_generated = 0, 0  # as VLLMEngine's
+        self.rollouts_lost = 0  # one process: nothing dies on its own
         self.pad_id = self.tokenizer.pad_token_id
         if self.pad_id is None:
             self.pad_id = self.tokenizer.eos_token_id

@@ -24,6 +24,7 @@ class Engine(Protocol):
     # still counts what it paid for (pcbench.atomic).
     rollouts_generated: int
     tokens_generated: int
+    rollouts_lost: int  # died with a replica before returning (0 for an engine in one process)
 
     def validate(self, requests: pl.DataFrame) -> list[list[int]]:
         """Token ids of each request's prompt; RequestError for prompts that cannot run."""

@@ -163,6 +163,7 @@ class VLLMEngine:
         # Every completion this engine returned, and its tokens: what was paid for, which a step
         # interrupted after generating still counts (pcbench.atomic).
         self.rollouts_generated, self.tokens_generated = 0, 0
+        self.rollouts_lost = 0  # one process: nothing dies on its own (replicas count these)
         # The probe costs a generate call and a policy forward (~0.2 s on 2 CPU cores, 6% of a
         # tiny-default step). A failed reload is systematic, so the first sync is always checked
         # and then every `sync_check_every`-th one.

@@ -95,18 +95,17 @@ def update(
         raise ValueError("update got no rollouts: nothing to train on")
     if getattr(policy, "data_parallel", None) is not None:  # [cluster] train_workers > 1
         return policy.data_parallel.update(rollouts, prompts, uc)
-    shard = update_shard(policy, rollouts, prompts, uc)
-    return _metrics(rollouts, advantages(rollouts, uc.advantage), *shard, policy)
+    return _metrics(rollouts, *update_shard(policy, rollouts, prompts, uc), policy)
 
 
 def update_shard(
     policy, rollouts: pl.DataFrame, prompts: pl.DataFrame, uc: UpdateConfig,
     rank: int = 0, world: int = 1,
-) -> tuple[Counter, list[float], list[float]]:  # fmt: skip
+) -> tuple[np.ndarray, Counter, list[float], list[float]]:  # fmt: skip
     """Rank `rank` of `world`'s part of the update: rows rank, rank + world, ... of every
     mini-batch, weighted by the whole mini-batch's totals, then one optimizer step per
     mini-batch (the policy's `reduce_gradients` sums the ranks' gradients first). One rank of
-    one is the whole update. Returns (totals, loss shares, gradient norms)."""
+    one is the whole update. Returns (advantages, totals, loss shares, gradient norms)."""
     adv_np = advantages(rollouts, uc.advantage)  # over whole groups, whatever rank has them
     batch = make_batch(
         _prompt_tokens(policy, rollouts, prompts),
@@ -134,7 +133,7 @@ def update_shard(
             )
         )
         grad_norms.append(policy.step())
-    return totals, losses, grad_norms
+    return adv_np, totals, losses, grad_norms
 
 
 def _metrics(rollouts, adv_np, totals, losses, grad_norms, policy) -> dict[str, float]:
