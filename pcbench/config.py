@@ -383,6 +383,9 @@ class TrackingConfig:
         )
 
 
+TRAIN_SHARDING = ("replicate", "fsdp")
+
+
 @dataclass(frozen=True)
 class ClusterConfig:
     """Where engines, update and verifier run (`pcbench.cluster`, on Ray); may change on resume.
@@ -399,6 +402,9 @@ class ClusterConfig:
     train_workers: int = 1  # data-parallel update ranks; this process is rank 0
     worker_cpus: float = 1.0  # Ray CPUs per data-parallel rank
     worker_gpus: float = 0.0  # 1 per rank on a GPU cluster (NCCL); 0: gloo on CPU
+    # replicate: every rank holds the whole policy (DDP's algorithm) | fsdp: weights, gradients
+    # and AdamW state sharded over the ranks (FSDP2), ~16/W bytes per parameter per rank
+    train_sharding: str = "replicate"
     verifier_actors: int = 0  # 0: judge in this process; else Ray actors of [verify] workers each
     verifier_cpus: float = 1.0  # Ray CPUs per verifier actor
     collective_timeout_s: float = 300.0  # a rank silent this long fails the update loudly
@@ -406,8 +412,21 @@ class ClusterConfig:
     def __post_init__(self):
         _positive(self, "engines", "train_workers", "collective_timeout_s")
         _require(self.verifier_actors >= 0, "cluster.verifier_actors must be >= 0")
+        _require(
+            self.train_sharding in TRAIN_SHARDING,
+            f"cluster.train_sharding = {self.train_sharding!r}: use one of {TRAIN_SHARDING}",
+        )
+        _require(
+            self.train_sharding == "replicate" or self.train_workers > 1,
+            "cluster.train_sharding = 'fsdp' shards over train_workers ranks: set "
+            "cluster.train_workers > 1",
+        )
         for name in ("engine_cpus", "engine_gpus", "worker_cpus", "worker_gpus", "verifier_cpus"):
             _require(getattr(self, name) >= 0, f"cluster.{name} = {getattr(self, name)}: >= 0")
+
+    @property
+    def sharded(self) -> bool:
+        return self.train_sharding == "fsdp"
 
     @property
     def uses_ray(self) -> bool:
@@ -496,6 +515,13 @@ class RunConfig:
             n_reuse is None or n_reuse <= self.pilot.n_pilot,
             f"commit.n_reuse = {n_reuse} > pilot.n_pilot = {self.pilot.n_pilot}: "
             "reuse at most the pilot rollouts there are",
+        )
+        cc = self.cluster
+        _require(
+            not cc.sharded or cc.remote_engines or self.engine.kind != "vllm",
+            "cluster.train_sharding = 'fsdp' needs the vLLM engine on Ray (cluster.engines > 1 "
+            "or a cluster.address): a vLLM engine in this process takes its default "
+            "torch.distributed group, which the sharded ranks need",
         )
 
     @property

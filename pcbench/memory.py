@@ -1,4 +1,6 @@
-"""The memory plan of a run on one GPU: policy training beside a colocated vLLM engine.
+"""The memory plan of a run per GPU: policy training beside a colocated vLLM engine, or, on a
+cluster ([cluster]), a training rank's GPU (its shards, with train_sharding = "fsdp") and a
+generation replica's GPU apart.
 
 Pure arithmetic over the model's config and the run config, so `pcbench check` can say whether
 a preset fits before anything loads. The parameter count is exact (the model is built on the
@@ -43,6 +45,8 @@ class MemoryPlan:
     kv_per_token: int  # vLLM KV cache bytes per token
     kv_tokens: int  # tokens of KV cache the engine's share leaves (0 off GPU)
     gpu: int  # GPU memory the plan is checked against
+    shards: int = 1  # ranks the fp32 state is sharded over (train_sharding = "fsdp")
+    colocated: bool = True  # the engine shares the policy's GPU (else: replicas on their own)
 
     @property
     def backward(self) -> int:
@@ -71,7 +75,8 @@ class MemoryPlan:
 
     @property
     def total(self) -> int:
-        return self.policy + self.engine
+        """The policy's GPU: with the engine's share when they share it."""
+        return self.policy + (self.engine if self.colocated else 0)
 
     def problems(self, max_model_len: int) -> list[str]:
         """What does not fit, in words ([] when it all fits)."""
@@ -79,9 +84,10 @@ class MemoryPlan:
             return []
         out = []
         if self.total > self.gpu:
+            engine = f" + engine share {self.engine / GiB:.1f} GiB" if self.colocated else ""
             out.append(
-                f"policy {self.policy / GiB:.1f} GiB + engine share {self.engine / GiB:.1f} GiB "
-                f"> {self.gpu / GiB:.0f} GiB of GPU memory"
+                f"policy {self.policy / GiB:.1f} GiB{engine} > {self.gpu / GiB:.0f} GiB of GPU "
+                "memory"
             )
         if self.engine and self.kv_tokens < max_model_len:
             out.append(
@@ -92,21 +98,24 @@ class MemoryPlan:
 
     def lines(self) -> list[str]:
         g = lambda b: f"{b / GiB:.1f} GiB" if b >= GiB / 10 else f"{b / 2**20:.1f} MiB"  # noqa: E731
+        sharded = f", per rank of {self.shards} (fp32 state sharded)" if self.shards > 1 else ""
         rows = [
             f"parameters {self.params / 1e9:.3f} B",
-            f"policy {g(self.policy)}, the larger of backward {g(self.backward)} and optimizer "
+            f"policy {g(self.policy)}{sharded}, the larger of backward {g(self.backward)} and optimizer "
             f"step {g(self.step)}: weights {g(self.weights)}, fp32 masters {g(self.masters)}, "
             f"fp32 grads {g(self.grads)}, AdamW {g(self.optimizer)} (+{g(self.temporaries)} "
             f"during the step), reference {g(self.reference)}, activations "
             f"{g(self.activations)}, log-probs {g(self.logits)}",
         ]
         if self.engine:
+            where = "" if self.colocated else " on each replica's own GPU(s)"
             rows.append(
-                f"engine {g(self.engine)}: KV cache {self.kv_tokens:,} tokens "
+                f"engine {g(self.engine)}{where}: KV cache {self.kv_tokens:,} tokens "
                 f"({self.kv_per_token / 1024:.0f} KiB each)"
             )
         if self.gpu:
-            rows.append(f"total {g(self.total)} of {g(self.gpu)}")
+            what = "total" if self.colocated else "a training rank's GPU"
+            rows.append(f"{what} {g(self.total)} of {g(self.gpu)}")
         return rows
 
 
@@ -132,18 +141,45 @@ def memory_plan(cfg: RunConfig, model_config, params: int, gpu_gib: float = 80.0
     full_logits = tokens * vocab * 4
     # logits, their log-softmax and its gradient: a chunk each, or the whole (B, T, V) each
     logits = 3 * min(full_logits, LOGIT_CHUNK_BYTES) if lean else 3 * full_logits
-    on_gpu = ec.device == "cuda"
+    on_gpu, cc = ec.device == "cuda", cfg.cluster
     engine = int((ec.gpu_memory_utilization or 0.9) * gpu_gib * GiB) if on_gpu else 0
     kv_per_token = 2 * layers * kv_heads * head_dim * b
-    kv_tokens = max(0, (engine - params * b - ENGINE_OVERHEAD) // kv_per_token) if on_gpu else 0
+    # A replica's weights are split over its tensor-parallel GPUs (the KV cache heads too)
+    tp = int(ec.vllm_args.get("tensor_parallel_size", 1))
+    engine_weights = params * b // tp
+    kv_tokens = (
+        max(0, (engine - engine_weights - ENGINE_OVERHEAD) * tp // kv_per_token) if on_gpu else 0
+    )
+    W = cc.train_workers if cc.sharded else 1
+    state = _sharded_state(params, W, b, model_config) if cc.sharded else _whole_state(params, b)
     return MemoryPlan(
-        params=params, weights=params * b, masters=0 if b == 4 else 4 * params,
-        grads=4 * params, optimizer=8 * params, temporaries=4 * params,
-        reference=params * b if cfg.update.kl_coef > 0 else 0,
+        params=params, **state,
+        reference=params * b // W if cfg.update.kl_coef > 0 else 0,
         activations=activations, logits=logits, engine=engine if ec.kind == "vllm" else 0,
         kv_per_token=kv_per_token, kv_tokens=kv_tokens if ec.kind == "vllm" else 0,
-        gpu=int(gpu_gib * GiB) if on_gpu else 0,
+        gpu=int(gpu_gib * GiB) if on_gpu else 0, shards=W, colocated=not cc.remote_engines,
     )  # fmt: skip
+
+
+def _whole_state(params: int, b: int) -> dict[str, int]:
+    """One process's policy: compute copy, fp32 masters (mixed precision), fp32 gradients at
+    the step, AdamW's two moments and its foreach temporaries."""
+    return dict(weights=params * b, masters=0 if b == 4 else 4 * params, grads=4 * params,
+                optimizer=8 * params, temporaries=4 * params)  # fmt: skip
+
+
+def _sharded_state(params: int, W: int, b: int, model_config) -> dict[str, int]:
+    """One FSDP2 rank's policy (pcbench.cluster.fsdp): fp32 shards of the weights (the
+    masters), gradients, AdamW moments and temporaries, 1/W each; the compute-dtype copy is
+    what is gathered at a time: the root unit (embeddings, head, final norm), which stays
+    gathered through forward and backward, and two decoder layers (one computing, one
+    prefetched)."""
+    vocab, hidden = model_config.vocab_size, model_config.hidden_size
+    tied = getattr(model_config, "tie_word_embeddings", False)
+    root = vocab * hidden * (1 if tied else 2)
+    layer = (params - root) // model_config.num_hidden_layers
+    return dict(weights=(root + 2 * layer) * b, masters=4 * params // W, grads=4 * params // W,
+                optimizer=8 * params // W, temporaries=4 * params // W)  # fmt: skip
 
 
 def rollouts_per_step(cfg: RunConfig, rounds: float = 1.0) -> float:

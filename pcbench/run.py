@@ -322,15 +322,18 @@ class Run:
         if ckpt is None:
             return 0
         ec = cfg.engine
+        if s.policy is not None and s.policy.data_parallel is not None:
+            s.policy.data_parallel.shutdown()  # its ranks' resources go to the new group
         s.policy = Policy.load(
             ckpt / "policy", cfg.update, dtype=ec.dtype, device=ec.device,
             gradient_checkpointing=ec.gradient_checkpointing,
             reference_path=cfg.model if cfg.update.kl_coef > 0 else None,
+            sharded=cfg.cluster.sharded,
         )  # fmt: skip
-        s.engine.load_weights(s.policy)
         from pcbench.state import with_data_parallel
 
         with_data_parallel(s.policy, cfg)  # a new group around the restored policy
+        s.engine.load_weights(s.policy)
         buffer = json.loads((ckpt / "buffer" / "buffer.json").read_text())
         s.buffer = PilotBuffer(buffer["max_staleness"])
         s.buffer.load_state_dict(

@@ -187,6 +187,7 @@ def setup(cfg: RunConfig, *, verifier=None, with_policy: bool = True) -> State:
             cfg.model, cfg.update, dtype=ec.dtype, device=ec.device,
             gradient_checkpointing=ec.gradient_checkpointing,
             reference_path=cfg.model if cfg.update.kl_coef > 0 else None,
+            sharded=cfg.cluster.sharded,
         )  # fmt: skip
     if cfg.cluster.uses_ray:  # a layout the cluster cannot hold fails here, not by hanging
         from pcbench.cluster import check_resources
@@ -196,8 +197,8 @@ def setup(cfg: RunConfig, *, verifier=None, with_policy: bool = True) -> State:
     engine.sync_check_every = ec.sync_check_every  # a cached engine takes this run's settings
     engine.sync_tolerance = sync_tolerance(ec)
     if policy is not None:
+        with_data_parallel(policy, cfg)  # first: a sharded policy computes only on its ranks
         engine.load_weights(policy, check=True)  # a reused engine may hold another run's weights
-        with_data_parallel(policy, cfg)
     if verifier is None:
         cc = cfg.cluster
         verifier = Verifier.from_config(cfg.verify, actors=cc.verifier_actors,

@@ -9,6 +9,7 @@ so with one mini-batch the ratio is exactly 1 and only later mini-batches can cl
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 import numpy as np
@@ -51,12 +52,17 @@ def _micro_weight(mask: torch.Tensor, total_tokens: float, total_seqs: int, mode
 
 
 def _accumulate(
-    policy, batch, adv, old, uc: UpdateConfig, totals: Counter, total_tokens: float, B: int
-) -> float:
+    policy, batch, adv, old, uc: UpdateConfig, totals: Counter, total_tokens: float, B: int,
+    passes: int = 0, filler: TokenBatch | None = None,
+) -> float:  # fmt: skip
     """Backward of this rank's rows of one mini-batch over micro-batches; returns their share
     of the loss. `total_tokens` and `B` are the whole mini-batch's (all ranks), so the shares
-    of all ranks add up to the single-process loss and gradient."""
+    of all ranks add up to the single-process loss and gradient. A sharded policy's ranks all
+    make `passes` forwards and backwards (FSDP's gathers are collectives): the rest are
+    zero-weight passes over `filler`."""
     loss_value = 0.0
+    for _ in range(passes - math.ceil(len(adv) / uc.micro_batch_size)):
+        _idle_pass(policy, filler, uc)
     for lo in range(0, len(adv), uc.micro_batch_size):
         sl = slice(lo, lo + uc.micro_batch_size)
         micro = _rows(batch, sl)
@@ -80,6 +86,15 @@ def _accumulate(
         for k, v in clip.items():
             totals[k] += v * n_tok
     return loss_value
+
+
+def _idle_pass(policy, filler: TokenBatch, uc: UpdateConfig) -> None:
+    """A forward and backward that adds nothing to any gradient (a sharded rank's turn in the
+    collectives when it has no rows left)."""
+    loss = policy.logprobs(filler).sum() * 0.0
+    if uc.kl_coef > 0:
+        loss = loss + policy.reference_logprobs(filler).sum() * 0.0
+    loss.backward()
 
 
 def update(
@@ -115,23 +130,31 @@ def update_shard(
     adv = torch.tensor(adv_np, dtype=torch.float32)
     parts = [p for p in np.array_split(np.arange(len(adv)), uc.mini_batches) if len(p)]
     mine = [torch.as_tensor(part[rank::world]) for part in parts]
+    # Sharded: every rank makes rank 0's number of passes (it has the most rows of each part)
+    even = getattr(policy, "root", None) is not None
+    mbs, filler = uc.micro_batch_size, _rows(batch, torch.tensor([0]))
+    most = [math.ceil(len(part[0::world]) / mbs) if even else 0 for part in parts]
     old = None  # one mini-batch: the ratio is 1 by construction, no extra forward needed
     if uc.mini_batches > 1:  # later mini-batches see moved weights: keep pre-update log-probs
         rows = torch.cat(mine)
         old = torch.zeros(batch.input_ids.shape)
         with torch.no_grad():
-            for lo in range(0, len(rows), uc.micro_batch_size):
-                sl = rows[lo : lo + uc.micro_batch_size]
+            if even:  # rank 0's passes, the rest over the filler
+                most_rows = sum(len(part[0::world]) for part in parts)
+                for _ in range(math.ceil(most_rows / mbs) - math.ceil(len(rows) / mbs)):
+                    policy.logprobs(filler)
+            for lo in range(0, len(rows), mbs):
+                sl = rows[lo : lo + mbs]
                 old[sl] = policy.logprobs(_rows(batch, sl)).float().cpu()
     totals, losses, grad_norms = Counter(), [], []
-    for part, idx in zip(parts, mine, strict=True):
+    for part, idx, passes in zip(parts, mine, most, strict=True):
         whole_tokens = batch.completion_mask[torch.as_tensor(part)].sum().item()
         old_part = None if old is None else old[idx]
-        losses.append(
-            _accumulate(
-                policy, _rows(batch, idx), adv[idx], old_part, uc, totals, whole_tokens, len(part)
-            )
-        )
+        share = _accumulate(
+            policy, _rows(batch, idx), adv[idx], old_part, uc, totals, whole_tokens, len(part),
+            passes, filler,
+        )  # fmt: skip
+        losses.append(share)
         grad_norms.append(policy.step())
     return adv_np, totals, losses, grad_norms
 
