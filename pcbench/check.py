@@ -38,10 +38,11 @@ class Report:
         )
 
 
-def check(path: str | Path, gpu_gib: float = 80.0) -> Report:
-    report = Report(str(path))
+def check(path: str | Path, gpu_gib: float = 80.0, overrides: list[str] = ()) -> Report:
+    """What `pcbench check` says of one config (with `--set` overrides, as `pcbench run`)."""
+    report = Report(" ".join([str(path), *(f"--set {o}" for o in overrides)]))
     try:
-        cfg = load_config(path)
+        cfg = load_config(path, list(overrides))
     except (ConfigError, ValueError, OSError) as e:
         report.add("error", f"config: {e}")
         return report
@@ -150,7 +151,7 @@ def _check_model(cfg: RunConfig, model_config, report: Report, gpu_gib: float) -
     for problem in plan.problems(ec.max_model_len):
         report.add("error", f"memory: {problem}")
     if ec.device == "cuda":
-        generate, train = step_seconds(cfg, params)
+        generate, train = step_seconds(cfg, params)  # per replica and rank on a cluster
         report.add(
             "plan",
             f"time per step ~{generate + train:,.0f} s (generation ~{generate:,.0f}, "

@@ -18,7 +18,7 @@ def cmd_check(args) -> None:
 
     failed = []
     for path in args.configs:
-        report = check(path, gpu_gib=args.gpu_gb)
+        report = check(path, gpu_gib=args.gpu_gb, overrides=args.set or [])
         print(report.text())
         if not report.ok:
             failed.append(path)
@@ -267,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     chk = top.add_parser("check", help="validate configs, data, model and memory plan (no engine)")
     chk.add_argument("configs", nargs="+", help="TOML run configs, e.g. configs/*.toml")
     chk.add_argument("--gpu-gb", type=float, default=80.0, help="GPU memory the plan must fit")
+    chk.add_argument("--set", action="append", metavar="KEY=VALUE",
+                     help="override, repeatable (as for `pcbench run`)")  # fmt: skip
     chk.set_defaults(func=cmd_check)
 
     demo = top.add_parser("demo", help="PC, GRPO and DAPO on the tiny policy, then the report")

@@ -210,11 +210,19 @@ def step_seconds(
     (forward, backward, recomputation under checkpointing) plus 2 x params for the old-policy
     log-probs. The training part matched an H100 (bench/gpu_plan.py: 0.81 s per 16,384 tokens
     of a 1.5B model, 31% of peak); the generation rate is not measured (no vLLM on the lent
-    GPUs)."""
+    GPUs).
+
+    On a cluster ([cluster]) the generation rate is per replica, scaled by 1.5 B / params for
+    larger models (decoding at high concurrency is bound by reading the weights) and multiplied
+    by the replicas; training divides over the ranks at the same per-GPU rate (FSDP's gathers
+    overlapped with compute, an optimistic assumption)."""
+    cc = cfg.cluster
+    replicas = cc.engines if cc.remote_engines else 1
+    rate = generate_tokens_per_s * replicas * (min(1.0, 1.5e9 / params) if cc.uses_ray else 1.0)
     tokens = cfg.sampling.max_tokens * response_share
     generated = rollouts_per_step(cfg, rounds) * tokens
     trained = cfg.batch_prompts * cfg.group_size * tokens
-    return generated / generate_tokens_per_s, 10 * params * trained / train_flops
+    return generated / rate, 10 * params * trained / (train_flops * cc.train_workers)
 
 
 def return_freed_memory() -> None:

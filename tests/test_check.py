@@ -40,7 +40,8 @@ def test_every_shipped_config_checks_clean(monkeypatch, capsys):
             assert "download" in statuses and "error" not in statuses, report.text()
             fetched = any((ROOT / "data" / "deepmath").glob("data/train-*.parquet"))
             assert fetched or any("pcbench data fetch deepmath" in m for _, m in report.findings)
-            assert any("total" in m and "of 80.0 GiB" in m for _, m in report.findings)
+            gpu = ("total", "a training rank's GPU")  # one GPU, or a cluster's ranks apart
+            assert any(m.startswith(gpu) and "of 80.0 GiB" in m for _, m in report.findings)
 
 
 def test_check_reports_what_would_fail_and_exits_2(tmp_path, monkeypatch, capsys):
@@ -76,6 +77,46 @@ def test_a_plan_that_does_not_fit_is_an_error(monkeypatch):
     assert check(preset, gpu_gib=80).ok
     small = check(preset, gpu_gib=40)  # vLLM's 0.45 x 40 = 18 GiB leaves 22 for a 31.6 policy
     assert any(s == "error" and "of GPU memory" in m for s, m in small.findings), small.text()
+
+
+def test_the_4b_to_14b_presets_fit_only_sharded(monkeypatch):
+    """One node of 8 x 80 GB: each of the Qwen3 4B/8B/14B presets fits a training rank with
+    its state sharded over 4 ranks; replicated (~20 bytes a parameter on every rank at the
+    optimizer step) none does, not even the 4B (82 GiB), and the 14B fits at 2 and 4 nodes too
+    (--set, as `pcbench check` takes it)."""
+    monkeypatch.chdir(ROOT)
+    for size in ("4b", "8b", "14b"):
+        preset = ROOT / "configs" / f"qwen3-{size}-pc.toml"
+        assert check(preset).ok, check(preset).text()
+        whole = check(preset, overrides=["cluster.train_sharding='replicate'"])
+        assert not whole.ok and "of GPU memory" in whole.text(), whole.text()
+    preset = ROOT / "configs" / "qwen3-14b-pc.toml"
+    for ranks in (8, 16):
+        wider = [f"cluster.engines={ranks}", f"cluster.train_workers={ranks}"]
+        assert check(preset, overrides=wider).ok
+
+
+def test_a_sharded_plan_divides_the_fp32_state_and_gathers_the_root_and_two_layers():
+    qwen = AutoConfig.for_model(
+        **json.loads((OFFLINE_CONFIGS / "Qwen--Qwen3-8B-Base.json").read_text())
+    )
+    cfg = load_config(ROOT / "configs" / "qwen3-8b-pc.toml")
+    params = parameter_count(qwen)
+    plan = memory_plan(cfg, qwen, params)
+    assert plan.shards == 4 and not plan.colocated
+    assert (plan.masters, plan.grads, plan.optimizer, plan.temporaries) == (
+        params,
+        params,
+        2 * params,
+        params,
+    )  # fmt: skip  -- 4, 4, 8 and 4 bytes a parameter, over 4 ranks
+    root = 151936 * 4096 * 2  # untied: embeddings and head
+    layer = (params - root) // 36
+    assert plan.weights == 2 * (root + 2 * layer)  # bf16
+    assert plan.total == plan.policy  # the replicas' GPUs are not the ranks'
+    # a replica holds the whole bf16 model and a KV cache beside it on its own GPU
+    kv = (int(0.9 * 80 * GiB) - 2 * params - 2 * GiB) // (2 * 36 * 8 * 128 * 2)
+    assert plan.kv_tokens == kv
 
 
 def test_parameter_count_is_exact_for_the_tiny_policy_and_the_published_qwen():

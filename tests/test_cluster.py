@@ -80,6 +80,15 @@ def test_cluster_config_names_what_is_wrong():
         load_config(CONFIG, ["cluster.engines=0"])
     with pytest.raises(ConfigError, match="cluster.engine_gpus"):
         load_config(CONFIG, ["cluster.engine_gpus=-1"])
+    # sharding: over more than one rank, and never beside a vLLM engine in this process
+    with pytest.raises(ConfigError, match="train_sharding = 'zero3'"):
+        load_config(CONFIG, ["cluster.train_sharding='zero3'", "cluster.train_workers=2"])
+    with pytest.raises(ConfigError, match="set cluster.train_workers > 1"):
+        load_config(CONFIG, ["cluster.train_sharding='fsdp'"])
+    fsdp = ["cluster.train_sharding='fsdp'", "cluster.train_workers=2"]
+    with pytest.raises(ConfigError, match="vLLM engine on Ray"):
+        load_config(CONFIG, fsdp)
+    assert load_config(CONFIG, [*fsdp, "cluster.engines=2"]).cluster.sharded
     # seeding: per request on replicas, per call in one process, or as set
     assert load_config(CONFIG).seeding == "call"
     assert load_config(CONFIG, ["cluster.engines=2"]).seeding == "request"
