@@ -121,3 +121,35 @@ def test_knapsack_allocation_by_hand():
     )
     with pytest.raises(ValueError, match="below the base"):
         knapsack.allocate([None, None], 8, budget=10)
+
+
+def test_knapsack_estimate_by_hand():
+    assert knapsack.estimate([], 0) is None  # never visited
+    assert knapsack.estimate([[1, 0, 0, 0]], 4) is None  # 4 < 8 rewards seen: not known yet
+    assert knapsack.estimate([[1] * 2 + [0] * 6], 8) == 0.25  # known after one visit of 8
+    # the latest visit has >= 16 rewards: its own mean, whatever came before
+    assert knapsack.estimate([[0] * 8, [1] * 4 + [0] * 12], 24) == 0.25
+    # a small latest visit: the last 16 rewards across visits (2 new + the last 14 of the old)
+    assert knapsack.estimate([[0] * 4 + [1] * 16, [0, 0]], 22) == 14 / 16
+    assert knapsack.estimate([[1] * 8, [0] * 2], 10, window=4, known_after=12) is None
+
+
+def test_knapsack_keeps_only_the_visits_its_estimate_can_read():
+    visits = [[1] * 8, [0] * 2, [1, 0], [0] * 4, [1, 1]]
+    assert knapsack.recent(visits, 8) == [[1, 0], [0] * 4, [1, 1]]  # 2 + 4 + 2 = 8
+    assert knapsack.recent(visits, 9) == [[0] * 2, [1, 0], [0] * 4, [1, 1]]
+    assert knapsack.recent(visits, 2) == [[1, 1]]
+    assert knapsack.recent([[1, 0]], 16) == [[1, 0]]  # fewer than the window: all of them
+    rng = np.random.default_rng(0)
+    for _ in range(200):  # trimming never changes an estimate, now or after more visits
+        visits = [rng.integers(0, 2, rng.integers(1, 20)).tolist() for _ in range(5)]
+        seen, window = sum(map(len, visits)), int(rng.integers(1, 20))
+        later = rng.integers(0, 2, rng.integers(1, 20)).tolist()
+        kept = knapsack.recent(visits, window)
+        for a, b in [(visits, kept), ([*visits, later], [*kept, later])]:
+            assert knapsack.estimate(a, seen, window, 1) == knapsack.estimate(b, seen, window, 1)
+
+
+def test_greso_targets_split_the_zero_variance_target_one_third_to_two_thirds():
+    assert greso.targets() == (greso.TARGET_EASY, greso.TARGET_HARD)
+    assert greso.targets(0.3) == pytest.approx((0.1, 0.2))
