@@ -3,7 +3,7 @@
 `pcbench.ledger.Ledger` is the store (counters, gauges, timers, cumulative columns); these
 functions say which event adds what. The loop's Pilot-Commit rounds and the dashboard's
 hand-stepped stages (both through `pcbench.rounds`), the GRPO and DAPO baselines, batch closing,
-training and epoch ends all count here, so a number in a ledger means the same thing whichever
+the peer strategies (pcbench.peers), training and epoch ends all count here, so a number in a ledger means the same thing whichever
 path made it. Names are listed in the ledger's docstring.
 """
 
@@ -48,7 +48,8 @@ def count_pc_round(ledger: Ledger, r, pilot_counts: dict[str, int]) -> None:
 
 
 def count_baseline_round(ledger: Ledger, step: int, rollouts: pl.DataFrame, health) -> None:
-    """A GRPO or DAPO round: its one engine call's rollouts and verification."""
+    """A GRPO, DAPO or peer round (GRESO, MoPPS, Knapsack-RL): its one engine call's rollouts
+    and verification."""
     ledger.count_rollouts(step, rollouts)
     count_call(ledger, step, health)
     ledger.add(step, "rounds")
@@ -59,6 +60,34 @@ def count_dapo_filter(ledger: Ledger, step: int, seen: int, informative: int, ro
     ledger.add(step, "filtering_stats/dapo_kept", min(room, informative))
     ledger.add(step, "filtering_stats/dapo_discarded", seen - informative)
     ledger.add(step, "filtering_stats/dapo_surplus", max(0, informative - room))
+
+
+def count_greso_filter(ledger: Ledger, step: int, seen: int, informative: int, room: int) -> None:
+    """GRESO's round after rollout, as DAPO's: groups kept, discarded (equal rewards), surplus."""
+    ledger.add(step, "filtering_stats/greso_kept", min(room, informative))
+    ledger.add(step, "filtering_stats/greso_discarded", seen - informative)
+    ledger.add(step, "filtering_stats/greso_surplus", max(0, informative - room))
+
+
+def count_greso_skips(ledger: Ledger, step: int, easy: int, hard: int) -> None:
+    """Prompts GRESO skipped before rollout (no rollouts: used up for this epoch)."""
+    ledger.add(step, "filtering_stats/greso_skipped_easy", easy)
+    ledger.add(step, "filtering_stats/greso_skipped_hard", hard)
+
+
+def count_mopps_selection(ledger: Ledger, step: int, candidates: int, selected: int) -> None:
+    ledger.add(step, "filtering_stats/mopps_selected", selected)
+    ledger.add(step, "filtering_stats/mopps_passed_over", candidates - selected)
+
+
+def count_knapsack_split(ledger: Ledger, step: int, p_hat: list[float | None]) -> None:
+    """The prompts of a Knapsack-RL step by estimate: not known yet (n each), 0 < p < 1 (the DP's
+    extras), p = 0 and p = 1."""
+    known = [p for p in p_hat if p is not None]
+    ledger.add(step, "filtering_stats/knapsack_unknown", len(p_hat) - len(known))
+    ledger.add(step, "filtering_stats/knapsack_informative", sum(0 < p < 1 for p in known))
+    ledger.add(step, "filtering_stats/knapsack_hard", sum(p <= 0 for p in known))
+    ledger.add(step, "filtering_stats/knapsack_easy", sum(p >= 1 for p in known))
 
 
 def count_batch_closed(ledger: Ledger, step: int, stale_dropped: int, buffer_size: int) -> None:

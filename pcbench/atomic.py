@@ -6,8 +6,9 @@ stream has advanced, the buffer has lost the prompts a round took, the ledger co
 no step trained on, and a retry merges into the same ledger row. `all_or_nothing` wraps one
 step (or one press) and, when it raises, puts `State` back as it was before it:
 
-    restored   stream position, buffer (taken prompts back, added ones gone), prior, ledger
-               row(s), the step's pending frames, the step number; policy gradients dropped
+    restored   stream position, buffer (taken prompts back, added ones gone), prior, the peer
+               strategies' per-prompt state, ledger row(s), the step's pending frames, the step
+               number; policy gradients dropped
     kept       what was paid for: every completion the engine returned during the attempt is
                counted once, under rollout_stats/interrupted and token_stats/interrupted (part
                of cumulative/rollouts and /tokens), and `interrupted` counts the attempt
@@ -64,6 +65,7 @@ class Snapshot:
     stream: dict
     buffer: dict
     prior: dict
+    prompt_state: dict | None  # GRESO / MoPPS / Knapsack-RL (pcbench.prompt_state)
     ledger_rows: dict
     pending: dict
     policy_version: int | None
@@ -83,6 +85,7 @@ def snapshot(s) -> Snapshot:
         stream=_copied(s.stream.state_dict()),
         buffer=s.buffer.state_dict(),
         prior=s.prior.state_dict(),
+        prompt_state=None if s.prompt_state is None else s.prompt_state.state_dict(),
         ledger_rows={k: dict(v) for k, v in s.ledger.rows.items()},
         pending={k: list(v) for k, v in s.pending.items()},
         policy_version=None if s.policy is None else s.policy.version,
@@ -99,6 +102,8 @@ def restore(s, before: Snapshot, step: int) -> tuple[int, int]:
     s.stream.load_state_dict(_copied(before.stream))
     s.buffer.load_state_dict(before.buffer)
     s.prior.load_state_dict(before.prior)
+    if s.prompt_state is not None:
+        s.prompt_state.load_state_dict(before.prompt_state)
     s.ledger.rows = {k: defaultdict(float, v) for k, v in before.ledger_rows.items()}
     s.pending = {k: list(v) for k, v in before.pending.items()}
     if s.policy is not None:

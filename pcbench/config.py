@@ -453,7 +453,97 @@ class ClusterConfig:
         return bool(self.address) or self.engines > 1
 
 
-STRATEGIES = ("pilot_commit", "grpo", "dapo")
+# ---- the peer strategies (issue 21; docs/method.md "Peer strategies") ------------------------
+# Their published runs use B = 256 (GRESO's R1-Distill run 128, Geo3k's MoPPS 512) prompts x
+# n = 8 rollouts. The embedded default scales the Pilot-Commit paper preset the same way for
+# every strategy: B 128 -> 8 prompts per step and n 128 -> 16 rollouts per prompt, keeping the
+# ratios (pool factor G/B = 3, pilot fraction 1/4). So the peers run at the default's B and n
+# (batch_prompts, and n = n_pilot + n_commit as GRPO and DAPO use it), which makes every strategy's
+# step cost B x n before filtering; sizes their code gives in prompts keep their ratio to B
+# (GRESO's round 384 = 1.5 B -> 12, its smallest round 64 = B/4 -> 2, MoPPS's 16 B candidates).
+# Probabilities, targets and rollout counts that set an estimate's precision (Knapsack's 16-reward
+# window, the 2-rollout floor, the 128 cap) are kept as published.
+
+
+@dataclass(frozen=True)
+class GresoConfig:
+    p_easy: float = 0.5  # initial keep base after all-correct groups (skip 1 - p^z); +data.p_easy
+    p_hard: float = 0.5  # initial keep base after all-wrong groups; +data.p_hard
+    target_zero_variance: float = 0.25  # p_easy aims at 1/3 of it all-correct, p_hard at 2/3
+    round_prompts: int = 12  # largest round, prompts surviving the skip (384 at B 256: 1.5 B)
+    min_round_prompts: int = 2  # smallest later round (64 at B 256: B / 4)
+
+    def __post_init__(self):
+        for name in ("p_easy", "p_hard"):  # adapt() keeps them in [0.05, 0.95] once it runs
+            value = getattr(self, name)
+            _require(0 < value <= 1, f"greso.{name} = {value}: must be in (0, 1]")
+        t = self.target_zero_variance
+        _require(0 < t < 1, f"greso.target_zero_variance = {t}: must be in (0, 1)")
+        _positive(self, "round_prompts", "min_round_prompts")
+        _require(
+            self.min_round_prompts <= self.round_prompts,
+            f"greso.min_round_prompts = {self.min_round_prompts} > round_prompts = "
+            f"{self.round_prompts}: lower min_round_prompts or raise round_prompts",
+        )
+
+
+MOPPS_SELECTIONS = ("topk", "band")
+
+
+@dataclass(frozen=True)
+class MoppsConfig:
+    candidate_ratio: float = 16.0  # candidates per step = ratio x B, B selected (ts_ratio; math 16)
+    selection: str = "topk"  # topk: draws nearest 0.5 | band: draws inside `band` (threshold)
+    band: tuple[float, float] = (0.3, 0.7)  # selection = band: the draws it prefers
+    decay: float = 1.0  # lambda: 1 keeps all evidence (math); 0.5 on countdown / geo3k
+    prior: tuple[float, float] = (1.0, 1.0)  # Beta(alpha0, beta0) of a prompt never rolled out
+
+    def __post_init__(self):
+        _require(
+            self.candidate_ratio >= 1,
+            f"mopps.candidate_ratio = {self.candidate_ratio}: must be >= 1 (B of ratio x B "
+            "candidates are selected)",
+        )
+        _require(
+            self.selection in MOPPS_SELECTIONS,
+            f"mopps.selection = {self.selection!r}: use one of {MOPPS_SELECTIONS}",
+        )
+        lo, hi = self.band
+        _require(0 <= lo < hi <= 1, f"mopps.band = {list(self.band)}: need 0 <= low < high <= 1")
+        _require(0 <= self.decay <= 1, f"mopps.decay = {self.decay}: must be in [0, 1]")
+        _require(all(x > 0 for x in self.prior), f"mopps.prior = {list(self.prior)}: both > 0")
+
+    def candidates(self, batch_prompts: int) -> int:
+        return int(self.candidate_ratio * batch_prompts)
+
+
+@dataclass(frozen=True)
+class KnapsackConfig:
+    min_n: int = 2  # rollouts of a prompt with 0 < p < 1 before its DP extra (MIN_N)
+    max_n: int = 128  # most rollouts the DP gives one prompt (MAX_N)
+    negative_n: int = 2  # rollouts of a prompt estimated p = 0 (NEGATIVE_N)
+    positive_n: int = 2  # rollouts of a prompt estimated p = 1 (POSITIVE_N)
+    alpha: float = 0.9  # cost cap: samples to see both outcomes with this probability
+    window: int = 16  # p = mean of the last this many rewards (reward_buffer_length)
+    known_after: int = 8  # rewards seen before p counts; till then n (min_buffer_length)
+
+    def __post_init__(self):
+        for name in ("min_n", "negative_n", "positive_n"):
+            value = getattr(self, name)
+            _require(
+                value >= 2,
+                f"knapsack.{name} = {value}: must be >= 2 (a group of one has no baseline: its "
+                "advantage is 0)",
+            )
+        _require(
+            self.max_n >= self.min_n,
+            f"knapsack.max_n = {self.max_n} < min_n = {self.min_n}: raise max_n",
+        )
+        _require(0 < self.alpha < 1, f"knapsack.alpha = {self.alpha}: must be in (0, 1)")
+        _positive(self, "window", "known_after")
+
+
+STRATEGIES = ("pilot_commit", "grpo", "dapo", "greso", "mopps", "knapsack")
 ON_MAX_ROUNDS = ("raise", "train_partial")
 SECTIONS = {
     "sampling": SamplingConfig,
@@ -466,13 +556,16 @@ SECTIONS = {
     "verify": VerifyConfig,
     "tracking": TrackingConfig,
     "cluster": ClusterConfig,
+    "greso": GresoConfig,
+    "mopps": MoppsConfig,
+    "knapsack": KnapsackConfig,
 }
 
 
 @dataclass(frozen=True)
 class RunConfig:
     name: str = "tiny-pc"  # run directory name under runs/
-    strategy: str = "pilot_commit"  # pilot_commit | grpo | dapo
+    strategy: str = "pilot_commit"  # pilot_commit | grpo | dapo | greso | mopps | knapsack
     model: str = "data/tiny-policy"  # HF model dir or hub id
     train: str = "data/arith/train.parquet"  # PROMPTS parquet of training prompts
     test: str = "data/arith/test.parquet"  # PROMPTS parquet of evaluation prompts
@@ -495,6 +588,9 @@ class RunConfig:
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    greso: GresoConfig = field(default_factory=GresoConfig)  # strategy = "greso" only
+    mopps: MoppsConfig = field(default_factory=MoppsConfig)  # strategy = "mopps" only
+    knapsack: KnapsackConfig = field(default_factory=KnapsackConfig)  # strategy = "knapsack" only
 
     def __post_init__(self):
         _require(
@@ -523,6 +619,14 @@ class RunConfig:
             "or a cluster.address): a vLLM engine in this process takes its default "
             "torch.distributed group, which the sharded ranks need",
         )
+        if self.strategy == "knapsack":  # unknown prompts get n: the base split must fit B x n
+            k, n = self.knapsack, self.group_size
+            _require(
+                max(k.min_n, k.negative_n, k.positive_n) <= n,
+                f"knapsack min_n / negative_n / positive_n ({k.min_n} / {k.negative_n} / "
+                f"{k.positive_n}) exceed the group size n = {n} (n_pilot + n_commit): the budget "
+                "B x n could not pay for them; lower them or raise the group size",
+            )
 
     @property
     def seeding(self) -> str:
@@ -533,7 +637,8 @@ class RunConfig:
 
     @property
     def group_size(self) -> int:
-        """n = n_pilot + n_commit: rollouts per trained prompt (GRPO and DAPO use it whole)."""
+        """n = n_pilot + n_commit: rollouts per trained prompt (GRPO, DAPO, GRESO and MoPPS use it
+        whole; Knapsack-RL splits B x n unevenly)."""
         return self.pilot.n_pilot + self.commit.n_commit
 
     @property
@@ -546,10 +651,14 @@ class RunConfig:
 
         Pilot-Commit commits only prompts piloted in an earlier round of the same epoch (a round
         takes from the buffer before its own pilots are classified, and the buffer is emptied at
-        the epoch's end), so it needs two pools; GRPO needs one batch, DAPO one pool."""
-        if self.strategy == "pilot_commit":
-            return 2 * self.pool_prompts
-        return self.batch_prompts if self.strategy == "grpo" else self.pool_prompts
+        the epoch's end), so it needs two pools; GRPO and Knapsack-RL need one batch, DAPO one
+        pool, GRESO one round of survivors, MoPPS one set of candidates."""
+        return {
+            "pilot_commit": 2 * self.pool_prompts,
+            "dapo": self.pool_prompts,
+            "greso": self.greso.round_prompts,
+            "mopps": self.mopps.candidates(self.batch_prompts),
+        }.get(self.strategy, self.batch_prompts)
 
     @property
     def epoch_need(self) -> str:
@@ -559,8 +668,15 @@ class RunConfig:
                 f"2 pools of pool_prompts = {self.pool_prompts}, since a round commits only "
                 "prompts piloted in an earlier round"
             )
-        if self.strategy == "grpo":
+        if self.strategy in ("grpo", "knapsack"):
             return f"one batch of batch_prompts = {self.batch_prompts}"
+        if self.strategy == "greso":
+            return f"one round of greso.round_prompts = {self.greso.round_prompts}"
+        if self.strategy == "mopps":
+            return (
+                f"one set of mopps.candidate_ratio x batch_prompts = "
+                f"{self.mopps.candidates(self.batch_prompts)} candidates"
+            )
         return f"one pool of pool_prompts = {self.pool_prompts}"
 
     def with_pilot_fraction(self, fraction: float, group_size: int | None = None) -> RunConfig:

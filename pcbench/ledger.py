@@ -2,14 +2,18 @@
 
 One row per step. Counters are summed within a step (`add`), gauges are overwritten (`set`).
 Names follow the official recipe's metric groups so the two logs line up:
-    rollout_stats/{pilot,commit,grpo,dapo}   rollouts generated, by phase
+    rollout_stats/{pilot,commit,grpo,dapo,greso,mopps,knapsack}   rollouts generated, by phase
     rollout_stats/interrupted                rollouts an undone (interrupted) attempt generated
     rollout_stats/trained                    rollouts in the trained batch
     rollout_stats/lost                       rollouts a dead engine replica was generating
                                              (regenerated elsewhere; tokens unknown, uncounted)
-    token_stats/{pilot,commit,grpo,dapo,interrupted}   completion tokens generated, by phase
+    token_stats/{<the phases above>,interrupted}   completion tokens generated, by phase
     filtering_stats/{seen,kept,too_easy,too_hard,evict_marked,evicted}   prompts (PC)
     filtering_stats/{dapo_kept,dapo_discarded,dapo_surplus}             groups (DAPO)
+    filtering_stats/{greso_kept,greso_discarded,greso_surplus}          groups (GRESO)
+    filtering_stats/{greso_skipped_easy,greso_skipped_hard}    prompts skipped unrolled (GRESO)
+    filtering_stats/{mopps_selected,mopps_passed_over}         candidates (MoPPS)
+    filtering_stats/knapsack_{unknown,informative,hard,easy}   prompts by estimate (Knapsack-RL)
     buffer_stats/{add,take,stale_drop,size,age_sum,age_max}   (mean age = age_sum / take)
     verifier/*, rounds, epochs, interrupted (attempts undone, pcbench.atomic)
     time/{generate,score,update,sync,evaluate,log,step}   seconds (generate includes verify;
@@ -27,7 +31,7 @@ from contextlib import contextmanager
 
 import polars as pl
 
-GENERATING_PHASES = ("pilot", "commit", "grpo", "dapo")
+GENERATING_PHASES = ("pilot", "commit", "grpo", "dapo", "greso", "mopps", "knapsack")
 # What the cumulative cost sums: the phases, plus what an undone attempt generated (paid for,
 # never trained on; pcbench.atomic).
 PAID = (*GENERATING_PHASES, "interrupted")
@@ -41,7 +45,9 @@ COLUMNS = (
     *(f"filtering_stats/{n}" for n in (
         "seen", "kept", "too_easy", "too_hard", "evict_marked", "evicted", "trained_prompts",
         "early_stopped", "prior_skipped", "prior_explored", "dapo_kept", "dapo_discarded",
-        "dapo_surplus")),
+        "dapo_surplus", "greso_kept", "greso_discarded", "greso_surplus", "greso_skipped_easy",
+        "greso_skipped_hard", "mopps_selected", "mopps_passed_over", "knapsack_unknown",
+        "knapsack_informative", "knapsack_hard", "knapsack_easy")),
     *(f"buffer_stats/{n}" for n in (
         "add", "take", "stale_drop", "size", "age_sum", "age_max", "epoch_clear")),
     *(f"verifier/{n}" for n in (

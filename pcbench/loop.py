@@ -1,4 +1,5 @@
 """Strategies as short loops over the steps: pilot_commit_step, grpo_step, dapo_step; train().
+The peer strategies (GRESO, MoPPS, Knapsack-RL) are in pcbench.peers, registered in STEP_FNS.
 
 Every state change is on its own line: the stream hands out prompts, the buffer takes and adds,
 the ledger counts, the policy steps, the engine syncs. A step function returns its update
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import polars as pl
 from tqdm.auto import tqdm
 
-from pcbench import accounting, atomic
+from pcbench import accounting, atomic, peers
 from pcbench.config import RunConfig
 from pcbench.ledger import CUMULATIVE
 from pcbench.memory import return_freed_memory
@@ -129,8 +130,11 @@ def dapo_step(s: State, cfg: RunConfig, step: int) -> dict | None:
     return train_on(s, cfg, step, pl.concat(kept)) if kept else {}
 
 
-def _generate(s: State, cfg: RunConfig, step: int, round: int, pool, phase: str):
-    reqs = requests(pool["prompt_id"], cfg.group_size, phase)
+def _generate(
+    s: State, cfg: RunConfig, step: int, round: int, pool, phase: str, n: list[int] | None = None
+):
+    """n (default: the group size) rewarded rollouts of each pool prompt, stashed and counted."""
+    reqs = requests(pool["prompt_id"], cfg.group_size if n is None else n, phase)
     with s.ledger.time(step, "generate"):
         rollouts = generate(
             s.engine, s.verifier, reqs, s.prompts, cfg.sampling, step=step, round=round,
@@ -183,7 +187,14 @@ def end_epoch(s: State, cfg: RunConfig, step: int) -> None:
         )
 
 
-STEP_FNS = {"pilot_commit": pilot_commit_step, "grpo": grpo_step, "dapo": dapo_step}
+STEP_FNS = {
+    "pilot_commit": pilot_commit_step,
+    "grpo": grpo_step,
+    "dapo": dapo_step,
+    "greso": peers.greso_step,  # the peer strategies (issue 21): pcbench.peers
+    "mopps": peers.mopps_step,
+    "knapsack": peers.knapsack_step,
+}
 
 
 def evaluate_step(s: State, cfg: RunConfig, step: int) -> tuple[pl.DataFrame, dict]:

@@ -22,6 +22,23 @@ ALLOCATION = {  # ledger column -> label, per strategy
         "filtering_stats/dapo_surplus": "surplus (discarded)",
     },
     "grpo": {"filtering_stats/trained_prompts": "trained"},
+    "greso": {
+        "filtering_stats/greso_kept": "kept",
+        "filtering_stats/greso_discarded": "all-equal (discarded)",
+        "filtering_stats/greso_surplus": "surplus (discarded)",
+        "filtering_stats/greso_skipped_easy": "skipped unrolled (all-correct streak)",
+        "filtering_stats/greso_skipped_hard": "skipped unrolled (all-wrong streak)",
+    },
+    "mopps": {
+        "filtering_stats/mopps_selected": "selected (all trained)",
+        "filtering_stats/mopps_passed_over": "candidates passed over",
+    },
+    "knapsack": {
+        "filtering_stats/knapsack_informative": "0 < p < 1 (DP extras)",
+        "filtering_stats/knapsack_unknown": "not known yet (n each)",
+        "filtering_stats/knapsack_hard": "p = 0",
+        "filtering_stats/knapsack_easy": "p = 1",
+    },
 }
 HIST_BINS = 20
 

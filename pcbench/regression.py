@@ -4,7 +4,8 @@ Each returns what it found rather than asserting, so the notebook states the ver
 fails on them, and a test can call the same code:
 
     ledger_violations(run)        accounting invariants of one run's ledger (what must hold by
-                                  construction: a broken one means the counting is wrong)
+                                  construction: a broken one means the counting is wrong),
+                                  the peer strategies' budgets included
     mechanism_violations(table)   seeds where Pilot-Commit spent no fewer generated rollouts
                                   per informative trained rollout than GRPO (the mechanism)
     cost_verdicts(table, ...)     per seed: is the GRPO target above noise, did GRPO peak inside
@@ -55,6 +56,27 @@ def ledger_violations(run: Run) -> list[str]:
             out.append("commit rollouts are not takes x n_commit")
         if (col("buffer_stats/age_max") > cfg.commit.max_staleness + 1).any():
             out.append(f"a pilot older than max_staleness {cfg.commit.max_staleness} was committed")
+    return out + peer_violations(cfg.strategy, col, B, n)
+
+
+def peer_violations(strategy: str, col, B: int, n: int) -> list[str]:
+    """The budgets of the peer strategies: every group GRESO rolled out is kept, discarded or
+    surplus; MoPPS and Knapsack-RL generate exactly B x n rollouts over B prompts a step."""
+    out = []
+    if strategy == "greso":
+        groups = sum(col(f"filtering_stats/greso_{k}") for k in ("kept", "discarded", "surplus"))
+        if not (col("rollout_stats/greso") == groups * n).all():
+            out.append("GRESO rollouts are not n x (kept + discarded + surplus groups)")
+    if strategy in ("mopps", "knapsack") and not (col(f"rollout_stats/{strategy}") == B * n).all():
+        out.append(f"{strategy} did not spend exactly B x n rollouts each step")
+    if strategy == "mopps" and not (col("filtering_stats/mopps_selected") == B).all():
+        out.append("MoPPS did not select B prompts each step")
+    kinds = ("unknown", "informative", "hard", "easy")
+    if (
+        strategy == "knapsack"
+        and not (sum(col(f"filtering_stats/knapsack_{k}") for k in kinds) == B).all()
+    ):
+        out.append("Knapsack-RL's prompts by estimate do not add up to B")
     return out
 
 

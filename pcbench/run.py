@@ -4,7 +4,8 @@
                                              made the run (git, versions, machine, command)
     runs/<name>/<kind>/step-000012.parquet   kind = rollouts | scores | evals | metrics | ledger
     runs/<name>/checkpoints/step-000012/     policy, optimizer, buffer (+ evicted set), stream
-                                             position, ledger, torch RNG state
+                                             position, ledger, torch RNG state, the sequential
+                                             pilot's prior and the peers' per-prompt state
 
 Parquet cannot be appended in place, so each step writes its own part file (read back as one
 frame by `read`). Every file is written to a temporary name and renamed, and a checkpoint
@@ -273,6 +274,8 @@ class Run:
             s.ledger.state_dict()["frame"].write_parquet(tmp / "ledger.parquet")
             torch.save({"torch": torch.get_rng_state()}, tmp / "rng.pt")
             state = {"step": s.step, "stream": s.stream.state_dict(), "prior": s.prior.state_dict()}
+            if s.prompt_state is not None:  # GRESO / MoPPS / Knapsack-RL
+                state["prompt_state"] = s.prompt_state.state_dict()
             (tmp / "state.json").write_text(json.dumps(state) + "\n")
             (tmp / MANIFEST).write_text(json.dumps(manifest(tmp), indent=1) + "\n")
             shutil.rmtree(final, ignore_errors=True)
@@ -302,6 +305,7 @@ class Run:
         from pcbench.ledger import Ledger
         from pcbench.policy import Policy
         from pcbench.prior import PassRatePrior
+        from pcbench.prompt_state import prompt_state_for
 
         ckpt, skipped = self.good_checkpoint()
         if skipped and ckpt is None:
@@ -346,6 +350,9 @@ class Run:
         s.prior = PassRatePrior()
         if "prior" in state:  # checkpoints made before the sequential pilot have none
             s.prior.load_state_dict(state["prior"])
+        s.prompt_state = prompt_state_for(cfg)
+        if s.prompt_state is not None:
+            s.prompt_state.load_state_dict(state["prompt_state"])
         torch.set_rng_state(torch.load(ckpt / "rng.pt", weights_only=True)["torch"])
         s.step, s.pending, s.unfinished, s.broken = state["step"], {}, None, None
         return step

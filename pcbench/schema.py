@@ -71,7 +71,7 @@ class Schema:
         return pl.DataFrame(schema=self.required)
 
 
-PHASES = frozenset({"pilot", "commit", "grpo", "dapo", "eval"})
+PHASES = frozenset({"pilot", "commit", "grpo", "dapo", "greso", "mopps", "knapsack", "eval"})
 FINISH = frozenset({"stop", "length"})
 VERIFY_STATUS = frozenset({"ok", "no_answer", "timeout", "error"})
 VERDICTS = frozenset({"keep", "too_easy", "too_hard"})

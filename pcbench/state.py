@@ -18,6 +18,7 @@ from pcbench.config import ClusterConfig, ConfigError, EngineConfig, RunConfig, 
 from pcbench.engines.protocol import Engine
 from pcbench.ledger import Ledger
 from pcbench.prior import PassRatePrior
+from pcbench.prompt_state import PromptState, prompt_state_for
 from pcbench.schema import PROMPTS
 from pcbench.tasks import PromptStream, load_benchmark, template_for
 from pcbench.tasks.files import expand, is_remote
@@ -41,6 +42,8 @@ class State:
     ledger: Ledger = field(default_factory=Ledger)
     eval_prompts: pl.DataFrame | None = None  # test split + extra benchmarks
     prior: PassRatePrior = field(default_factory=PassRatePrior)  # sequential pilot's prior
+    # GRESO / MoPPS / Knapsack-RL: what the strategy remembers per prompt (None for the others)
+    prompt_state: PromptState | None = None
     step: int = 0  # completed training steps
     pending: dict[str, list[pl.DataFrame]] = field(default_factory=dict)  # this step's frames
     # A step whose update is applied but whose sync, evaluation, logs or checkpoint were cut
@@ -54,9 +57,10 @@ class State:
 
     def __repr__(self):
         owed = f", step {self.unfinished.step} unfinished" if self.unfinished else ""
+        kept = f", {self.prompt_state!r}" if self.prompt_state is not None else ""
         return (
-            f"State(step={self.step}{owed}, {self.stream!r}, {self.buffer!r}, {self.ledger!r}, "
-            f"policy={self.policy!r})"
+            f"State(step={self.step}{owed}, {self.stream!r}, {self.buffer!r}{kept}, "
+            f"{self.ledger!r}, policy={self.policy!r})"
         )
 
 
@@ -211,5 +215,6 @@ def setup(cfg: RunConfig, *, verifier=None, with_policy: bool = True) -> State:
         stream=PromptStream(prompts, seed=cfg.seed),
         buffer=PilotBuffer(cfg.commit.max_staleness, seed=cfg.seed),
         prior=PassRatePrior(cfg.pilot.prior_window, cfg.pilot.prior_min),
+        prompt_state=prompt_state_for(cfg),
         eval_prompts=eval_prompts,
     )

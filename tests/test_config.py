@@ -12,6 +12,8 @@ from pcbench.config import (
     load_config,
 )
 
+from conftest import ROOT
+
 
 def test_defaults_validate_and_derive_group_quantities():
     cfg = RunConfig()
@@ -30,6 +32,20 @@ def test_defaults_validate_and_derive_group_quantities():
         ("update", {"loss_agg": "sum"}, "loss_agg = 'sum'"),
         ("update", {"dual_clip": 1.0}, "dual_clip"),
         ("pilot", {"n_pilot": -1}, "n_pilot = -1"),
+        ("greso", {"p_easy": 0.0}, "greso.p_easy = 0.0: must be in (0, 1]"),
+        ("greso", {"target_zero_variance": 1.0}, "target_zero_variance = 1.0"),
+        ("greso", {"min_round_prompts": 13}, "lower min_round_prompts or raise round_prompts"),
+        ("greso", {"round_prompts": 0}, "round_prompts = 0: must be > 0"),
+        ("mopps", {"candidate_ratio": 0.5}, "candidate_ratio = 0.5: must be >= 1"),
+        ("mopps", {"selection": "threshold"}, "selection = 'threshold': use one of"),
+        ("mopps", {"band": [0.7, 0.3]}, "need 0 <= low < high <= 1"),
+        ("mopps", {"decay": 1.5}, "decay = 1.5"),
+        ("mopps", {"prior": [0.0, 1.0]}, "both > 0"),
+        ("knapsack", {"min_n": 1}, "a group of one has no baseline"),
+        ("knapsack", {"max_n": 1}, "max_n = 1 < min_n = 2"),
+        ("knapsack", {"alpha": 1.0}, "alpha = 1.0"),
+        ("knapsack", {"window": 0}, "window = 0: must be > 0"),
+        ("knapsack", {"budget": 9}, "unknown key knapsack.budget"),
     ],
 )
 def test_invalid_values_say_what_to_change(section, values, fragment):
@@ -40,6 +56,24 @@ def test_invalid_values_say_what_to_change(section, values, fragment):
 def test_cross_section_check_on_reuse():
     with pytest.raises(ConfigError, match="n_reuse = 9 > pilot.n_pilot = 4"):
         from_dict({"pilot": {"n_pilot": 4}, "commit": {"n_reuse": 9}})
+
+
+def test_peer_tables_sizes_and_cross_checks():
+    """The peers' sizes derive from B (an epoch must hold one round, candidate set or batch),
+    and Knapsack-RL's base allocation must fit B x n; other strategies ignore the peer tables."""
+    cfg = from_dict({"strategy": "mopps", "batch_prompts": 4, "mopps": {"candidate_ratio": 2.5}})
+    assert cfg.min_epoch_prompts == 10 and "10 candidates" in cfg.epoch_need
+    cfg = from_dict({"strategy": "greso", "greso": {"round_prompts": 6}})
+    assert cfg.min_epoch_prompts == 6 and "greso.round_prompts = 6" in cfg.epoch_need
+    assert from_dict({"strategy": "knapsack"}).min_epoch_prompts == RunConfig().batch_prompts
+    small = {"pilot": {"n_pilot": 1}, "commit": {"n_commit": 2}, "knapsack": {"positive_n": 4}}
+    with pytest.raises(ConfigError, match="exceed the group size n = 3"):
+        from_dict(small | {"strategy": "knapsack"})
+    assert from_dict(small | {"strategy": "grpo"}).knapsack.positive_n == 4
+    for name in ("greso", "mopps", "knapsack"):
+        cfg = load_config(ROOT / "configs" / f"tiny-{name}.toml")
+        assert cfg.strategy == name and cfg.group_size == 16 and cfg.batch_prompts == 8
+        assert getattr(cfg, name) == type(getattr(cfg, name))()  # the published defaults
 
 
 def test_pilot_fraction_keeps_group_size():

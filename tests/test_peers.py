@@ -121,3 +121,76 @@ def test_knapsack_allocation_by_hand():
     )
     with pytest.raises(ValueError, match="below the base"):
         knapsack.allocate([None, None], 8, budget=10)
+
+
+def test_knapsack_estimate_by_hand():
+    assert knapsack.estimate([], 0) is None  # never visited
+    assert knapsack.estimate([[1, 0, 0, 0]], 4) is None  # 4 < 8 rewards seen: not known yet
+    assert knapsack.estimate([[1] * 2 + [0] * 6], 8) == 0.25  # known after one visit of 8
+    # the latest visit has >= 16 rewards: its own mean, whatever came before
+    assert knapsack.estimate([[0] * 8, [1] * 4 + [0] * 12], 24) == 0.25
+    # a small latest visit: the last 16 rewards across visits (2 new + the last 14 of the old)
+    assert knapsack.estimate([[0] * 4 + [1] * 16, [0, 0]], 22) == 14 / 16
+    assert knapsack.estimate([[1] * 8, [0] * 2], 10, window=4, known_after=12) is None
+
+
+def test_knapsack_keeps_only_the_visits_its_estimate_can_read():
+    visits = [[1] * 8, [0] * 2, [1, 0], [0] * 4, [1, 1]]
+    assert knapsack.recent(visits, 8) == [[1, 0], [0] * 4, [1, 1]]  # 2 + 4 + 2 = 8
+    assert knapsack.recent(visits, 9) == [[0] * 2, [1, 0], [0] * 4, [1, 1]]
+    assert knapsack.recent(visits, 2) == [[1, 1]]
+    assert knapsack.recent([[1, 0]], 16) == [[1, 0]]  # fewer than the window: all of them
+    rng = np.random.default_rng(0)
+    for _ in range(200):  # trimming never changes an estimate, now or after more visits
+        visits = [rng.integers(0, 2, rng.integers(1, 20)).tolist() for _ in range(5)]
+        seen, window = sum(map(len, visits)), int(rng.integers(1, 20))
+        later = rng.integers(0, 2, rng.integers(1, 20)).tolist()
+        kept = knapsack.recent(visits, window)
+        for a, b in [(visits, kept), ([*visits, later], [*kept, later])]:
+            assert knapsack.estimate(a, seen, window, 1) == knapsack.estimate(b, seen, window, 1)
+
+
+def test_greso_targets_split_the_zero_variance_target_one_third_to_two_thirds():
+    assert greso.targets() == (greso.TARGET_EASY, greso.TARGET_HARD)
+    assert greso.targets(0.3) == pytest.approx((0.1, 0.2))
+
+
+# ---- their per-prompt state (pcbench.prompt_state) ------------------------------------------
+
+
+def test_per_prompt_states_follow_their_rules_and_round_trip_through_json():
+    """What a checkpoint stores (JSON) reloads into the same state, for each strategy; the
+    objects apply the rules above."""
+    import json
+
+    from pcbench.config import from_dict
+    from pcbench.prompt_state import GresoTraces, KnapsackRewards, MoppsPosteriors, prompt_state_for
+
+    traces = GresoTraces()
+    traces.record(["a", "b", "c", "d"], [1.0, 0.0, 0.5, 1.0])
+    traces.record(["a"], [1.0])
+    assert traces.skip_probability("a") == pytest.approx(0.75) and traces.streak("b") == "hard"
+    assert traces.skip_probability("c") == 0.0 and traces.skip_probability("new") == 0.0
+    traces.end_step(0.25, adapting=False)  # first epoch: p stays, the counts restart
+    assert (traces.p_easy, traces.counts["groups"]) == (0.5, 0)
+    traces.record(["c"] * 4, [1.0, 0.0, 0.5, 0.5])  # shares 1/4 >= 1/12 and 1/4 >= 1/6
+    traces.end_step(0.25, adapting=True)
+    assert (traces.p_easy, traces.p_hard) == pytest.approx((0.49, 0.49))
+
+    posteriors = MoppsPosteriors(prior=(2.0, 3.0))
+    posteriors.observe(["a", "b"], [3, 0], [4, 4], decay=0.5)  # 0.5 x 2 + 0.5 x 2 + 3, ...
+    alpha, beta = posteriors.get(["a", "b", "new"])
+    assert alpha.tolist() == [5.0, 2.0, 2.0] and beta.tolist() == [4.0, 7.0, 3.0]
+
+    rewards = KnapsackRewards(window=4, known_after=3)
+    rewards.observe(["a", "b"], [[1, 0], [1, 1, 1]])
+    assert rewards.estimates(["a", "b", "new"]) == [None, 1.0, None]
+    rewards.observe(["a"], [[0, 0, 1]])  # 5 seen: the last 4 are 0, 0, 0, 1
+    assert rewards.estimates(["a"]) == [0.25] and rewards.visits["a"] == [[1, 0], [0, 0, 1]]
+
+    for strategy, state in [("greso", traces), ("mopps", posteriors), ("knapsack", rewards)]:
+        cfg = from_dict({"strategy": strategy})
+        copy = prompt_state_for(cfg)
+        copy.load_state_dict(json.loads(json.dumps(state.state_dict())))
+        assert type(copy) is type(state) and copy.state_dict() == state.state_dict()
+    assert prompt_state_for(from_dict({"strategy": "dapo"})) is None

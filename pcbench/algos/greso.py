@@ -51,6 +51,11 @@ def skip_probability(trace: Sequence[float], p_easy: float, p_hard: float) -> fl
     return 0.0
 
 
+def targets(zero_variance: float = TARGET_ZERO_VARIANCE) -> tuple[float, float]:
+    """(all-correct, all-wrong) target shares of a step's groups: 1/3 and 2/3 of the target."""
+    return zero_variance / 3, zero_variance * 2 / 3
+
+
 def adapt(p: float, share: float, target: float) -> float:
     """One step's move of p_easy (or p_hard) given the step's all-correct (all-wrong) share."""
     return max(p - STEP, P_MIN) if share >= target else min(p + STEP, P_MAX)

@@ -16,7 +16,13 @@ estimate and the excess is split evenly over the p = 0 prompts (or, if none, ove
 and p = 1 ones). With no informative prompt the budget left goes to the p = 0 prompts, or every
 prompt gets n. A budget the DP cannot fill exactly is spread evenly over the informative ones.
 
+The estimate p of a prompt comes from its visits (one per epoch, the rewards of its group):
+unknown until it has seen `known_after` rewards in all; then the mean of its latest visit if
+that visit had `window` rewards or more, else the mean of its last `window` rewards.
+
 Deviations: none in the rules; the DP is vectorised over budgets (numpy) instead of numba.
+Which rewards of a partly counted older visit make up the last `window` is chronological here
+(a visit's rewards are exchangeable samples, so the choice carries no information).
 """
 
 from __future__ import annotations
@@ -27,6 +33,30 @@ from collections.abc import Sequence
 import numpy as np
 
 MIN_N, MAX_N, ALPHA = 2, 128, 0.9
+WINDOW, KNOWN_AFTER = 16, 8  # reward_buffer_length, min_buffer_length
+
+
+def estimate(
+    visits: Sequence[Sequence[float]], seen: int, window: int = WINDOW,
+    known_after: int = KNOWN_AFTER,
+) -> float | None:  # fmt: skip
+    """p of a prompt from its visits' rewards (oldest first) and the rewards it has seen in all
+    (None: not known yet)."""
+    if seen < known_after or not visits:
+        return None
+    if len(visits[-1]) >= window:  # a visit this large is its own estimate
+        return float(np.mean(visits[-1]))
+    return float(np.mean([r for visit in visits for r in visit][-window:]))
+
+
+def recent(visits: Sequence[Sequence[float]], window: int = WINDOW) -> list[list[float]]:
+    """The shortest tail of whole visits holding `window` rewards (all, if fewer): all that
+    `estimate` can read again, so a prompt's memory stays bounded."""
+    held, start = 0, len(visits)
+    while start > 0 and held < window:
+        start -= 1
+        held += len(visits[start])
+    return [list(v) for v in visits[start:]]
 
 
 def value(p: float, n: int) -> float:

@@ -1,0 +1,214 @@
+"""The peer strategies' loops (pcbench.peers) on the real engine, verifier and policy: every
+rollout counted, each strategy's per-prompt state as its rules say, an undone step leaving that
+state as it was, and exact resume after SIGKILL (pcbench run in subprocesses)."""
+
+import json
+import signal
+import time
+
+import polars as pl
+import pytest
+from test_run import _comparable, _final_weights, _pcbench
+
+from pcbench import loop
+from pcbench.algos import knapsack
+from pcbench.config import load_config
+from pcbench.loop import train, train_step
+from pcbench.policy import Policy
+from pcbench.prompt_state import KnapsackRewards
+from pcbench.regression import ledger_violations
+from pcbench.run import Run, open_run
+from pcbench.verify import Verifier
+
+from conftest import ARITH, ROOT, TINY_POLICY
+
+pytestmark = pytest.mark.slow
+
+B, N = 4, 16  # N: the shipped group size, n_pilot 4 + n_commit 12
+# Training splits small enough that prompts come back within a few steps (GRESO skips only
+# prompts with a trace, Knapsack-RL estimates only prompts it has seen, MoPPS's posteriors
+# only move for prompts rolled out), and the table settings that fit them to B = 4.
+PEERS = {
+    "greso": (24, ["greso.round_prompts=6"]),  # 4 rounds an epoch
+    "mopps": (16, ["mopps.candidate_ratio=2.0"]),  # 8 candidates a step: 2 steps an epoch
+    "knapsack": (8, []),  # 2 steps an epoch
+}
+STRATEGIES = list(PEERS)
+
+
+def small_train(tmp_path, strategy) -> str:
+    """The first training prompts (all difficulties mixed) as the run's whole training split."""
+    path = tmp_path / f"train-{strategy}.parquet"
+    pl.read_parquet(ARITH / "train.parquet").head(PEERS[strategy][0]).write_parquet(path)
+    return str(path)
+
+
+def sets(tmp_path, strategy, steps) -> list[str]:
+    return [f"batch_prompts={B}", "eval.every=2", "eval.max_prompts=16", "eval.k=2",
+            f"steps={steps}", f"train={small_train(tmp_path, strategy)}",
+            *PEERS[strategy][1]]  # fmt: skip
+
+
+def cfg_for(tmp_path, strategy, steps, *more):
+    config = ROOT / "configs" / f"tiny-{strategy}.toml"
+    return load_config(config, [*sets(tmp_path, strategy, steps), *more])
+
+
+@pytest.fixture(scope="module")
+def verifier():
+    with Verifier(workers=1) as v:
+        yield v
+
+
+@pytest.fixture
+def fresh(tiny_engine, verifier, tmp_path):
+    """open_run(cfg) on the session engine; its shipped weights are restored afterwards."""
+    yield lambda cfg: open_run(cfg, tmp_path / "runs", verifier=verifier)
+    tiny_engine.load_weights(Policy(TINY_POLICY))
+
+
+def groups(rollouts: pl.DataFrame) -> pl.DataFrame:
+    """One row per rolled-out group (request), in generation order: its size and rewards. A
+    request's samples are numbered from 0 (a step retried after an epoch end repeats its
+    round numbers, so (step, round, prompt) does not name a group)."""
+    request = (pl.col("sample") == 0).cum_sum().alias("request")
+    return rollouts.group_by(request, maintain_order=True).agg(
+        pl.col("step", "prompt_id").first(),
+        pl.len().alias("n"),
+        pl.col("correct").cast(pl.Float64).alias("rewards"),
+    )
+
+
+def check_greso(s, cfg, ledger, rollouts, metrics):
+    # Every rolled-out group is in its prompt's trace, dropped ones too, in order.
+    traces = {}
+    for g in groups(rollouts).iter_rows(named=True):
+        traces.setdefault(g["prompt_id"], []).append(sum(g["rewards"]) / g["n"])
+    assert s.prompt_state.traces == traces
+    # Nothing is skipped before a prompt has a trace: not in the first epoch's steps.
+    first_epoch = ledger.filter(pl.col("epochs").cum_sum() == 0)
+    skipped = [f"filtering_stats/greso_skipped_{k}" for k in ("easy", "hard")]
+    assert first_epoch.height and first_epoch.select(skipped).sum_horizontal().sum() == 0
+    assert ledger.select(skipped).sum_horizontal().sum() > 0  # and later they are
+    # p_easy / p_hard start at 0.5, hold through the first epoch, then move 0.01 every step.
+    adapting = (ledger.sort("step")["epochs"].cum_sum() > 0).to_list()
+    assert adapting[0] is False and adapting[-1] is True
+    for name in ("greso/p_easy", "greso/p_hard"):
+        p = [0.5, *metrics.filter(pl.col("name") == name).sort("step")["value"]]
+        moves = [round(abs(b - a), 9) for a, b in zip(p, p[1:], strict=False)]
+        assert moves == [0.01 if a else 0.0 for a in adapting], name
+    assert s.prompt_state.counts == {"groups": 0, "easy": 0, "hard": 0}  # reset after a step
+
+
+def check_mopps(s, cfg, ledger, rollouts, metrics):
+    # No decay: a posterior is the prior plus the prompt's successes and failures so far.
+    totals = rollouts.group_by("prompt_id").agg(pl.col("correct").sum().alias("k"), pl.len())
+    posteriors = s.prompt_state
+    assert set(posteriors.alpha) == set(totals["prompt_id"])
+    for pid, k, n in totals.iter_rows():
+        assert (posteriors.alpha[pid], posteriors.beta[pid]) == (1 + k, 1 + n - k)
+    assert (ledger["filtering_stats/mopps_passed_over"] == B).all()  # 8 candidates, 4 chosen
+    assert (groups(rollouts)["n"] == N).all()
+
+
+def check_knapsack(s, cfg, ledger, rollouts, metrics):
+    # Replaying the logged visits: each step's group sizes are the split of B x n that the
+    # earlier visits' estimates give, in the stream's order.
+    replay, uneven = KnapsackRewards(), False
+    for _, step in groups(rollouts).group_by("step", maintain_order=True):
+        ids, sizes = step["prompt_id"].to_list(), step["n"].to_list()
+        assert sizes == knapsack.allocate(replay.estimates(ids), N) and sum(sizes) == B * N
+        replay.observe(ids, step["rewards"].to_list())
+        uneven |= len(set(sizes)) > 1
+    assert uneven and replay.state_dict() == s.prompt_state.state_dict()
+    known = ledger.select(pl.exclude("filtering_stats/knapsack_unknown", "step")).select(
+        pl.col("^filtering_stats/knapsack_.*$")
+    )
+    assert known.sum_horizontal().sum() > 0  # later visits were estimated
+
+
+CHECKS = {"greso": check_greso, "mopps": check_mopps, "knapsack": check_knapsack}
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_peer_run_counts_every_rollout_and_keeps_its_rules_state(strategy, fresh, tmp_path):
+    cfg = cfg_for(tmp_path, strategy, steps=5)
+    s, run = fresh(cfg)
+    train(s, cfg, run, progress=False)
+    assert s.step == 5 and s.policy.version >= 4 and ledger_violations(run) == []
+    ledger, rollouts = run.ledger().filter(pl.col("step") > 0), run.read("rollouts")
+    assert set(rollouts["phase"]) == {strategy} and ledger["epochs"].sum() >= 1
+    per_step = rollouts.group_by("step").len().sort("step")["len"]
+    assert (ledger[f"rollout_stats/{strategy}"] == per_step).all()  # every rollout logged
+    assert ledger["cumulative/rollouts"][-1] == rollouts.height  # and paid for
+    CHECKS[strategy](s, cfg, ledger, rollouts, run.read("metrics"))
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_an_undone_peer_step_leaves_its_per_prompt_state_as_it_was(
+    strategy, fresh, tmp_path, monkeypatch
+):
+    """An interrupt at the update (after the step changed its per-prompt state) undoes the
+    step; its retry trains as if nothing happened."""
+    cfg = cfg_for(tmp_path, strategy, steps=3)
+    s, run = fresh(cfg)
+    train_step(s, cfg, run)
+    before, stream = s.prompt_state.state_dict(), s.stream.state_dict()
+    update = loop.update
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "update", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_step(s, cfg, run)
+    assert s.step == 1 and s.prompt_state.state_dict() == before
+    assert s.stream.state_dict() == stream
+    monkeypatch.setattr(loop, "update", update)
+    train_step(s, cfg, run)
+    assert s.step == 2 and s.prompt_state.state_dict() != before
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_peer_run_resumes_exactly_after_sigkill(strategy, tmp_path):
+    """Killed mid-step and resumed, a peer run ends exactly like one never killed: weights,
+    logs, ledger and the per-prompt state (tests/test_run.py's check, per strategy)."""
+    steps, kill_after = 4, 2
+    config = str(ROOT / "configs" / f"tiny-{strategy}.toml")
+    small = [f"--set={x}" for x in sets(tmp_path, strategy, steps)] + ["--quiet"]
+
+    def start(name, *more):
+        return _pcbench("run", config, "--runs", str(tmp_path), f"--set=name={name}", *small,
+                        *more)  # fmt: skip
+
+    whole = start("whole")
+    out, _ = whole.communicate(timeout=600)
+    assert whole.returncode == 0, out[-3000:]
+    killed = start("killed")
+    marker = tmp_path / "killed" / "checkpoints" / f"step-{kill_after:06d}"
+    deadline = time.time() + 600
+    while not marker.exists() and killed.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)  # mid-way through the next step
+    killed.communicate()
+    assert killed.returncode == -signal.SIGKILL
+    started = int(Run(tmp_path / "killed").checkpoints()[-1].name.split("-")[1])
+    assert kill_after <= started < steps  # there are steps left to redo
+    resumed = start("killed", "--resume")
+    out, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, out[-3000:]
+    assert f"step {started} of {steps}" in out and "step 0 of" not in out
+
+    a, b = Run(tmp_path / "whole"), Run(tmp_path / "killed")
+    assert _comparable(a.ledger()).equals(_comparable(b.ledger()))
+    for kind in ("rollouts", "evals", "metrics"):
+        assert a.read(kind).equals(b.read(kind)), kind
+    wa, wb = _final_weights(a.path), _final_weights(b.path)
+    assert max((wa[k] - wb[k]).abs().max().item() for k in wa) <= 1e-6
+    state = [
+        json.loads((r.path / "checkpoints" / f"step-{steps:06d}" / "state.json").read_text())
+        for r in (a, b)
+    ]
+    assert state[0]["prompt_state"] == state[1]["prompt_state"]
+    assert len(json.dumps(state[0]["prompt_state"])) > 200  # it was in use
+    assert ledger_violations(b) == []
