@@ -186,8 +186,10 @@ def rollouts_per_step(cfg: RunConfig, rounds: float = 1.0) -> float:
     """Generated rollouts in one step, at `rounds` rounds per step (Pilot-Commit and DAPO draw
     more rounds when their batch does not fill)."""
     n, B, G = cfg.group_size, cfg.batch_prompts, cfg.pool_prompts
-    if cfg.strategy == "grpo":
+    if cfg.strategy in ("grpo", "mopps", "knapsack"):  # B x n (Knapsack-RL splits it unevenly)
         return B * n
+    if cfg.strategy == "greso":  # rounds of at most round_prompts survivors x n
+        return rounds * cfg.greso.round_prompts * n
     if cfg.strategy == "dapo":
         return rounds * G * n
     return rounds * G * cfg.pilot.n_pilot + B * cfg.commit.n_commit

@@ -254,3 +254,17 @@ def test_shrunk_architectures_count_like_built_models():
         torch.manual_seed(0)
         built = AutoModelForCausalLM.from_config(config)
         assert parameter_count(config) == sum(p.numel() for p in built.parameters())
+
+
+def test_rollouts_per_step_follows_each_strategys_budget():
+    from pcbench.memory import rollouts_per_step
+
+    per = {s: load_config(ROOT / "configs" / f"tiny-{s}.toml")
+           for s in ("pc", "grpo", "dapo", "greso", "mopps", "knapsack")}  # fmt: skip
+    B, n = per["grpo"].batch_prompts, per["grpo"].group_size
+    assert rollouts_per_step(per["grpo"]) == B * n
+    assert rollouts_per_step(per["mopps"]) == rollouts_per_step(per["knapsack"]) == B * n
+    assert rollouts_per_step(per["greso"], rounds=2) == 2 * per["greso"].greso.round_prompts * n
+    assert rollouts_per_step(per["dapo"]) == per["dapo"].pool_prompts * n
+    pc = per["pc"]
+    assert rollouts_per_step(pc) == pc.pool_prompts * pc.pilot.n_pilot + B * pc.commit.n_commit
