@@ -157,6 +157,37 @@ def rollouts_by_phase(runs: list[Run]) -> pl.DataFrame:
     )
 
 
+PASS_RATE_BUCKETS = ("0", "(0, 0.25]", "(0.25, 0.5]", "(0.5, 0.75]", "(0.75, 1)", "1")
+
+
+def pass_rate_spend(rollouts: pl.DataFrame) -> dict[str, float]:
+    """Share of the rollouts generated at each pass rate, a prompt's pass rate being that of
+    its rollouts in the same step: "0" and "1" are groups that teach nothing, whatever the
+    strategy meant to do with them (a Pilot-Commit pilot that ruled a prompt out is in them)."""
+    p = pl.col("p")
+    bucket = (
+        pl.when(p == 0).then(pl.lit(PASS_RATE_BUCKETS[0])).when(p == 1).then(pl.lit("1"))
+        .when(p <= 0.25).then(pl.lit(PASS_RATE_BUCKETS[1]))
+        .when(p <= 0.5).then(pl.lit(PASS_RATE_BUCKETS[2]))
+        .when(p <= 0.75).then(pl.lit(PASS_RATE_BUCKETS[3]))
+        .otherwise(pl.lit(PASS_RATE_BUCKETS[4]))
+    )  # fmt: skip
+    groups = rollouts.group_by("step", "prompt_id").agg(
+        pl.len().alias("n"), pl.col("correct").cast(pl.Float64).mean().alias("p")
+    )
+    counts = dict(groups.group_by(bucket.alias("bucket")).agg(pl.col("n").sum()).iter_rows())
+    total = sum(counts.values()) or 1
+    return {b: counts.get(b, 0) / total for b in PASS_RATE_BUCKETS}
+
+
+def spend_by_pass_rate(runs: list[Run]) -> pl.DataFrame:
+    """`pass_rate_spend` per variant, the mean over its runs (one row per variant)."""
+    rows = [{"variant": variant_name(r)} | pass_rate_spend(r.read("rollouts")) for r in runs]
+    if not rows:
+        return pl.DataFrame({"variant": []}, schema={"variant": pl.String})
+    return pl.DataFrame(rows).group_by("variant", maintain_order=True).mean()
+
+
 # ---- over seeds ------------------------------------------------------------------------------
 
 

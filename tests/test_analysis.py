@@ -171,3 +171,18 @@ def test_measure_pairs_targets_and_ratios_by_seed(tmp_path):
     assert rows["pc-s0"]["x_vs_grpo"] == pytest.approx(256 / 64)
     assert rows["pc-s1"]["x_vs_grpo"] == pytest.approx(128 / 128)
     assert rows["pc-s1"]["variant"] == "pc" and rows["pc-s1"]["x_vs_pc"] == 1.0
+
+
+def test_pass_rate_spend_shares_the_rollouts_by_their_groups_pass_rate():
+    from pcbench.results import PASS_RATE_BUCKETS, pass_rate_spend
+
+    # step 1: a 4 of 4 right, b 0 of 2; step 2: a again 1 of 4 (its own group that step), c 2 of 2
+    rollouts = pl.DataFrame({
+        "step": [1] * 6 + [2] * 6,
+        "prompt_id": ["a"] * 4 + ["b"] * 2 + ["a"] * 4 + ["c"] * 2,
+        "correct": [True] * 4 + [False] * 2 + [True, False, False, False] + [True, True],
+    })  # fmt: skip
+    shares = pass_rate_spend(rollouts)
+    assert list(shares) == list(PASS_RATE_BUCKETS)
+    assert shares == {"0": 2 / 12, "(0, 0.25]": 4 / 12, "(0.25, 0.5]": 0.0, "(0.5, 0.75]": 0.0,
+                      "(0.75, 1)": 0.0, "1": 6 / 12}  # fmt: skip

@@ -31,6 +31,15 @@ SMALL = {
         "probe_samples": 4,
         "train_missing": True,  # a fresh runs_dir: its default only reads finished runs
     },  # fmt: skip
+    "06_allocation_methods.ipynb": {
+        "seeds": [0],
+        "steps": 2,
+        "variants": ["greso", "mopps", "knapsack"],  # and GRPO, the target
+        "overrides": ["batch_prompts=4", "eval.every=2", "eval.max_prompts=16", "eval.k=2"],
+        "train_missing": True,
+        "live_strategy": "knapsack",
+        "live_steps": 1,
+    },  # fmt: skip
 }
 
 
@@ -56,6 +65,9 @@ def test_notebook_runs_clean(name, tmp_path):
         for o in c.get("outputs", []) if o.get("output_type") == "stream"
     )  # fmt: skip
     assert streams.count("\r") < 200, "progress bars flooded the notebook output"
+    if name == "06_allocation_methods.ipynb":  # the peers side by side, each with its runs
+        table = executed.cells[4].outputs[-1]["data"]["text/plain"]
+        assert all(v in table for v in ("grpo", "greso", "mopps", "knapsack")), table
     if name == "03_regression.ipynb":  # every seed had a real target; costs where GRPO peaked
         last = executed.cells[-1].outputs[0]["data"]["text/plain"]
         assert "no signal" not in last, last

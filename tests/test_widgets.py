@@ -15,7 +15,7 @@ from pcbench.run import open_run
 from pcbench.verify import Verifier
 from pcbench.widgets import Controls, Dashboard
 
-from conftest import ARITH, TINY_POLICY, tiny_engine_config
+from conftest import ARITH, ROOT, TINY_POLICY, tiny_engine_config
 
 CFG = RunConfig(
     name="widgets", model=str(TINY_POLICY), train=str(ARITH / "train.parquet"),
@@ -340,5 +340,35 @@ def test_an_interrupted_or_failing_press_is_shown_and_leaves_the_state_usable(
             press("update")  # undone: the batch is still there to train on
         assert s.step == 1 and board.rounds and "was undone" in board.status.value
         assert "update done" in press("update") and s.step == 2 and s.policy.version == 2
+    finally:
+        tiny_engine.load_weights(Policy(TINY_POLICY))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["grpo", "greso", "mopps", "knapsack"])
+def test_the_dashboard_trains_any_strategy_and_refuses_pilot_commits_stages(
+    strategy, tiny_engine, verifier
+):
+    """Selecting a strategy is giving the dashboard that strategy's state: `run N steps` trains
+    it (the loop's step) and its allocation plot shows that strategy's own columns; the stage
+    buttons, Pilot-Commit's, are refused and change nothing."""
+    from pcbench.config import load_config
+    from pcbench.plots import ALLOCATION
+    from pcbench.state import setup
+
+    cfg = load_config(ROOT / "configs" / f"tiny-{strategy}.toml",
+                      ["batch_prompts=4", "eval.max_prompts=16", "eval.k=2"])  # fmt: skip
+    s = setup(cfg, verifier=verifier)
+    board = Dashboard(s, cfg)
+    try:
+        board.buttons["pilot"].click()
+        assert "refused" in board.status.value and "run N steps" in board.status.value
+        assert s.ledger.rows == {} and s.stream.position == 0
+        board.n_steps.value = 1
+        board.buttons["run N steps"].click()
+        assert "run N steps done" in board.status.value and s.step == 1
+        names = [trace.name for trace in board.allocation.figure.data]
+        assert names == list(ALLOCATION[strategy].values())
+        assert any(y for trace in board.allocation.figure.data for y in trace.y)
     finally:
         tiny_engine.load_weights(Policy(TINY_POLICY))

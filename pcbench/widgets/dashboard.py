@@ -1,7 +1,8 @@
 """Dashboard: controls, live plots and step buttons over a live training state or a run dir.
 
 Buttons run one step at a time (pilot, score, commit, update, evaluate) or N whole training
-steps (`loop.train_step`, the same code as `pcbench run`). Moving a threshold or the pilot
+steps (`loop.train_step`, the same code as `pcbench run`). Any strategy's state can be shown and
+trained (`run N steps`, its own allocation plot); the stage buttons are Pilot-Commit's. Moving a threshold or the pilot
 fraction re-scores the cached pilot rollouts at once (score is pure): the histogram's band and
 the allocation's "preview" bar show what the new settings would keep before anything is
 committed. `Dashboard.from_run` shows a finished run the same way, without a model.
@@ -19,6 +20,8 @@ from pcbench.config import RunConfig
 from pcbench.ledger import CUMULATIVE
 from pcbench.widgets.controls import Controls
 from pcbench.widgets.live import AccuracyPlot, AllocationPlot, PilotHistograms
+
+HAND_STAGES = ("pilot", "score", "commit", "update")  # Pilot-Commit's round stages, by hand
 
 
 class Refused(RuntimeError):
@@ -122,6 +125,12 @@ class Dashboard:
         with self.log:
             try:
                 self.status.value = f"running {name} ..."
+                self._refuse_unless(
+                    name not in HAND_STAGES or self.cfg.strategy == "pilot_commit",
+                    f"{name} is a stage of Pilot-Commit's step; this state trains "
+                    f"strategy = {self.cfg.strategy!r}, whose step runs whole: press "
+                    "'run N steps' (the loop's step, as `pcbench run`)",
+                )
                 self._actions[name]()
                 self.status.value = f"{name} done (step {self.state.step})"
             except Refused as e:  # pressed out of order: say what to do, nothing changed
