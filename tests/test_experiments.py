@@ -235,7 +235,7 @@ def test_markdown_has_the_mechanism_table_for_piloted_variants_only(root):
 def test_experiments_are_data_files_and_bad_ones_are_refused(tmp_path):
     """Every shipped experiment loads from configs/experiments/; a file with a variant missing
     its config, or a variant name that means two different runs, is refused with the reason."""
-    assert set(ex.EXPERIMENTS) == {"headline", "ablations", "beyond", "explore"}
+    assert set(ex.EXPERIMENTS) == {"headline", "ablations", "beyond", "explore", "peers"}
     assert [v.name for v in ex.EXPERIMENTS["headline"].variants] == ["pc", "grpo", "dapo"]
     assert ex.EXPERIMENTS["ablations"].variants[2].overrides[0] == "pilot.n_pilot=2"
     (tmp_path / "a.toml").write_text('title = "a"\n[[variant]]\nname = "x"\n')
