@@ -40,6 +40,15 @@ def benchmarks() -> Path:
     return BENCHMARKS
 
 
+@pytest.fixture(scope="module")
+def verifier():
+    """A real math-verify worker pool for one test module (files may define their own)."""
+    from pcbench.verify import Verifier
+
+    with Verifier(workers=1) as v:
+        yield v
+
+
 @pytest.fixture(scope="session")
 def tiny_engine():
     """One in-process vLLM engine on the shipped tiny policy for the whole session.

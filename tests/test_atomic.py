@@ -17,7 +17,6 @@ from pcbench.loop import initial_eval, train, train_step
 from pcbench.policy import Policy
 from pcbench.regression import ledger_violations
 from pcbench.run import CheckpointWarning, Run, open_run, verify_manifest
-from pcbench.verify import Verifier
 
 from conftest import ROOT, TINY_POLICY
 
@@ -30,12 +29,6 @@ SMALL = ["batch_prompts=4", "pool_prompts=12", "eval.every=3", "eval.max_prompts
 
 def cfg_for(name, steps, *more):
     return load_config(CONFIG, [*SMALL, f"name={name}", f"steps={steps}", *more])
-
-
-@pytest.fixture(scope="module")
-def verifier():
-    with Verifier(workers=1) as v:
-        yield v
 
 
 @pytest.fixture

@@ -3,12 +3,10 @@ rollout counted, each strategy's per-prompt state as its rules say, an undone st
 state as it was, and exact resume after SIGKILL (pcbench run in subprocesses)."""
 
 import json
-import signal
-import time
 
 import polars as pl
 import pytest
-from test_run import _comparable, _final_weights, _pcbench
+from test_run import _comparable, _final_weights, _kill_after_checkpoint, _pcbench
 
 from pcbench import loop
 from pcbench.algos import knapsack
@@ -18,7 +16,6 @@ from pcbench.policy import Policy
 from pcbench.prompt_state import KnapsackRewards
 from pcbench.regression import ledger_violations
 from pcbench.run import Run, open_run
-from pcbench.verify import Verifier
 
 from conftest import ARITH, ROOT, TINY_POLICY
 
@@ -52,12 +49,6 @@ def sets(tmp_path, strategy, steps) -> list[str]:
 def cfg_for(tmp_path, strategy, steps, *more):
     config = ROOT / "configs" / f"tiny-{strategy}.toml"
     return load_config(config, [*sets(tmp_path, strategy, steps), *more])
-
-
-@pytest.fixture(scope="module")
-def verifier():
-    with Verifier(workers=1) as v:
-        yield v
 
 
 @pytest.fixture
@@ -184,14 +175,7 @@ def test_a_peer_run_resumes_exactly_after_sigkill(strategy, tmp_path):
     whole = start("whole")
     out, _ = whole.communicate(timeout=600)
     assert whole.returncode == 0, out[-3000:]
-    killed = start("killed")
-    marker = tmp_path / "killed" / "checkpoints" / f"step-{kill_after:06d}"
-    deadline = time.time() + 600
-    while not marker.exists() and killed.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    killed.send_signal(signal.SIGKILL)  # mid-way through the next step
-    killed.communicate()
-    assert killed.returncode == -signal.SIGKILL
+    _kill_after_checkpoint(start("killed"), tmp_path / "killed", kill_after)
     started = int(Run(tmp_path / "killed").checkpoints()[-1].name.split("-")[1])
     assert kill_after <= started < steps  # there are steps left to redo
     resumed = start("killed", "--resume")

@@ -63,6 +63,18 @@ def test_logs_round_trip_and_restore_drops_what_a_kill_left_behind(tmp_path):
     assert not list((run.path / "checkpoints").glob(".tmp-*"))
 
 
+def _kill_after_checkpoint(proc, run_dir, step: int) -> None:
+    """SIGKILL a `pcbench run` as soon as its checkpoint of `step` exists (mid-way through the
+    next step), and check that it was the kill that ended it."""
+    marker = run_dir / "checkpoints" / f"step-{step:06d}"
+    deadline = time.time() + 600
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+
+
 def _pcbench(*args, **kw):
     env = os.environ | {"PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
@@ -130,13 +142,7 @@ def test_resume_after_sigkill_is_exact(tmp_path):
 
     killed = _pcbench("run", str(CONFIG), "--runs", str(tmp_path), f"--set=steps={steps}",
                       "--set=name=killed", *small)  # fmt: skip
-    marker = tmp_path / "killed" / "checkpoints" / f"step-{kill_after:06d}"
-    deadline = time.time() + 600
-    while not marker.exists() and killed.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    killed.send_signal(signal.SIGKILL)  # mid-way through the next step
-    killed.communicate()
-    assert killed.returncode == -signal.SIGKILL
+    _kill_after_checkpoint(killed, tmp_path / "killed", kill_after)
     run = Run(tmp_path / "killed")
     assert run.ledger()["step"].max() in (kill_after, kill_after + 1)
     started = int(run.checkpoints()[-1].name.split("-")[1])
