@@ -75,6 +75,13 @@ def count_greso_skips(ledger: Ledger, step: int, easy: int, hard: int) -> None:
     ledger.add(step, "filtering_stats/greso_skipped_hard", hard)
 
 
+def count_gate_skips(ledger: Ledger, step: int, easy: int, hard: int) -> None:
+    """Fresh prompts the history gate kept from their pilot (no rollouts: used up for this
+    epoch), by the side of the band their posterior draw fell on."""
+    ledger.add(step, "filtering_stats/gate_skipped_easy", easy)
+    ledger.add(step, "filtering_stats/gate_skipped_hard", hard)
+
+
 def count_mopps_selection(ledger: Ledger, step: int, candidates: int, selected: int) -> None:
     ledger.add(step, "filtering_stats/mopps_selected", selected)
     ledger.add(step, "filtering_stats/mopps_passed_over", candidates - selected)

@@ -200,7 +200,7 @@ def cmd_experiment(args) -> None:
     runs, _, text = ex.table(exp, args.runs, seeds, args.smooth)
     if runs.height == 0:
         raise FileNotFoundError(
-            f"no finished runs of {args.name!r} with a target under {args.runs}/"
+            f"no finished runs of {args.name!r} with a target under {exp.root(args.runs)}/"
         )
     print(text)
     if args.write:
@@ -212,7 +212,8 @@ def cmd_experiment(args) -> None:
         )
         ex.write_block(args.write, exp.name, text)
         print(f"\nwrote {args.write} and {figure}", file=sys.stderr)
-    print(f"({(time.perf_counter() - start) / 60:.1f} min; runs in {args.runs}/)", file=sys.stderr)
+    minutes = (time.perf_counter() - start) / 60
+    print(f"({minutes:.1f} min; runs in {exp.root(args.runs)}/)", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:

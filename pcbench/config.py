@@ -52,6 +52,7 @@ class SamplingConfig:
 
 
 PRIORS = ("online", "flat")
+GATES = ("none", "history")
 
 
 @dataclass(frozen=True)
@@ -69,9 +70,14 @@ class PilotConfig:
     # Share of the prompts the prior alone would stop (stage 0) that are piloted anyway, so a
     # level written off keeps being measured and the prior can change its mind (0: never).
     explore: float = 0.0
+    # History gate (pcbench's combination, not the paper's): "history" pilots a prompt seen
+    # before only if a draw from its Beta posterior (all its earlier rollouts) is in the keep
+    # band; fresh pools fill with survivors (pcbench.algos.gate). "none": pilot every prompt.
+    gate: str = "none"
 
     def __post_init__(self):
         _positive(self, "n_pilot", "prior_window", "prior_min")
+        _require(self.gate in GATES, f"pilot.gate = {self.gate!r}: use one of {GATES}")
         st = self.stages
         _require(
             all(0 <= a < b for a, b in itertools.pairwise((*st, self.n_pilot))),
@@ -568,6 +574,7 @@ class RunConfig:
     strategy: str = "pilot_commit"  # pilot_commit | grpo | dapo | greso | mopps | knapsack
     model: str = "data/tiny-policy"  # HF model dir or hub id
     train: str = "data/arith/train.parquet"  # PROMPTS parquet of training prompts
+    train_prompts: int | None = None  # first this many training prompts, file order (None: all)
     test: str = "data/arith/test.parquet"  # PROMPTS parquet of evaluation prompts
     batch_prompts: int = 8  # B: prompts per training step (paper: 128)
     pool_prompts: int = 24  # G: fresh prompts per round (paper: 384, pool factor 3)
@@ -602,6 +609,15 @@ class RunConfig:
         )
         _positive(self, "batch_prompts", "pool_prompts", "max_rounds", "steps")
         _positive(self, "checkpoint_every", "keep_checkpoints")
+        _require(
+            self.pilot.gate == "none" or self.strategy == "pilot_commit",
+            f"pilot.gate = {self.pilot.gate!r} gates Pilot-Commit's pilots: strategy = "
+            f"{self.strategy!r} has none (use strategy = 'pilot_commit' or pilot.gate = 'none')",
+        )
+        _require(
+            self.train_prompts is None or self.train_prompts > 0,
+            f"train_prompts = {self.train_prompts}: use None (all) or a positive count",
+        )
         _require(
             bool(self.name) and "/" not in self.name,
             f"name = {self.name!r}: use a non-empty name without '/'",

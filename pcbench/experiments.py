@@ -26,6 +26,7 @@ from pcbench.results import markdown, mean_curves, measure, summarize
 from pcbench.run import Run
 
 DEFAULT_SEEDS = (0, 1, 2)
+STOPPED = "stopped.txt"  # in a run directory: why run_experiment went on without finishing it
 DEFAULT_SMOOTH = 2
 
 
@@ -45,15 +46,31 @@ class Experiment:
     name: str
     title: str
     variants: tuple[Variant, ...]
+    # Runs live in <root>/<subdir>/ (e.g. the same variants on another training split), so the
+    # same variant names mean other runs there; a subdir experiment holds its own `grpo` targets.
+    subdir: str = ""
+    sets: tuple[str, ...] = ()  # the overrides every variant starts with (already in theirs)
+
+    def root(self, root: str | Path) -> Path:
+        """Where this experiment's runs live under the runs root."""
+        return Path(root) / self.subdir
 
 
 def load_experiment(path: str | Path) -> Experiment:
-    """An experiment file: `title` and `[[variant]]` tables (name, config, set, label)."""
+    """An experiment file: `title`, optional `subdir` (its runs' folder under the runs root) and
+    `set` (overrides every variant gets, before its own), and `[[variant]]` tables (name, config,
+    set, label)."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"{path}: not valid TOML: {e}") from None
+    unknown = set(data) - {"title", "subdir", "set", "variant"}
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {sorted(unknown)} (title, subdir, set, variant)")
+    subdir, common = data.get("subdir", ""), tuple(data.get("set", ()))
+    if subdir and not re.fullmatch(r"[A-Za-z0-9_.-]+", subdir) or subdir in (".", ".."):
+        raise ValueError(f"{path}: subdir = {subdir!r}: use one folder name (letters, digits, -_.)")
     variants = []
     for i, v in enumerate(data.get("variant", [])):
         unknown = set(v) - {"name", "config", "set", "label"}
@@ -66,23 +83,24 @@ def load_experiment(path: str | Path) -> Experiment:
             raise ValueError(
                 f"{path}: variant {v['name']!r}: no config {CONFIGS_DIR / v['config']}"
             )
-        variants.append(
-            Variant(v["name"], v["config"], tuple(v.get("set", ())), v.get("label", ""))
-        )
+        overrides = (*common, *v.get("set", ()))
+        variants.append(Variant(v["name"], v["config"], overrides, v.get("label", "")))
     names = [v.name for v in variants]
     if not variants or len(set(names)) != len(names):
         raise ValueError(f"{path}: needs variants with distinct names; got {names}")
-    return Experiment(path.stem, data.get("title", path.stem), tuple(variants))
+    if subdir and GRPO_NAME not in names:
+        raise ValueError(f"{path}: subdir experiments hold their own targets: add a {GRPO_NAME!r}")
+    return Experiment(path.stem, data.get("title", path.stem), tuple(variants), subdir, common)
 
 
 def load_experiments(directory: str | Path = EXPERIMENTS_DIR) -> dict[str, Experiment]:
     """Every experiment file of `directory`, by name; a variant name defined two different ways
     in two files is refused (its runs would be shared while meaning different things)."""
     exps = {p.stem: load_experiment(p) for p in sorted(Path(directory).glob("*.toml"))}
-    seen: dict[str, tuple[str, Variant]] = {}
+    seen: dict[tuple[str, str], tuple[str, Variant]] = {}
     for exp in exps.values():
         for v in exp.variants:
-            other = seen.setdefault(v.name, (exp.name, v))
+            other = seen.setdefault((exp.subdir, v.name), (exp.name, v))
             if (other[1].config, other[1].overrides) != (v.config, v.overrides):
                 raise ValueError(
                     f"variant {v.name!r} means different runs in {other[0]} and {exp.name}: "
@@ -91,6 +109,7 @@ def load_experiments(directory: str | Path = EXPERIMENTS_DIR) -> dict[str, Exper
     return exps
 
 
+GRPO_NAME = "grpo"  # the variant whose runs hold every seed's target, in each runs folder
 EXPERIMENTS = load_experiments()
 # The headline's three variants; GRPO's runs (`grpo-s<seed>`) hold every seed's target.
 PC, GRPO, DAPO = ({v.name: v for v in EXPERIMENTS["headline"].variants}[n]
@@ -132,21 +151,27 @@ def run_experiment(
     seed, in this process. Running a subset lets seed counts differ per variant (e.g. 3 seeds for
     a sweep, 1 for a side ablation); the table then says how many seeds each row has.
 
-    A run that stops on MaxRoundsError (a narrow band that cannot fill its batch: a property of
-    the variant) is logged and the others go on; any other failure (verifier, weight sync, a
-    config that cannot fill an epoch, ...) stops the experiment, since the remaining runs would
-    be measured on a broken setup. Both leave the run resumable from its last checkpoint."""
-    from pcbench.loop import MaxRoundsError, train
+    A run that stops on MaxRoundsError (a narrow band that cannot fill its batch) or on
+    EpochTooSmallError (evictions left too few prompts to fill an epoch, or a whole epoch filled
+    no batch) is logged and the others go on: both are properties of the variant on its split.
+    Any other failure (verifier, weight sync, a config refused before it starts, ...) stops the
+    experiment, since the remaining runs would be measured on a broken setup. Both leave the run
+    resumable from its last checkpoint."""
+    from pcbench.loop import EpochTooSmallError, MaxRoundsError, train
     from pcbench.run import open_run
 
     paths, failed = [], []
     for _variant, _seed, cfg in variant_configs(exp, seeds, sets, only):
-        state, run = open_run(cfg, root, resume=True)  # finished runs are read back as they are
+        # finished runs are read back as they are
+        state, run = open_run(cfg, exp.root(root), resume=True)
         log(f"== {run.name}: {cfg.strategy}, step {state.step} of {cfg.steps}")
+        stopped = run.path / STOPPED
         try:
             train(state, cfg, run, progress=progress)
-        except MaxRoundsError as e:
+            stopped.unlink(missing_ok=True)
+        except (MaxRoundsError, EpochTooSmallError) as e:
             log(f"!! {run.name} stopped at step {state.step}: {e}")
+            stopped.write_text(f"{type(e).__name__}: {e}\n")  # what its table row says
             failed.append(run.name)
         paths.append(run.path)
     if failed:
@@ -160,21 +185,25 @@ def run_status(path: Path) -> tuple[bool, str]:
         return False, "not run"
     run = Run(path)
     done, steps = run.summary()["steps"], run.config.steps
+    if done < steps and (path / STOPPED).exists():  # the experiment went on without it
+        reason = (path / STOPPED).read_text().split(":")[0]
+        return False, f"stopped by {reason} at step {done} of {steps}"
     return done >= steps, f"step {done} of {steps}"
 
 
 def left_out(exp: Experiment, root: str | Path, seeds=DEFAULT_SEEDS, only=None) -> list[str]:
     """The runs a comparison leaves out, and why: unfinished runs, and every run of a seed
     whose GRPO run (the target) is unfinished or missing."""
-    out = []
+    out, root = [], exp.root(root)
     for seed in seeds:
-        grpo_done, grpo_note = run_status(Path(root) / GRPO.run_name(seed))
+        grpo_done, grpo_note = run_status(root / GRPO.run_name(seed))
         for v in select_variants(exp, only):
-            done, note = run_status(Path(root) / v.run_name(seed))
+            done, note = run_status(root / v.run_name(seed))
             if note == "not run":
                 continue
             if not done:
-                out.append(f"{v.run_name(seed)} (unfinished: {note})")
+                what = note if note.startswith("stopped") else f"unfinished: {note}"
+                out.append(f"{v.run_name(seed)} ({what})")
             elif not grpo_done:
                 out.append(f"{v.run_name(seed)} (no target: {GRPO.run_name(seed)} {grpo_note})")
     return out
@@ -184,7 +213,7 @@ def finished_runs(exp: Experiment, root: str | Path, seeds=DEFAULT_SEEDS, only=N
     """The experiment's finished runs of seeds whose GRPO run (the target) is finished, seed by
     seed in the experiment's variant order: what its tables compare (`left_out` names the rest;
     a target taken from a partial GRPO curve would be a different target)."""
-    root, out = Path(root), []
+    root, out = exp.root(root), []
     for seed in seeds:
         if not run_status(root / GRPO.run_name(seed))[0]:
             continue
@@ -222,7 +251,7 @@ def write_figure(exp: Experiment, root: str | Path, path: str | Path, seeds=DEFA
     from pcbench.plots import cost_curves_figure
 
     runs = [Run(p) for v in exp.variants for s in seeds
-            if ((p := Path(root) / v.run_name(s)) / "config.json").exists()]  # fmt: skip
+            if ((p := exp.root(root) / v.run_name(s)) / "config.json").exists()]  # fmt: skip
     fig = cost_curves_figure(
         mean_curves(runs), f"{exp.title} — eval mean@4, mean over seeds {list(seeds)}"
     )

@@ -44,7 +44,8 @@ COLUMNS = (
     *(f"token_stats/{p}" for p in PAID),
     *(f"filtering_stats/{n}" for n in (
         "seen", "kept", "too_easy", "too_hard", "evict_marked", "evicted", "trained_prompts",
-        "early_stopped", "prior_skipped", "prior_explored", "dapo_kept", "dapo_discarded",
+        "early_stopped", "prior_skipped", "prior_explored", "gate_skipped_easy",
+        "gate_skipped_hard", "dapo_kept", "dapo_discarded",
         "dapo_surplus", "greso_kept", "greso_discarded", "greso_surplus", "greso_skipped_easy",
         "greso_skipped_hard", "mopps_selected", "mopps_passed_over", "knapsack_unknown",
         "knapsack_informative", "knapsack_hard", "knapsack_easy")),

@@ -15,6 +15,9 @@ ALLOCATION = {  # ledger column -> label, per strategy
         "filtering_stats/too_hard": "too hard",
         "filtering_stats/evict_marked": "too easy, evict marked",
         "buffer_stats/stale_drop": "stale dropped",
+        # pilot.gate = "history": drawn but not piloted (0 without the gate)
+        "filtering_stats/gate_skipped_easy": "gate-skipped, likely easy",
+        "filtering_stats/gate_skipped_hard": "gate-skipped, likely hard",
     },
     "dapo": {
         "filtering_stats/dapo_kept": "kept",

@@ -2,12 +2,13 @@
 
     GresoTraces       GRESO: each prompt's trace of group success rates, one entry per rollout;
                       p_easy and p_hard; the counts of the step in flight that move them
-    MoppsPosteriors   MoPPS: each prompt's Beta(alpha, beta) over its success rate
+    MoppsPosteriors   MoPPS: each prompt's Beta(alpha, beta) over its success rate (also
+                      Pilot-Commit's history gate, `pilot.gate = "history"`: algos.gate)
     KnapsackRewards   Knapsack-RL: each prompt's recent rewards and how many it has seen
 
 The rules that read and move them are the pure functions of pcbench.algos.{greso,mopps,
 knapsack}; these objects only keep their inputs. `State.prompt_state` holds the run's one (None
-for Pilot-Commit, GRPO and DAPO): saved in each checkpoint and restored on resume as plain
+for GRPO, DAPO and Pilot-Commit without the gate): saved in each checkpoint and restored on resume as plain
 JSON values (floats round-trip exactly, so the resume is exact), and snapshotted by
 `atomic.all_or_nothing`, so a step that is undone leaves it as it was. Prompts are keyed by
 prompt_id; one never rolled out has no entry (the rules' "unseen").
@@ -85,6 +86,10 @@ class MoppsPosteriors:
             np.array([self.beta.get(p, self.prior[1]) for p in ids]),
         )
 
+    def seen(self, prompt_ids) -> np.ndarray:
+        """Whether each prompt has been rolled out (has a posterior of its own)."""
+        return np.array([p in self.alpha for p in prompt_ids], bool)
+
     def observe(self, prompt_ids, successes, n, decay: float) -> None:
         """Each prompt's posterior after `successes` of `n` rollouts (`mopps.update`)."""
         ids = list(prompt_ids)
@@ -155,4 +160,6 @@ def prompt_state_for(cfg) -> PromptState | None:
         return MoppsPosteriors(cfg.mopps.prior)
     if cfg.strategy == "knapsack":
         return KnapsackRewards(cfg.knapsack.window, cfg.knapsack.known_after)
+    if cfg.strategy == "pilot_commit" and cfg.pilot.gate == "history":  # pcbench.algos.gate
+        return MoppsPosteriors(mopps.PRIOR)
     return None

@@ -24,9 +24,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import polars as pl
 
 from pcbench import accounting
+from pcbench.algos import gate
 from pcbench.buffer import BufferEntry
 from pcbench.config import RunConfig
 from pcbench.pilots import Pilot, PilotOutcome, pilot_for
@@ -34,6 +36,7 @@ from pcbench.state import State
 from pcbench.steps import call_seed, commit, generate_round, plan, score, training_group
 
 STAGES = ("begun", "generated", "classified", "finished")
+GATE_SALT = 3  # the history gate's draws differ from the round's engine call (and the peers')
 
 
 class StageError(RuntimeError):
@@ -75,11 +78,34 @@ class PCRound:
             )
 
 
+def draw_pool(s: State, cfg: RunConfig, step: int, number: int) -> pl.DataFrame | None:
+    """The round's G fresh prompts; with the history gate (`pilot.gate = "history"`), G that
+    pass it, drawn in stream order (a skipped prompt is used up for this epoch, as GRESO's). None
+    when the epoch ran out first."""
+    if cfg.pilot.gate == "none":
+        return s.stream.next_pool(cfg.pool_prompts)
+    rng = np.random.default_rng(call_seed(cfg.seed, step, number, GATE_SALT))
+    band, posteriors = (cfg.score.keep_min, cfg.score.keep_max), s.prompt_state
+    kept, survivors, skipped = [], 0, {gate.SKIP_EASY: 0, gate.SKIP_HARD: 0}
+    while survivors < cfg.pool_prompts:
+        chunk = s.stream.next_pool(cfg.pool_prompts - survivors)
+        if chunk is None:
+            break
+        ids = chunk["prompt_id"]
+        decided = gate.decide(*posteriors.get(ids), posteriors.seen(ids), band, rng)
+        for side in skipped:
+            skipped[side] += int((decided == side).sum())
+        kept.append(chunk.filter(pl.Series(decided == gate.PILOT)))
+        survivors += kept[-1].height
+    accounting.count_gate_skips(s.ledger, step, skipped[gate.SKIP_EASY], skipped[gate.SKIP_HARD])
+    return pl.concat(kept) if survivors == cfg.pool_prompts else None
+
+
 def begin(
     s: State, cfg: RunConfig, step: int, number: int, need: int, *, commit_fresh: bool = False
 ) -> PCRound | None:
     """The round's fresh pool and the buffered prompts it commits; None when the epoch ran out."""
-    pool = s.stream.next_pool(cfg.pool_prompts)
+    pool = draw_pool(s, cfg, step, number)
     if pool is None:
         return None
     taken = [] if commit_fresh else s.buffer.take(need, cfg.commit.order)
@@ -135,7 +161,11 @@ def finish(s: State, cfg: RunConfig, r: PCRound) -> PCRound:
                 accounting.count_call(s.ledger, r.step, s.verifier.last_health)
     with s.ledger.time(r.step, "score"):  # training groups: part of the allocation's cost
         r.groups = [training_group(e, r.commit_rollouts, cfg.commit.n_reuse) for e in r.taken]
-    s.stash("rollouts", pl.concat([r.pilot.rollouts, r.commit_rollouts]))
+    rollouts = pl.concat([r.pilot.rollouts, r.commit_rollouts])
+    if cfg.pilot.gate == "history":  # every rollout a prompt had moves its posterior
+        seen = score(rollouts, cfg)
+        s.prompt_state.observe(seen["prompt_id"], seen["n_correct"], seen["n"], decay=1.0)
+    s.stash("rollouts", rollouts)
     s.stash("scores", r.scores.with_columns(round=pl.lit(r.round, pl.Int64)))
     accounting.count_pc_round(s.ledger, r, r.piloting.counts(r.pilot))
     r.stage = "finished"

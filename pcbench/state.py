@@ -169,16 +169,32 @@ def _require_vllm_for_replicas(ec: EngineConfig) -> None:
         )
 
 
+def training_prompts(cfg: RunConfig) -> pl.DataFrame:
+    """The training split, or its first `train_prompts` prompts in file order: a split small
+    enough that a run cycles through it several times (the peers-epochs experiment)."""
+    prompts = load_prompts(cfg.train, cfg.model)
+    if cfg.train_prompts is None:
+        return prompts
+    if cfg.train_prompts > prompts.height:
+        raise ConfigError(
+            f"train_prompts = {cfg.train_prompts}, but train = {cfg.train!r} holds only "
+            f"{prompts.height} prompts: use at most {prompts.height} (or None for all)"
+        )
+    return prompts.head(cfg.train_prompts)
+
+
 def setup(cfg: RunConfig, *, verifier=None, with_policy: bool = True) -> State:
     """Data, engine, verifier, policy, stream, buffer and ledger for a fresh run of `cfg`."""
     from pcbench.policy import Policy
     from pcbench.verify import Verifier
 
     check_files(cfg)
-    prompts = load_prompts(cfg.train, cfg.model)
+    prompts = training_prompts(cfg)
     if prompts.height < cfg.min_epoch_prompts:
+        held = (f"train = {cfg.train!r} holds" if cfg.train_prompts is None
+                else f"train_prompts = {cfg.train_prompts} keeps")  # fmt: skip
         raise ConfigError(
-            f"train = {cfg.train!r} holds {prompts.height} prompts, fewer than the "
+            f"{held} {prompts.height} prompts, fewer than the "
             f"{cfg.min_epoch_prompts} one epoch needs ({cfg.epoch_need}): use more training "
             "prompts or a smaller pool_prompts / batch_prompts"
         )

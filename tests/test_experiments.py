@@ -47,6 +47,30 @@ def test_unfinished_runs_are_left_out_and_named(root):
     assert ex.left_out(EXP, root, seeds=(0, 1)) == ["dapo-s1 (unfinished: step 1 of 3)"]
 
 
+def test_a_subdir_experiment_keeps_its_runs_and_targets_in_its_own_folder(tmp_path):
+    # Same variant names as the headline, other runs: the subdir's own GRPO sets the target.
+    sub = tmp_path / "epochs"
+    _run(sub, "grpo-s0", "grpo", [0.5, 0.8, 0.8, 0.8], 128, steps=3)
+    _run(sub, "pc-s0", "pilot_commit", [0.5, 0.8, 0.8, 0.8], 100, steps=3)
+    _run(tmp_path, "grpo-s0", "grpo", [0.5, 0.55, 0.6, 0.58], 128, steps=3)  # the headline's
+    exp = ex.Experiment("e", "test", (ex.PC, ex.GRPO), subdir="epochs")
+    assert exp.root(tmp_path) == sub
+    runs = ex.per_run(exp, tmp_path, seeds=(0,), smooth=1)
+    assert set(runs["run"]) == {"grpo-s0", "pc-s0"} and (runs["target"] == 0.8).all()
+    assert runs.filter(pl.col("variant") == "pc")["x_vs_grpo"][0] == pytest.approx(128 / 100)
+    _run(sub, "grpo-s1", "grpo", [0.5, 0.6], 128, steps=3)  # unfinished: seed 1 has no target
+    _run(sub, "pc-s1", "pilot_commit", [0.5, 0.6, 0.6, 0.6], 100, steps=3)
+    assert ex.left_out(exp, tmp_path, seeds=(0, 1)) == [
+        "pc-s1 (no target: grpo-s1 step 1 of 3)", "grpo-s1 (unfinished: step 1 of 3)",
+    ]  # fmt: skip
+    # The shipped one: every variant gets the experiment's `set` before its own.
+    epochs = ex.EXPERIMENTS["peers-epochs"]
+    cfgs = {c.name: c for _, _, c in ex.variant_configs(epochs, seeds=(1,))}
+    assert {c.train_prompts for c in cfgs.values()} == {240}
+    assert {c.steps for c in cfgs.values()} == {60}
+    assert cfgs["pc-history-s1"].pilot.gate == "history" and cfgs["pc-s1"].pilot.gate == "none"
+
+
 def test_no_comparison_against_an_unfinished_grpo_target(tmp_path):
     # GRPO of seed 0 is at step 1 of 3: its peak so far is not the target. PC (finished) must
     # not be scored against it; the table says why it is missing.
@@ -139,9 +163,10 @@ def test_informative_rollouts_count_trained_rollouts_with_nonzero_advantage(root
 def test_run_experiment_goes_on_after_max_rounds_and_stops_on_anything_else(
     tmp_path, tiny_engine, monkeypatch
 ):
-    """Real runs: a variant that hits max_rounds is logged and the next one runs; a variant that
-    fails otherwise (here a keep band no epoch can fill) stops the experiment loudly."""
-    from pcbench.loop import EpochTooSmallError
+    """Real runs: a variant that hits max_rounds, or whose epoch cannot fill a batch, is logged
+    and the next one runs (properties of the variant on its split); a variant that fails
+    otherwise (here a model directory that is not there) stops the experiment loudly."""
+    from pcbench.config import ConfigError
     from pcbench.policy import Policy
 
     from conftest import ARITH, ROOT, TINY_POLICY
@@ -153,19 +178,27 @@ def test_run_experiment_goes_on_after_max_rounds_and_stops_on_anything_else(
     exp = ex.Experiment("t", "test", (
         ex.Variant("rounds", "tiny-pc.toml", ("max_rounds=1", *never_kept)),
         ex.Variant("epoch", "tiny-pc.toml", never_kept),
+        ex.Variant("missing", "tiny-pc.toml", (f"model={tmp_path / 'gone-model'}",)),
         ex.Variant("never-reached", "tiny-pc.toml"),
     ))  # fmt: skip
     sets = [f"train={train_file}", "batch_prompts=4", "pool_prompts=12", "steps=1",
             "eval.max_prompts=8", "eval.k=1"]  # fmt: skip
     log = []
     try:
-        with pytest.raises(EpochTooSmallError, match="a whole epoch of 48 training prompts"):
+        with pytest.raises(ConfigError, match="gone-model"):
             ex.run_experiment(exp, tmp_path / "runs", seeds=(0,), sets=sets, progress=False,
                               log=log.append)  # fmt: skip
     finally:
         tiny_engine.load_weights(Policy(TINY_POLICY))
     assert any(m.startswith("!! rounds-s0 stopped at step 0") for m in log)
-    assert any(m.startswith("== epoch-s0") for m in log)
+    assert any(
+        m.startswith("!! epoch-s0 stopped at step 0: step 1: a whole epoch of 48") for m in log
+    )
+    # Its table says why it is not compared (the stop is recorded in the run directory).
+    assert ex.left_out(exp, tmp_path / "runs", seeds=(0,))[:2] == [
+        "rounds-s0 (stopped by MaxRoundsError at step 0 of 1)",
+        "epoch-s0 (stopped by EpochTooSmallError at step 0 of 1)",
+    ]
     assert not (tmp_path / "runs" / "never-reached-s0").exists()
 
 
@@ -235,7 +268,9 @@ def test_markdown_has_the_mechanism_table_for_piloted_variants_only(root):
 def test_experiments_are_data_files_and_bad_ones_are_refused(tmp_path):
     """Every shipped experiment loads from configs/experiments/; a file with a variant missing
     its config, or a variant name that means two different runs, is refused with the reason."""
-    assert set(ex.EXPERIMENTS) == {"headline", "ablations", "beyond", "explore", "peers"}
+    assert set(ex.EXPERIMENTS) == {
+        "headline", "ablations", "beyond", "explore", "peers", "peers-epochs",
+    }  # fmt: skip
     assert [v.name for v in ex.EXPERIMENTS["headline"].variants] == ["pc", "grpo", "dapo"]
     assert ex.EXPERIMENTS["ablations"].variants[2].overrides[0] == "pilot.n_pilot=2"
     (tmp_path / "a.toml").write_text('title = "a"\n[[variant]]\nname = "x"\n')
@@ -253,6 +288,23 @@ def test_experiments_are_data_files_and_bad_ones_are_refused(tmp_path):
     (tmp_path / "b.toml").write_text("[[variant]\n")
     with pytest.raises(ValueError, match="not valid TOML"):
         ex.load_experiments(tmp_path)
+    # A subdir experiment may reuse a name for other runs, but needs its own GRPO targets.
+    (tmp_path / "b.toml").write_text(
+        'subdir = "s"\nset = ["seed=3"]\n[[variant]]\nname = "x"\nconfig = "tiny-pc.toml"\n'
+        '[[variant]]\nname = "grpo"\nconfig = "tiny-grpo.toml"\n'
+    )
+    assert ex.load_experiments(tmp_path)["b"].variants[0].overrides == ("seed=3",)
+    (tmp_path / "b.toml").write_text(
+        'subdir = "s"\n[[variant]]\nname = "x"\nconfig = "tiny-pc.toml"\n'
+    )
+    with pytest.raises(ValueError, match="hold their own targets: add a 'grpo'"):
+        ex.load_experiments(tmp_path)
+    for bad in ('subdir = "../x"', 'subdir = ".."', 'runs = "x"'):
+        (tmp_path / "b.toml").write_text(
+            f'{bad}\n[[variant]]\nname = "y"\nconfig = "tiny-pc.toml"\n'
+        )
+        with pytest.raises(ValueError, match="subdir = |unknown keys"):
+            ex.load_experiments(tmp_path)
 
 
 def test_regression_checks_find_what_they_check(tmp_path):

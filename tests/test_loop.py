@@ -184,6 +184,23 @@ def test_an_epoch_of_one_pool_is_refused_before_anything_loads(tmp_path):
     assert setup(_cfg("grpo", train=str(train_file), pool_prompts=24), with_policy=False)
 
 
+def test_train_prompts_keeps_the_first_prompts_of_the_split(tmp_path):
+    from pcbench.config import ConfigError
+
+    full = pl.read_parquet(ARITH / "train.parquet")
+    s = setup(_cfg("grpo", train_prompts=50), with_policy=False)
+    assert s.prompts["prompt_id"].to_list() == full["prompt_id"].head(50).to_list()
+    assert s.stream.start_epoch() == 50  # every epoch cycles through those 50 only
+    with pytest.raises(ConfigError, match="train_prompts = 30 keeps 30 prompts, fewer than the 48"):
+        setup(_cfg("pilot_commit", train_prompts=30, pool_prompts=24), with_policy=False)
+    small = tmp_path / "train.parquet"
+    full.head(10).write_parquet(small)
+    with pytest.raises(ConfigError, match="train_prompts = 20, but .* holds only 10 prompts"):
+        setup(_cfg("grpo", train=str(small), train_prompts=20), with_policy=False)
+    with pytest.raises(ConfigError, match="train_prompts = 0"):
+        _cfg("grpo", train_prompts=0)
+
+
 def test_a_step_no_epoch_can_fill_raises_instead_of_looping(state_for):
     # 48 prompts = 4 pools per epoch, and a keep band no 4-sample mean can fall in: no epoch can
     # fill a batch. Evictions are off so that the epoch is the same size each time.

@@ -29,8 +29,11 @@ PEERS = {
     "greso": (24, ["greso.round_prompts=6"]),  # 4 rounds an epoch
     "mopps": (16, ["mopps.candidate_ratio=2.0"]),  # 8 candidates a step: 2 steps an epoch
     "knapsack": (8, []),  # 2 steps an epoch
+    # pcbench's combination (configs/tiny-pc-history.toml): Pilot-Commit behind the history
+    # gate; 12 pools of 8 an epoch, prompts come back from the fifth step on
+    "pc-history": (96, ["pool_prompts=8"]),
 }
-STRATEGIES = list(PEERS)
+STRATEGIES = ["greso", "mopps", "knapsack"]  # the peers proper: phase names, rule checks
 
 
 def small_train(tmp_path, strategy) -> str:
@@ -135,7 +138,7 @@ def test_a_peer_run_counts_every_rollout_and_keeps_its_rules_state(strategy, fre
     CHECKS[strategy](s, cfg, ledger, rollouts, run.read("metrics"))
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", [*STRATEGIES, "pc-history"])
 def test_an_undone_peer_step_leaves_its_per_prompt_state_as_it_was(
     strategy, fresh, tmp_path, monkeypatch
 ):
@@ -196,3 +199,52 @@ def test_a_peer_run_resumes_exactly_after_sigkill(strategy, tmp_path):
     assert state[0]["prompt_state"] == state[1]["prompt_state"]
     assert len(json.dumps(state[0]["prompt_state"])) > 200  # it was in use
     assert ledger_violations(b) == []
+
+
+# ---- pcbench's combination: Pilot-Commit behind the history gate (pcbench.algos.gate) ---------
+
+
+def test_the_history_gate_changes_nothing_until_a_prompt_comes_back(fresh, tmp_path):
+    """On a split no step revisits, pc-history makes pc-beyond's decisions and rollouts, sample
+    for sample (its gate pilots every unseen prompt, and its draws are not the engine's)."""
+    common = [f"batch_prompts={B}", "pool_prompts=8", "steps=2", "eval.every=2",
+              "eval.max_prompts=16", "eval.k=2", "score.evict_at=1.01"]  # fmt: skip
+    rollouts = {}
+    for name in ("pc-beyond", "pc-history"):
+        cfg = load_config(ROOT / "configs" / f"tiny-{name}.toml", [*common, f"name={name}"])
+        s, run = fresh(cfg)
+        train(s, cfg, run, progress=False)
+        rollouts[name] = run.read("rollouts")
+        assert run.ledger()["filtering_stats/gate_skipped_easy"].sum() == 0
+    assert rollouts["pc-history"].height > 0
+    assert rollouts["pc-history"].equals(rollouts["pc-beyond"])
+    assert s.prompt_state.seen(rollouts["pc-history"]["prompt_id"].unique()).all()
+
+
+def test_a_history_gated_run_learns_each_prompts_posterior_and_skips_only_seen_ones(
+    fresh, tmp_path
+):
+    cfg = cfg_for(tmp_path, "pc-history", steps=6)
+    s, run = fresh(cfg)
+    train(s, cfg, run, progress=False)
+    assert s.step == 6 and ledger_violations(run) == []
+    ledger, rollouts = run.ledger().filter(pl.col("step") > 0), run.read("rollouts")
+    # Every rollout a prompt had, pilots and commits, is in its posterior (no decay).
+    assert set(rollouts["phase"]) == {"pilot", "commit"}
+    totals = rollouts.group_by("prompt_id").agg(pl.col("correct").sum().alias("k"), pl.len())
+    posteriors = s.prompt_state
+    assert set(posteriors.alpha) == set(totals["prompt_id"])
+    for pid, k, n in totals.iter_rows():
+        assert (posteriors.alpha[pid], posteriors.beta[pid]) == (1 + k, 1 + n - k)
+    # Nothing is skipped in the first epoch (no prompt has been seen); later, prompts are.
+    skipped = ["filtering_stats/gate_skipped_easy", "filtering_stats/gate_skipped_hard"]
+    first_epoch = ledger.filter(pl.col("epochs").cum_sum() == 0)
+    assert first_epoch.height and first_epoch.select(skipped).sum_horizontal().sum() == 0
+    assert ledger.select(skipped).sum_horizontal().sum() > 0
+    # Eviction is off in this config: the gate replaces it.
+    assert ledger["filtering_stats/evicted"].sum() == 0
+    # The posteriors are in the checkpoint: a resumed run gates with the same ones (the gate's
+    # draws are seeded by (seed, step, round), so they need no state; the SIGKILL resume of the
+    # same MoppsPosteriors is test_a_peer_run_resumes_exactly_after_sigkill[mopps]).
+    resumed, _ = open_run(cfg, tmp_path / "runs", resume=True, verifier=s.verifier)
+    assert resumed.step == 6 and resumed.prompt_state.state_dict() == posteriors.state_dict()

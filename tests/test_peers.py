@@ -194,3 +194,32 @@ def test_per_prompt_states_follow_their_rules_and_round_trip_through_json():
         copy.load_state_dict(json.loads(json.dumps(state.state_dict())))
         assert type(copy) is type(state) and copy.state_dict() == state.state_dict()
     assert prompt_state_for(from_dict({"strategy": "dapo"})) is None
+
+
+# ---- pcbench's history gate (algos.gate: GRESO's skip with MoPPS's posteriors) ---------------
+
+
+def test_the_history_gate_pilots_unseen_prompts_and_skips_by_where_the_draw_falls():
+    from pcbench.algos import gate
+
+    band = (0.125, 0.75)
+    # Beta(a, 1) has cdf x^a, so a seen prompt with 4 of 4 right (Beta(5, 1)) is skipped as too
+    # easy with probability 1 - 0.75^5 = 0.763, as too hard with 0.125^5 ~ 3e-5; 0 of 4
+    # (Beta(1, 5), cdf 1 - (1 - x)^5) as too hard with 1 - 0.875^5 = 0.487, too easy 0.25^5.
+    m = 20_000
+    alpha = np.array([5.0] * m + [1.0] * m + [1.0] * m)
+    beta = np.array([1.0] * m + [5.0] * m + [1.0] * m)
+    seen = np.array([True] * 2 * m + [False] * m)
+    d = gate.decide(alpha, beta, seen, band, np.random.default_rng(0))
+    se = 3 * math.sqrt(0.25 / m)  # 3 binomial standard errors at most
+    assert (d[:m] == gate.SKIP_EASY).mean() == pytest.approx(1 - 0.75**5, abs=se)
+    assert (d[:m] == gate.SKIP_HARD).sum() <= 5
+    assert (d[m : 2 * m] == gate.SKIP_HARD).mean() == pytest.approx(1 - 0.875**5, abs=se)
+    assert (d[m : 2 * m] == gate.SKIP_EASY).mean() == pytest.approx(0.25**5, abs=se)
+    assert (d[2 * m :] == gate.PILOT).all()  # never rolled out: always piloted
+    # The same seed makes the same decisions, and a prompt's decision does not depend on
+    # whether the others were seen (every prompt takes one draw).
+    again = gate.decide(alpha, beta, seen, band, np.random.default_rng(0))
+    assert (again == d).all()
+    all_seen = gate.decide(alpha, beta, np.ones(3 * m, bool), band, np.random.default_rng(0))
+    assert (all_seen[: 2 * m] == d[: 2 * m]).all()
