@@ -397,7 +397,13 @@ def markdown(
               f"| {_num(r['evicted_share'], '.1%')} | {_num(r['buffer_age'], '.2f')} "
               f"| {_num(r['stale_share'], '.1%')} |" for r in piloted),
         ]  # fmt: skip
-    if skipped:
+    unfinished = [x for x in skipped if "(stopped by " not in x]
+    stopped = [x for x in skipped if "(stopped by " in x]
+    if unfinished:
         lines += ["", "**Not in this table** (finish them with `pcbench experiment` without "
-                  "`--table-only`): " + "; ".join(skipped) + "."]  # fmt: skip
+                  "`--table-only`): " + "; ".join(unfinished) + "."]  # fmt: skip
+    if stopped:
+        lines += ["", "**Stopped before their last step**, so not compared (the variant cannot go "
+                  "on on its split; `stopped.txt` in the run says why): " + "; ".join(stopped)
+                  + "."]  # fmt: skip
     return "\n".join(lines)

@@ -45,6 +45,13 @@ def test_unfinished_runs_are_left_out_and_named(root):
     runs = ex.per_run(EXP, root, seeds=(0, 1), smooth=2)
     assert ("dapo", 1) not in set(zip(runs["variant"], runs["seed"], strict=True))
     assert ex.left_out(EXP, root, seeds=(0, 1)) == ["dapo-s1 (unfinished: step 1 of 3)"]
+    # A run the experiment gave up on says so, and the table does not ask to finish it.
+    (root / "dapo-s1" / ex.STOPPED).write_text("MaxRoundsError: step 2: only 3 of 8 prompts\n")
+    stopped = "dapo-s1 (stopped by MaxRoundsError at step 1 of 3)"
+    assert ex.left_out(EXP, root, seeds=(0, 1)) == [stopped]
+    text = ex.table(EXP, root, seeds=(0, 1))[2]
+    assert "**Stopped before their last step**, so not compared" in text and stopped in text
+    assert "**Not in this table**" not in text
 
 
 def test_a_subdir_experiment_keeps_its_runs_and_targets_in_its_own_folder(tmp_path):
