@@ -243,7 +243,49 @@ def table(
     if runs.height == 0:
         return runs, runs, "No finished runs with a finished GRPO target yet."
     summary = summarize(runs, [v.name for v in exp.variants])
-    return runs, summary, markdown(summary, runs, smooth, left_out(exp, root, seeds, only))
+    text = markdown(summary, runs, smooth, left_out(exp, root, seeds, only))
+    stops = stopped_runs(exp, root, seeds, only)
+    if stops.height:
+        text += "\n\nWhere the stopped runs stood at their last evaluation (GRPO: the same seed's "
+        text += "accuracy after as many rollouts, linear between its evaluations, its last when "
+        text += "it spent fewer in all):\n\n| run | stopped after step | last eval step | "
+        text += (
+            "rollouts by then | accuracy | GRPO at those rollouts |\n|---|---|---|---|---|---|\n"
+        )
+        text += "\n".join(
+            f"| `{r['run']}` | {r['steps']} | {r['eval_step']} | {r['rollouts']:,.0f} | "
+            f"{r['accuracy']:.3f} | {r['grpo_accuracy']:.3f} |"
+            for r in stops.iter_rows(named=True)
+        )
+    return runs, summary, text
+
+
+def stopped_runs(exp: Experiment, root: str | Path, seeds=DEFAULT_SEEDS, only=None) -> pl.DataFrame:
+    """The runs the experiment gave up on (`STOPPED`) whose seed has a finished GRPO run: steps
+    done, their last evaluation (step, rollouts, accuracy), and GRPO's accuracy after as many
+    rollouts (linear between its evaluations, on the same smoothing-free curve)."""
+    import numpy as np
+
+    from pcbench.analysis import accuracy_curve
+
+    root, rows = exp.root(root), []
+    for seed in seeds:
+        if not run_status(root / GRPO.run_name(seed))[0]:
+            continue
+        grpo = accuracy_curve(Run(root / GRPO.run_name(seed)))
+        for v in select_variants(exp, only):
+            path = root / v.run_name(seed)
+            if not (path / STOPPED).exists() or run_status(path)[0]:
+                continue
+            run = Run(path)
+            last = accuracy_curve(run).row(-1, named=True)
+            rows.append({
+                "run": run.name, "steps": run.summary()["steps"], "eval_step": last["step"],
+                "rollouts": last["cumulative/rollouts"], "accuracy": last["accuracy"],
+                "grpo_accuracy": float(np.interp(last["cumulative/rollouts"],
+                                                 grpo["cumulative/rollouts"], grpo["accuracy"])),
+            })  # fmt: skip
+    return pl.DataFrame(rows)
 
 
 def write_figure(exp: Experiment, root: str | Path, path: str | Path, seeds=DEFAULT_SEEDS) -> Path:

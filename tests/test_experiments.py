@@ -52,6 +52,12 @@ def test_unfinished_runs_are_left_out_and_named(root):
     text = ex.table(EXP, root, seeds=(0, 1))[2]
     assert "**Stopped before their last step**, so not compared" in text and stopped in text
     assert "**Not in this table**" not in text
+    # Where it stood: last evaluation at step 1 (300 rollouts, 0.9); GRPO of seed 1 had 0.5
+    # at 256 and at 384 rollouts, so 0.5 at 300.
+    stop = ex.stopped_runs(EXP, root, seeds=(0, 1)).row(0, named=True)
+    assert stop == {"run": "dapo-s1", "steps": 1, "eval_step": 1, "rollouts": 300.0,
+                    "accuracy": 0.9, "grpo_accuracy": 0.5}  # fmt: skip
+    assert "| `dapo-s1` | 1 | 1 | 300 | 0.900 | 0.500 |" in text
 
 
 def test_a_subdir_experiment_keeps_its_runs_and_targets_in_its_own_folder(tmp_path):
