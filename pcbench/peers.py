@@ -24,8 +24,8 @@ Deviations from the public code, on purpose:
   on `prompt_state` until the step trains), as the official per-step shares do.
 - GRESO moves p_easy and p_hard just before the update instead of just after it: they steer
   only the next step's skips, and this way an update that fails undoes the move with the step.
-- Success is the verifier's `correct` (0/1) for all three; see algos/greso.py for GRESO's
-  1 / 0.1 / 0 reward. Like DAPO, GRESO gives up after max_rounds rounds (on_max_rounds).
+- Success is the verifier's `correct` (0/1) for all three in training; GRESO's skip traces and
+  step shares read its own 1 / 0.1 / 0 reward, rebuilt from the verifier (algos/greso.py). Like DAPO, GRESO gives up after max_rounds rounds (on_max_rounds).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def greso_step(s: State, cfg: RunConfig, step: int) -> dict | None:
             return None
         rollouts = _generate(s, cfg, step, r, pool, "greso")
         scores = score(rollouts, cfg)
-        traces.record(scores["prompt_id"], scores["mean"])  # every group, also those dropped
+        traces.record(*greso_rewards(rollouts))  # every group, also those dropped
         informative = scores.filter(pl.col("std") > 0)["prompt_id"].to_list()
         room = B - len(kept)
         kept += [rollouts.filter(pl.col("prompt_id") == p) for p in informative[:room]]
@@ -75,6 +75,16 @@ def greso_step(s: State, cfg: RunConfig, step: int) -> dict | None:
     metrics = train_on(s, cfg, step, pl.concat(kept)) if kept else {}
     metrics |= {"greso/p_easy": traces.p_easy, "greso/p_hard": traces.p_hard}  # logged with it
     return metrics
+
+
+def greso_rewards(rollouts: pl.DataFrame) -> tuple[list[str], list[list[float]]]:
+    """(prompt ids, each group's GRESO rewards: 1 / 0.1 / 0) of a round's rollouts."""
+    frame = rollouts.with_columns(
+        pl.struct("correct", "verify_status")
+        .map_elements(lambda r: greso.reward(r["correct"], r["verify_status"]), pl.Float64)
+        .alias("greso_reward")
+    ).group_by("prompt_id", maintain_order=True).agg("greso_reward")
+    return frame["prompt_id"].to_list(), frame["greso_reward"].to_list()
 
 
 def survivors(s: State, cfg: RunConfig, step: int, round: int, size: int) -> pl.DataFrame | None:

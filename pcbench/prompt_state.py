@@ -1,6 +1,7 @@
 """What the peer strategies remember about each training prompt between its visits (state).
 
-    GresoTraces       GRESO: each prompt's trace of group success rates, one entry per rollout;
+    GresoTraces       GRESO: each prompt's trace of group mean rewards (GRESO's 1 / 0.1 / 0),
+                      one entry per rollout;
                       p_easy and p_hard; the counts of the step in flight that move them
     MoppsPosteriors   MoPPS: each prompt's Beta(alpha, beta) over its success rate (also
                       Pilot-Commit's history gate, `pilot.gate = "history"`: algos.gate)
@@ -32,15 +33,15 @@ class GresoTraces:
 
     def streak(self, prompt_id: str) -> str:
         """easy or hard: which streak a prompt with a skip probability is on."""
-        return "easy" if self.traces[prompt_id][-1] >= 1.0 else "hard"
+        return "easy" if self.traces[prompt_id][-1] >= greso.EASY_AT else "hard"
 
-    def record(self, prompt_ids, rates) -> None:
-        """Groups rolled out at success rates `rates` (also those filtered out later)."""
-        for prompt_id, rate in zip(prompt_ids, rates, strict=True):
-            self.traces.setdefault(prompt_id, []).append(float(rate))
-            self.counts["groups"] += 1
-            self.counts["easy"] += rate >= 1.0
-            self.counts["hard"] += rate <= 0.0
+    def record(self, prompt_ids, rewards) -> None:
+        """Groups rolled out with these GRESO rewards, one list a group (also groups that are
+        filtered out later)."""
+        for prompt_id, group in zip(prompt_ids, rewards, strict=True):
+            self.traces.setdefault(prompt_id, []).append(float(np.mean(group)))
+        for key, count in greso.group_counts(rewards).items():
+            self.counts[key] += count
 
     def end_step(self, target_zero_variance: float, adapting: bool) -> None:
         """The step's batch is closed: move p_easy and p_hard by its shares of all-correct and

@@ -4,6 +4,7 @@ state as it was, and exact resume after SIGKILL (pcbench run in subprocesses).""
 
 import json
 
+import numpy as np
 import polars as pl
 import pytest
 from test_run import _comparable, _final_weights, _kill_after_checkpoint, _pcbench
@@ -70,14 +71,18 @@ def groups(rollouts: pl.DataFrame) -> pl.DataFrame:
         pl.col("step", "prompt_id").first(),
         pl.len().alias("n"),
         pl.col("correct").cast(pl.Float64).alias("rewards"),
+        pl.col("verify_status").alias("statuses"),
     )
 
 
 def check_greso(s, cfg, ledger, rollouts, metrics):
-    # Every rolled-out group is in its prompt's trace, dropped ones too, in order.
+    # Every rolled-out group is in its prompt's trace, dropped ones too, in order, as its mean
+    # GRESO reward (1 correct, 0.1 a wrong answer, 0 no answer).
     traces = {}
     for g in groups(rollouts).iter_rows(named=True):
-        traces.setdefault(g["prompt_id"], []).append(sum(g["rewards"]) / g["n"])
+        rewards = [1.0 if c else 0.0 if st == "no_answer" else 0.1
+                   for c, st in zip(g["rewards"], g["statuses"], strict=True)]  # fmt: skip
+        traces.setdefault(g["prompt_id"], []).append(float(np.mean(rewards)))
     assert s.prompt_state.traces == traces
     # Nothing is skipped before a prompt has a trace: not in the first epoch's steps.
     first_epoch = ledger.filter(pl.col("epochs").cum_sum() == 0)

@@ -109,12 +109,15 @@ def test_knapsack_dp_matches_brute_force(ps, budget, max_extra):
 
 def test_knapsack_allocation_by_hand():
     # unknown 8, p=0 2, p=1 2, p=0.5 2: 14 of 32. The p=0.5 prompt's cost cap is int(3.32) = 3
-    # < 18 left, so 15 go to the p=0 prompt and the DP spends 3 on the informative one.
-    assert knapsack.allocate([None, 0.0, 1.0, 0.5], 8) == [8, 17, 2, 5]
-    assert knapsack.allocate([None, 1.0], 8) == [8, 8]  # nothing informative, no p=0: n each
+    # < 18 left, so 15 are spread over the p=0 prompt and the unknown one (the public code's
+    # success-rate array reads 0 for it), 8 and 7 in order; the DP spends 3 on p=0.5.
+    assert knapsack.allocate([None, 0.0, 1.0, 0.5], 8) == [16, 9, 2, 5]
+    assert knapsack.allocate([None, 1.0], 8) == [14, 2]  # nothing informative: the rest to
+    # the unknown prompt, which the public code counts among the p=0 ones
+    assert knapsack.allocate([1.0, 1.0], 8) == [8, 8]  # no p=0 nor unknown prompt: n each
     assert knapsack.allocate([0.0, 0.0, 1.0], 4) == [5, 5, 2]  # the rest to the p=0 prompts
     # no p=0 prompt: the excess over the cap (int 3.32 + int 6.46 + int 21.85 = 30 of 42 left)
-    # goes to the unknown one; the DP spends exactly 30 on the three informative ones
+    # goes to the unknown one (it counts as p=0); the DP spends exactly 30 on the three others
     counts = knapsack.allocate([0.5, 0.3, None, 0.9], 16)
     assert (
         counts[2] == 16 + 42 - 30 and sum(counts) == 64 and counts[0] + counts[1] + counts[3] == 36
@@ -166,14 +169,16 @@ def test_per_prompt_states_follow_their_rules_and_round_trip_through_json():
     from pcbench.config import from_dict
     from pcbench.prompt_state import GresoTraces, KnapsackRewards, MoppsPosteriors, prompt_state_for
 
-    traces = GresoTraces()
-    traces.record(["a", "b", "c", "d"], [1.0, 0.0, 0.5, 1.0])
-    traces.record(["a"], [1.0])
+    traces = GresoTraces()  # groups of GRESO rewards: 1 correct, 0.1 wrong answer, 0 no answer
+    traces.record(["a", "b", "c", "d"], [[1.0, 1.0], [0.1, 0.0], [1.0, 0.1], [1.0, 1.0]])
+    traces.record(["a"], [[1.0, 1.0]])
+    assert traces.traces["b"] == [pytest.approx(0.05)]  # a trace entry is the group's mean
     assert traces.skip_probability("a") == pytest.approx(0.75) and traces.streak("b") == "hard"
     assert traces.skip_probability("c") == 0.0 and traces.skip_probability("new") == 0.0
+    assert traces.counts == {"groups": 5, "easy": 3, "hard": 0}  # 0.1 + 0: not all-wrong
     traces.end_step(0.25, adapting=False)  # first epoch: p stays, the counts restart
     assert (traces.p_easy, traces.counts["groups"]) == (0.5, 0)
-    traces.record(["c"] * 4, [1.0, 0.0, 0.5, 0.5])  # shares 1/4 >= 1/12 and 1/4 >= 1/6
+    traces.record(["c"] * 4, [[1.0], [0.1], [1.0, 0.1], [0.0]])  # shares 1/4 >= 1/12, 1/4 >= 1/6
     traces.end_step(0.25, adapting=True)
     assert (traces.p_easy, traces.p_hard) == pytest.approx((0.49, 0.49))
 

@@ -15,11 +15,15 @@ zero-variance groups are dropped, and rounds repeat until the batch is full; the
 size is the rollouts still missing / (1 - the last round's zero-variance share) / n x 1.25
 prompts, clipped to [min_prompts, round_prompts]; a round predicted to suffice is the last.
 
-Deviation: the official reward is 1 / 0.1 / 0 (correct / wrong / no answer) and its tests are
-mean >= 0.98 and mean <= 0.11 (and its hard share counts groups of all-0.1 only). Rewards here
-are 0 / 1, so "all-correct" is a success rate of 1 and "all-wrong" one of 0, for both the skip
-and the shares. A round whose groups were all zero-variance (the official code divides by zero)
-asks for the largest round.
+GRESO's bookkeeping reads its own reward, 1 / 0.1 / 0 (correct / wrong answer / no answer),
+which pcbench reproduces from the verifier's `correct` and `verify_status` (`reward`): a trace
+entry is a group's mean reward, "all-correct" is a mean >= 0.98 and "all-wrong" a mean <= 0.11
+(so at groups of 64 or more one wrong rollout still counts as all-correct, as there), while the
+step's shares count groups whose rewards are all 1 or all 0.1 (an all-no-answer group is
+neither). Training rewards stay 0/1 like every strategy's here. A rollout the verifier could
+not check (timeout, error) counts as a wrong answer. Matched against the public functions'
+outputs in tests/golden/greso.json. Deviation: a round whose groups were all zero-variance (the
+official code divides by zero) asks for the largest round.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 FLOOR = 0.01  # a streak never makes a skip certain
+EASY_AT, HARD_AT = 0.98, 0.11  # mean rewards the public selector reads as all-correct / -wrong
+CORRECT, WRONG, NO_ANSWER = 1.0, 0.1, 0.0  # GRESO's reward
 STEP, P_MIN, P_MAX = 0.01, 0.05, 0.95
 TARGET_ZERO_VARIANCE = 0.25
 TARGET_EASY, TARGET_HARD = TARGET_ZERO_VARIANCE / 3, TARGET_ZERO_VARIANCE * 2 / 3
@@ -42,11 +48,28 @@ def trailing_run(trace: Sequence[float], test: Callable[[float], bool]) -> int:
     return z
 
 
+def reward(correct: bool | None, status: str) -> float:
+    """GRESO's reward of one rollout from the verifier's verdict."""
+    if correct:
+        return CORRECT
+    return NO_ANSWER if status == "no_answer" else WRONG
+
+
+def group_counts(groups: Sequence[Sequence[float]]) -> dict[str, int]:
+    """How many groups (lists of GRESO rewards) were all-correct and all-wrong, as the step
+    shares that move p_easy and p_hard count them."""
+    return {
+        "groups": len(groups),
+        "easy": sum(all(r == CORRECT for r in g) for g in groups),
+        "hard": sum(all(r == WRONG for r in g) for g in groups),
+    }
+
+
 def skip_probability(trace: Sequence[float], p_easy: float, p_hard: float) -> float:
-    """Chance that a prompt with this trace of success rates is skipped before rollout."""
-    if z := trailing_run(trace, lambda r: r >= 1.0):
+    """Chance that a prompt with this trace of group mean rewards is skipped before rollout."""
+    if z := trailing_run(trace, lambda r: r >= EASY_AT):
         return 1.0 - max(p_easy**z, FLOOR)
-    if z := trailing_run(trace, lambda r: r <= 0.0):
+    if z := trailing_run(trace, lambda r: r <= HARD_AT):
         return 1.0 - max(p_hard**z, FLOOR)
     return 0.0
 

@@ -60,8 +60,11 @@ def recent(visits: Sequence[Sequence[float]], window: int = WINDOW) -> list[list
 
 
 def value(p: float, n: int) -> float:
-    """V(p, N): expected gradient value of a group of N rollouts at success rate p."""
-    return (1.0 - p**n - (1.0 - p) ** n) * p * (1.0 - p) ** 2
+    """V(p, N): expected gradient value of a group of N rollouts at success rate p, in float32
+    as the public code computes it (its success rates are a float32 array), so that its DP's
+    near-ties fall the same way."""
+    sr = np.float32(p)
+    return float((1 - sr**n - (1 - sr) ** n) * sr * ((1 - sr) ** 2))
 
 
 def cost(p: float, alpha: float = ALPHA) -> float:
@@ -86,7 +89,7 @@ def solve(ps: Sequence[float], budget: int, min_n: int, max_extra: int) -> list[
         new = best.copy()  # k = 0: gain 0
         for k in range(1, min(max_extra, budget) + 1):
             candidate = np.full(budget + 1, -np.inf)
-            candidate[k:] = best[:-k] + value(p, min_n + k)
+            candidate[k:] = best[: budget + 1 - k] + value(p, min_n + k)
             better = candidate > new  # strict: ties keep the smaller k
             new[better], choices[i, better] = candidate[better], k
         best = new
@@ -119,14 +122,17 @@ def allocate(
     if left < 0:
         raise ValueError(f"budget {total} is below the base allocation {sum(counts)}")
     informative = [i for i, p in enumerate(p_hat) if p is not None and 0 < p < 1]
-    zeros = [i for i, p in enumerate(p_hat) if p is not None and p <= 0]
+    # The public code's success-rate array holds 0 for a prompt not known yet, so what it
+    # gives "the p = 0 prompts" goes to the unknown ones as well.
+    zeros = [i for i, p in enumerate(p_hat) if p is None or p <= 0]
     if not informative:
         if left and zeros:
             _spread(counts, zeros, left)
         elif left:
             counts = [n] * len(p_hat)
         return counts
-    estimate = sum(int(min(max_n, cost(p_hat[i], alpha))) for i in informative)
+    # int() of the float32 cost, as the public code stores it
+    estimate = sum(int(min(max_n, np.float32(cost(p_hat[i], alpha)))) for i in informative)
     others = zeros or [i for i in range(len(p_hat)) if i not in set(informative)]
     if estimate < left and others:
         _spread(counts, others, left - estimate)
