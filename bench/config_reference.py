@@ -35,7 +35,10 @@ NAME_MAP = """## Name map: pcbench, the official recipe (verl), TRL
 | `update.loss_agg` | `actor.loss_agg_mode` | `loss_type` |
 | `update.kl_coef` | `actor.kl_loss_coef` | `beta` |
 | `update.grad_clip` | `actor.grad_clip` | `max_grad_norm` |
-| `update.mini_batches` | `train_batch_size ÷ actor.ppo_mini_batch_size` | `steps_per_generation` |
+| `update.mini_batch_prompts` | `actor.ppo_mini_batch_size` (prompts; rows = it × `rollout.n`) | `steps_per_generation` = B ÷ it |
+| `update.official_pc_normalisation = true` | the PC recipe's `rollout.n` = n_commit (mini-batch rows = prompts × n_commit) | — |
+| `update.mini_batches` | — (pcbench's: equal parts, each of weight 1) | — |
+| `update.warmup_steps` | `actor.optim.lr_warmup_steps` (one schedule step per training step; verl's warm-up starts at lr 0, pcbench's at lr / warmup_steps) | `warmup_steps` |
 | `sampling.temperature` / `top_p` / `max_tokens` | `rollout.temperature` / `top_p` / `data.max_response_length` | `temperature` / `top_p` / `max_completion_length` |
 | `eval.n`, `eval.top_p` | `rollout.val_kwargs.n`, `val_kwargs.top_p` | — |
 | `engine.gpu_memory_utilization` | `rollout.gpu_memory_utilization` | `vllm_gpu_memory_utilization` |

@@ -180,12 +180,31 @@ class UpdateConfig:
     loss_agg: str = "token-mean"  # token-mean | seq-mean-token-sum | seq-mean-token-mean
     advantage: str = "grpo"  # grpo (z-score, ddof 1) | drgrpo (centred only)
     kl_coef: float = 0.0  # KL penalty to the reference policy (paper: none)
-    mini_batches: int = 1  # optimizer steps per training batch (PPO mini-batches)
+    mini_batches: int = 1  # optimizer steps per training batch: equal parts of its rollouts
+    # verl's mini-batches instead (actor.ppo_mini_batch_size): this many prompts' rollouts per
+    # optimizer step, in batch order, the last part weighted by its share of a full one
+    mini_batch_prompts: int | None = None  # prompts per optimizer step (None: mini_batches)
+    # the official Pilot-Commit code's mini-batch rows: prompts x n_commit (its rollout.n), not
+    # x group size, so PC makes more, smaller steps than GRPO (not the paper's text)
+    official_pc_normalisation: bool = False  # mini-batch rows = prompts x n_commit
     micro_batch_size: int = 64  # rollouts per forward/backward (gradient accumulation)
 
     def __post_init__(self):
         _positive(self, "lr", "grad_clip", "clip_low", "clip_high", "mini_batches")
         _positive(self, "micro_batch_size")
+        _require(
+            self.mini_batch_prompts is None or self.mini_batch_prompts > 0,
+            f"mini_batch_prompts = {self.mini_batch_prompts}: use None or a count > 0",
+        )
+        _require(
+            self.mini_batch_prompts is None or self.mini_batches == 1,
+            f"mini_batch_prompts = {self.mini_batch_prompts} and mini_batches = "
+            f"{self.mini_batches} both size the mini-batches: set one (mini_batches = 1)",
+        )
+        _require(
+            not self.official_pc_normalisation or self.mini_batch_prompts is not None,
+            "official_pc_normalisation sizes verl's mini-batches: set mini_batch_prompts too",
+        )
         _require(self.dual_clip > 1, f"dual_clip = {self.dual_clip}: must be > 1")
         _require(self.loss_agg in LOSS_AGG, f"loss_agg = {self.loss_agg!r}: use one of {LOSS_AGG}")
         _require(
@@ -609,6 +628,11 @@ class RunConfig:
         )
         _positive(self, "batch_prompts", "pool_prompts", "max_rounds", "steps")
         _positive(self, "checkpoint_every", "keep_checkpoints")
+        _require(
+            not self.update.official_pc_normalisation or self.strategy == "pilot_commit",
+            f"update.official_pc_normalisation is the official Pilot-Commit code's: strategy = "
+            f"{self.strategy!r} has no commit rollouts to size mini-batches by",
+        )
         _require(
             self.pilot.gate == "none" or self.strategy == "pilot_commit",
             f"pilot.gate = {self.pilot.gate!r} gates Pilot-Commit's pilots: strategy = "

@@ -79,11 +79,15 @@ def greso_step(s: State, cfg: RunConfig, step: int) -> dict | None:
 
 def greso_rewards(rollouts: pl.DataFrame) -> tuple[list[str], list[list[float]]]:
     """(prompt ids, each group's GRESO rewards: 1 / 0.1 / 0) of a round's rollouts."""
-    frame = rollouts.with_columns(
-        pl.struct("correct", "verify_status")
-        .map_elements(lambda r: greso.reward(r["correct"], r["verify_status"]), pl.Float64)
-        .alias("greso_reward")
-    ).group_by("prompt_id", maintain_order=True).agg("greso_reward")
+    frame = (
+        rollouts.with_columns(
+            pl.struct("correct", "verify_status")
+            .map_elements(lambda r: greso.reward(r["correct"], r["verify_status"]), pl.Float64)
+            .alias("greso_reward")
+        )
+        .group_by("prompt_id", maintain_order=True)
+        .agg("greso_reward")
+    )
     return frame["prompt_id"].to_list(), frame["greso_reward"].to_list()
 
 

@@ -264,10 +264,12 @@ class Policy:
                 )
             return _token_logprobs(self.reference, batch, self.device)
 
-    def step(self, loss: torch.Tensor | None = None) -> float:
+    def step(self, loss: torch.Tensor | None = None, end_of_batch: bool = True) -> float:
         """(Backward,) clip, one AdamW step; returns the pre-clip gradient norm.
 
-        Pass the loss, or call backward yourself (gradient accumulation) and pass nothing.
+        Pass the loss, or call backward yourself (gradient accumulation) and pass nothing. The
+        learning-rate schedule moves once per training batch, after its last optimizer step
+        (`end_of_batch`), as verl's does, however many mini-batches the batch has.
         """
         if loss is not None:
             loss.backward()
@@ -283,7 +285,8 @@ class Policy:
 
             norm = full(norm)
         self.optimizer.step()
-        self.scheduler.step()
+        if end_of_batch:
+            self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         if self.mixed:
             self._cast_masters()

@@ -94,10 +94,15 @@ def test_greso_counts_all_correct_and_all_wrong_groups_as_its_metrics_do(case):
 @pytest.mark.parametrize("case", GRESO["adapt"]["cases"])
 def test_greso_moves_p_easy_and_p_hard_as_the_trainer_does(case):
     easy, hard = greso.targets(GRESO["adapt"]["target_zero_variance"])
-    adapting, shares = case["epoch"] > 0, (case["easy"] / case["groups"], case["hard"] / case["groups"])
+    adapting, shares = (
+        case["epoch"] > 0,
+        (case["easy"] / case["groups"], case["hard"] / case["groups"]),
+    )
     p_easy = greso.adapt(case["p_easy"], shares[0], easy) if adapting else case["p_easy"]
     p_hard = greso.adapt(case["p_hard"], shares[1], hard) if adapting else case["p_hard"]
-    assert (p_easy, p_hard) == pytest.approx((case["p_easy_after"], case["p_hard_after"]), abs=1e-12)
+    assert (p_easy, p_hard) == pytest.approx(
+        (case["p_easy_after"], case["p_hard_after"]), abs=1e-12
+    )
 
 
 @pytest.mark.parametrize("case", GRESO["next_round"]["cases"])

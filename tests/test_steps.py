@@ -179,6 +179,30 @@ def test_update_mini_batches_and_kl_report_clipping(tiny_engine, verifier, arith
 
 
 @pytest.mark.slow
+def test_each_optimizer_step_sees_the_training_steps_learning_rate(
+    tiny_engine, verifier, arith_test
+):
+    # 4 prompts x 16 pilot rollouts, the last 12 of each relabelled as commits; 1 prompt a step under
+    # the official normalisation: 12 rows, so 5 steps of 12 and one of 4 per training step.
+    prompts = arith_test.head(4)
+    rollouts = pilot(tiny_engine, verifier, prompts, CFG.with_pilot_fraction(0.5, 32), step=1)
+    rollouts = rollouts.with_columns(
+        phase=pl.when(pl.col("sample") < 4).then(pl.lit("pilot")).otherwise(pl.lit("commit"))
+    )
+    uc = UpdateConfig(lr=1e-3, warmup_steps=3, mini_batch_prompts=1,
+                      official_pc_normalisation=True, micro_batch_size=16)  # fmt: skip
+    policy = Policy(TINY_POLICY, uc)
+    seen = []
+    policy.optimizer.register_step_pre_hook(lambda opt, *_: seen.append(opt.param_groups[0]["lr"]))
+    for _ in range(4):
+        metrics = update(policy, rollouts, prompts, replace(CFG, update=uc))
+        assert metrics["update/optimizer_steps"] == 6
+    # linear warm-up over 3 training steps (not 3 optimizer steps): lr/3, 2lr/3, lr, lr
+    expected = [1e-3 * w for w in (1 / 3, 2 / 3, 1.0, 1.0) for _ in range(6)]
+    assert seen == pytest.approx(expected) and policy.version == 24
+
+
+@pytest.mark.slow
 def test_the_kl_term_enters_the_loss_with_its_coefficient(tiny_engine, verifier, arith_test):
     # Two mini-batches: the first is taken at the reference (KL 0 and zero gradient), so both
     # policies are equal before the second, whose loss differs exactly by kl_coef * KL.

@@ -44,6 +44,37 @@ def _rows(batch: TokenBatch, idx) -> TokenBatch:
     return TokenBatch(batch.input_ids[idx], batch.attention_mask[idx], batch.completion_mask[idx])
 
 
+def mini_batch_parts(rollouts: pl.DataFrame, uc: UpdateConfig) -> list[tuple[np.ndarray, float]]:
+    """(row indices, loss weight) of each optimizer step's mini-batch, in batch order.
+
+    `mini_batches` equal parts, each of weight 1; or, with `mini_batch_prompts`, verl's split
+    (dp_actor `data.split(ppo_mini_batch_size)`): parts of `mini_batch_rows` rows, the last one
+    shorter and weighted by its share of a full part (verl scales each micro-batch's loss by
+    its rows / the mini-batch size)."""
+    rows = rollouts.height
+    if uc.mini_batch_prompts is None:
+        return [(p, 1.0) for p in np.array_split(np.arange(rows), uc.mini_batches) if len(p)]
+    size = mini_batch_rows(rollouts, uc)
+    return [
+        (np.arange(lo, min(lo + size, rows)), min(size, rows - lo) / size)
+        for lo in range(0, rows, size)
+    ]
+
+
+def mini_batch_rows(rollouts: pl.DataFrame, uc: UpdateConfig) -> int:
+    """Rows of one of verl's mini-batches: `mini_batch_prompts` x the rollouts per prompt
+    (its rollout.n: the group size; with `official_pc_normalisation`, the commit rollouts per
+    prompt, as the official Pilot-Commit code sets rollout.n = n_commit, fsdp_workers.py)."""
+    groups = rollouts["prompt_id"].n_unique()
+    per_prompt = rollouts.height / groups
+    if uc.official_pc_normalisation:
+        commits = int((rollouts["phase"] == "commit").sum())
+        if not commits:
+            raise ValueError("official_pc_normalisation: the batch has no commit rollouts")
+        per_prompt = commits / groups
+    return max(1, round(uc.mini_batch_prompts * per_prompt))
+
+
 def _micro_weight(mask: torch.Tensor, total_tokens: float, total_seqs: int, mode: str) -> float:
     """Share of the mini-batch loss a micro-batch carries, so accumulation is exact."""
     if mode == "token-mean":
@@ -53,7 +84,7 @@ def _micro_weight(mask: torch.Tensor, total_tokens: float, total_seqs: int, mode
 
 def _accumulate(
     policy, batch, adv, old, uc: UpdateConfig, totals: Counter, total_tokens: float, B: int,
-    passes: int = 0, filler: TokenBatch | None = None,
+    passes: int = 0, filler: TokenBatch | None = None, scale: float = 1.0,
 ) -> float:  # fmt: skip
     """Backward of this rank's rows of one mini-batch over micro-batches; returns their share
     of the loss. `total_tokens` and `B` are the whole mini-batch's (all ranks), so the shares
@@ -74,7 +105,7 @@ def _accumulate(
             clip_low=uc.clip_low, clip_high=uc.clip_high, dual_clip=uc.dual_clip,
             loss_agg=uc.loss_agg,
         )  # fmt: skip
-        w = _micro_weight(mask, total_tokens, B, uc.loss_agg)
+        w = scale * _micro_weight(mask, total_tokens, B, uc.loss_agg)
         if uc.kl_coef > 0:
             kl = kl_penalty(logp, policy.reference_logprobs(micro), mask, uc.loss_agg)
             loss = loss + uc.kl_coef * kl
@@ -128,14 +159,14 @@ def update_shard(
         policy.tokenizer.pad_token_id or 0,
     )
     adv = torch.tensor(adv_np, dtype=torch.float32)
-    parts = [p for p in np.array_split(np.arange(len(adv)), uc.mini_batches) if len(p)]
+    parts, scales = zip(*mini_batch_parts(rollouts, uc), strict=True)
     mine = [torch.as_tensor(part[rank::world]) for part in parts]
     # Sharded: every rank makes rank 0's number of passes (it has the most rows of each part)
     even = getattr(policy, "root", None) is not None
     mbs, filler = uc.micro_batch_size, _rows(batch, torch.tensor([0]))
     most = [math.ceil(len(part[0::world]) / mbs) if even else 0 for part in parts]
     old = None  # one mini-batch: the ratio is 1 by construction, no extra forward needed
-    if uc.mini_batches > 1:  # later mini-batches see moved weights: keep pre-update log-probs
+    if len(parts) > 1:  # later mini-batches see moved weights: keep pre-update log-probs
         rows = torch.cat(mine)
         old = torch.zeros(batch.input_ids.shape)
         with torch.no_grad():
@@ -147,15 +178,15 @@ def update_shard(
                 sl = rows[lo : lo + mbs]
                 old[sl] = policy.logprobs(_rows(batch, sl)).float().cpu()
     totals, losses, grad_norms = Counter(), [], []
-    for part, idx, passes in zip(parts, mine, most, strict=True):
+    for i, (part, idx, passes, scale) in enumerate(zip(parts, mine, most, scales, strict=True)):
         whole_tokens = batch.completion_mask[torch.as_tensor(part)].sum().item()
         old_part = None if old is None else old[idx]
         share = _accumulate(
             policy, _rows(batch, idx), adv[idx], old_part, uc, totals, whole_tokens, len(part),
-            passes, filler,
+            passes, filler, scale,
         )  # fmt: skip
         losses.append(share)
-        grad_norms.append(policy.step())
+        grad_norms.append(policy.step(end_of_batch=i == len(parts) - 1))
     return adv_np, totals, losses, grad_norms
 
 
@@ -169,6 +200,7 @@ def _metrics(rollouts, adv_np, totals, losses, grad_norms, policy) -> dict[str, 
         "update/rollouts": float(rollouts.height),
         "update/groups": float(rollouts["prompt_id"].n_unique()),
         "update/lr": float(policy.optimizer.param_groups[0]["lr"]),
+        "update/optimizer_steps": float(len(losses)),
         "update/kl": totals["kl"] / len(losses),
         "update/zero_advantage_frac": float(np.mean(np.abs(adv_np) < 1e-8)),
     }

@@ -131,7 +131,9 @@ def knapsack_cases(snapshot: Snapshot) -> dict:
     module["NUMBA_AVAILABLE"] = False
     allocate = module["sampling_budget_by_knapsack"]
     cases = []
-    settings = [(size, n, max_n) for size in (8, 16, 32, 64) for n in (8, 16) for max_n in (64, 128)]
+    settings = [
+        (size, n, max_n) for size in (8, 16, 32, 64) for n in (8, 16) for max_n in (64, 128)
+    ]
     for seed in range(6):
         for size, n, max_n in settings:
             rng = np.random.default_rng([seed, size, n, max_n])
