@@ -389,9 +389,9 @@ def _sharded_rank_work(rank, world, port, rollouts, prompts, uc, dtype, out_dir,
     policy.shard()
     grads, step = [], policy.step
 
-    def recorded_step():  # as numpy: a tensor in a queue dies with the process that sent it
+    def recorded_step(**kw):  # as numpy: a tensor in a queue dies with the process that sent it
         grads.append([full(p.grad).numpy().copy() for p in policy.masters])
-        return step()
+        return step(**kw)
 
     policy.step = recorded_step
     _, totals, losses, norms = update_shard(policy, rollouts, prompts, uc, rank, world)
@@ -439,7 +439,8 @@ def test_two_sharded_ranks_compute_the_single_process_gradient_and_checkpoint(
     uc = UpdateConfig(mini_batches=2, micro_batch_size=4, lr=1e-3, kl_coef=0.01)
     single = Policy(TINY_POLICY, uc, reference_path=TINY_POLICY)
     grads, step = [], single.step
-    single.step = lambda: (grads.append([p.grad.clone() for p in single.masters]), step())[1]
+    single.step = lambda **kw: (grads.append([p.grad.clone() for p in single.masters]),
+                                step(**kw))[1]  # fmt: skip
     _, totals, losses, norms = update_shard(single, rollouts, prompts, uc)
 
     ranks = _sharded_update(rollouts, prompts, uc, "float32", tmp_path / "ckpt")

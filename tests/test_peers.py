@@ -115,6 +115,8 @@ def test_knapsack_allocation_by_hand():
     assert knapsack.allocate([None, 1.0], 8) == [14, 2]  # nothing informative: the rest to
     # the unknown prompt, which the public code counts among the p=0 ones
     assert knapsack.allocate([1.0, 1.0], 8) == [8, 8]  # no p=0 nor unknown prompt: n each
+    # every prompt unknown (a run that never comes back to a prompt, RESULTS §8): n each, GRPO
+    assert knapsack.allocate([None] * 8, 16) == [16] * 8
     assert knapsack.allocate([0.0, 0.0, 1.0], 4) == [5, 5, 2]  # the rest to the p=0 prompts
     # no p=0 prompt: the excess over the cap (int 3.32 + int 6.46 + int 21.85 = 30 of 42 left)
     # goes to the unknown one (it counts as p=0); the DP spends exactly 30 on the three others
