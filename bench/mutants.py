@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # The fast tests of the method's logic (no engine, no model): where these mutants must die.
 TESTS = ("tests/test_algos.py", "tests/test_buffer.py", "tests/test_golden.py",
-         "tests/test_steps.py", "-m", "not slow")  # fmt: skip
+         "tests/test_steps.py", "tests/test_peer_golden.py", "-m", "not slow")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,24 @@ MUTANTS = (
         "pcbench/algos/advantages.py",
         "np.sqrt(sq / np.maximum(n - 1, 1))",
         "np.sqrt(sq / np.maximum(n, 1))",
+    ),
+    Mutant(
+        "Knapsack-RL: left-over budget to the p = 0 prompts only (public: unknown ones too)",
+        "pcbench/algos/knapsack.py",
+        "zeros = [i for i, p in enumerate(p_hat) if p is None or p <= 0]",
+        "zeros = [i for i, p in enumerate(p_hat) if p is not None and p <= 0]",
+    ),
+    Mutant(
+        "GRESO: all-correct is a mean reward of 1 (public: >= 0.98)",
+        "pcbench/algos/greso.py",
+        "EASY_AT, HARD_AT = 0.98, 0.11",
+        "EASY_AT, HARD_AT = 1.0, 0.11",
+    ),
+    Mutant(
+        "MoPPS: keep the Thompson draws farthest from 0.5 (public: nearest)",
+        "pcbench/algos/mopps.py",
+        'np.argsort((draws - TARGET) ** 2, kind="stable")[:keep]',
+        'np.argsort(-((draws - TARGET) ** 2), kind="stable")[:keep]',
     ),
 )
 
