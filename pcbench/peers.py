@@ -25,7 +25,8 @@ Deviations from the public code, on purpose:
 - GRESO moves p_easy and p_hard just before the update instead of just after it: they steer
   only the next step's skips, and this way an update that fails undoes the move with the step.
 - Success is the verifier's `correct` (0/1) for all three in training; GRESO's skip traces and
-  step shares read its own 1 / 0.1 / 0 reward, rebuilt from the verifier (algos/greso.py). Like DAPO, GRESO gives up after max_rounds rounds (on_max_rounds).
+  step shares read its own 1 / 0.1 / 0 reward, rebuilt from the verifier (algos/greso.py).
+  Like DAPO, GRESO gives up after max_rounds rounds (on_max_rounds).
 """
 
 from __future__ import annotations
@@ -79,15 +80,14 @@ def greso_step(s: State, cfg: RunConfig, step: int) -> dict | None:
 
 def greso_rewards(rollouts: pl.DataFrame) -> tuple[list[str], list[list[float]]]:
     """(prompt ids, each group's GRESO rewards: 1 / 0.1 / 0) of a round's rollouts."""
-    frame = (
-        rollouts.with_columns(
-            pl.struct("correct", "verify_status")
-            .map_elements(lambda r: greso.reward(r["correct"], r["verify_status"]), pl.Float64)
-            .alias("greso_reward")
-        )
-        .group_by("prompt_id", maintain_order=True)
-        .agg("greso_reward")
+    reward = (
+        pl.when(pl.col("correct").fill_null(False))
+        .then(greso.CORRECT)
+        .when(pl.col("verify_status") == "no_answer")
+        .then(greso.NO_ANSWER)
+        .otherwise(greso.WRONG)  # a wrong answer, or one the verifier could not check
     )
+    frame = rollouts.group_by("prompt_id", maintain_order=True).agg(reward.alias("greso_reward"))
     return frame["prompt_id"].to_list(), frame["greso_reward"].to_list()
 
 

@@ -16,10 +16,10 @@ size is the rollouts still missing / (1 - the last round's zero-variance share) 
 prompts, clipped to [min_prompts, round_prompts]; a round predicted to suffice is the last.
 
 GRESO's bookkeeping reads its own reward, 1 / 0.1 / 0 (correct / wrong answer / no answer),
-which pcbench reproduces from the verifier's `correct` and `verify_status` (`reward`): a trace
-entry is a group's mean reward, "all-correct" is a mean >= 0.98 and "all-wrong" a mean <= 0.11
-(so at groups of 64 or more one wrong rollout still counts as all-correct, as there), while the
-step's shares count groups whose rewards are all 1 or all 0.1 (an all-no-answer group is
+which pcbench rebuilds from the verifier's `correct` and `verify_status` (peers.greso_rewards):
+a trace entry is a group's mean reward, "all-correct" is a mean >= 0.98 and "all-wrong" a mean
+<= 0.11 (so at groups of 64 or more one wrong rollout still counts as all-correct, as there);
+the step's shares count groups whose rewards are all 1 or all 0.1 (an all-no-answer group is
 neither). Training rewards stay 0/1 like every strategy's here. A rollout the verifier could
 not check (timeout, error) counts as a wrong answer. Matched against the public functions'
 outputs in tests/golden/greso.json. Deviation: a round whose groups were all zero-variance (the
@@ -46,13 +46,6 @@ def trailing_run(trace: Sequence[float], test: Callable[[float], bool]) -> int:
             break
         z += 1
     return z
-
-
-def reward(correct: bool | None, status: str) -> float:
-    """GRESO's reward of one rollout from the verifier's verdict."""
-    if correct:
-        return CORRECT
-    return NO_ANSWER if status == "no_answer" else WRONG
 
 
 def group_counts(groups: Sequence[Sequence[float]]) -> dict[str, int]:

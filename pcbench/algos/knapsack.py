@@ -89,7 +89,7 @@ def solve(ps: Sequence[float], budget: int, min_n: int, max_extra: int) -> list[
         new = best.copy()  # k = 0: gain 0
         for k in range(1, min(max_extra, budget) + 1):
             candidate = np.full(budget + 1, -np.inf)
-            candidate[k:] = best[: budget + 1 - k] + value(p, min_n + k)
+            candidate[k:] = best[:-k] + value(p, min_n + k)
             better = candidate > new  # strict: ties keep the smaller k
             new[better], choices[i, better] = candidate[better], k
         best = new
