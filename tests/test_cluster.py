@@ -478,9 +478,9 @@ def test_a_sharded_mixed_precision_policy_keeps_fp32_masters(tiny_engine, verifi
     single = Policy(TINY_POLICY, uc, dtype="bfloat16")
     grads, step = [], single.step
 
-    def recorded_step():
+    def recorded_step(**kw):
         grads.append([p.grad.float().clone() for p in single.model.parameters()])
-        return step()
+        return step(**kw)
 
     single.step = recorded_step
     from pcbench.steps.update import update_shard
