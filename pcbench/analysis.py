@@ -1,12 +1,28 @@
 """One run's curve and what it says: accuracy curves, rollouts to a target, the target's signal.
 
-The target is the GRPO run's peak eval accuracy (DESIGN §4), after an optional trailing moving
-average over `smooth` evaluations (1 = raw evals). A run reaches the target at its first
-evaluation whose (smoothed) accuracy is >= target; its cost to target is the cumulative
-rollouts and tokens of training at that step (evaluation rollouts are never counted).
+The target is the GRPO run's peak eval accuracy (DESIGN §4), read with a `Crossing` rule, the
+same for the target and for every run:
+
+- `INTERPOLATED` (the rule from issue 31 on): raw evaluations, no smoothing; the target is
+  GRPO's highest raw evaluation (its earliest, on a tie), and a run's cost to it is read on the
+  straight line between the last evaluation below it and the first at or above it, in
+  cumulative rollouts (tokens, seconds and steps alike). Its lag does not grow with a
+  strategy's rollouts per step, which a trailing mean's does (one evaluation interval × the
+  rollouts of a step: twice as much for Pilot-Commit as for GRPO). Its uncertainty: the same
+  reading on the curve shifted by ± z standard errors of (evaluation − target), each
+  evaluation's SE over its prompts, independent of the target's (conservative: the two share
+  prompts).
+- `FIRST_EVAL_SMOOTHED` (the rule of RESULTS §1–§9 before issue 31): a trailing mean over 2
+  evaluations, a run reaching the target at its first evaluation at or above it.
+
+Costs are cumulative training rollouts and tokens (evaluation rollouts are never counted). A
+target at GRPO's last evaluation is censored: GRPO was still rising when its budget ended, so the
+ratio compares runs at GRPO's end-of-budget accuracy, not at its peak (`target_signal` says so).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import polars as pl
 
@@ -14,21 +30,52 @@ from pcbench.ledger import CUMULATIVE
 from pcbench.run import Run
 
 
+@dataclass(frozen=True)
+class Crossing:
+    """How a curve's crossing of a target is read (module docstring): a trailing mean over
+    `smooth` evaluations (1: raw), read at the first evaluation at or above the target or
+    `interpolate`d between evaluations, with an interval of ± `z` standard errors."""
+
+    smooth: int = 1
+    interpolate: bool = True
+    z: float = 1.0
+
+    def __post_init__(self):
+        if self.smooth < 1 or self.z < 0:
+            raise ValueError(f"crossing: smooth must be >= 1 and z >= 0, got {self}")
+
+    def describe(self) -> str:
+        curve = "raw evaluations" if self.smooth == 1 else f"a {self.smooth}-eval trailing mean"
+        if self.interpolate:
+            return f"{curve}, interpolated between evaluations (± {self.z:g} SE)"
+        return f"{curve}, at the first evaluation at or above the target"
+
+
+INTERPOLATED = Crossing()
+FIRST_EVAL_SMOOTHED = Crossing(smooth=2, interpolate=False)
+CROSSINGS = {"interpolated": INTERPOLATED, "first-eval": FIRST_EVAL_SMOOTHED}
+
+
 def accuracy_curve(run: Run, benchmark: str | None = None, smooth: int = 1) -> pl.DataFrame:
-    """(step, accuracy, pass@k, cumulative/rollouts, cumulative/tokens, cumulative/seconds) per
-    evaluation; seconds are training wall time (evaluations left out), see Ledger."""
+    """(step, accuracy, se, pass@k, cumulative/rollouts, cumulative/tokens, cumulative/seconds)
+    per evaluation; `se` is the raw evaluation's standard error over its prompts (sd of per-prompt
+    mean@k / sqrt(prompts)); seconds are training wall time (evaluations left out), see Ledger."""
     evals = run.read("evals")
     if evals.height == 0:
         return pl.DataFrame(
-            schema={"step": pl.Int64, "accuracy": pl.Float64, "pass@k": pl.Float64,
-                    "cumulative/rollouts": pl.Float64, "cumulative/tokens": pl.Float64,
-                    "cumulative/seconds": pl.Float64}
+            schema={"step": pl.Int64, "accuracy": pl.Float64, "se": pl.Float64,
+                    "pass@k": pl.Float64, "cumulative/rollouts": pl.Float64,
+                    "cumulative/tokens": pl.Float64, "cumulative/seconds": pl.Float64}
         )  # fmt: skip
     benchmark = benchmark or evals["benchmark"][0]  # the test split comes first
     acc = (
         evals.filter(pl.col("benchmark") == benchmark)
         .group_by("step")
-        .agg(pl.col("mean@k").mean().alias("accuracy"), pl.col("pass@k").mean())
+        .agg(
+            pl.col("mean@k").mean().alias("accuracy"),
+            (pl.col("mean@k").std() / pl.len().sqrt()).fill_null(0.0).alias("se"),
+            pl.col("pass@k").mean(),
+        )
         .sort("step")
         .with_columns(pl.col("accuracy").rolling_mean(smooth, min_samples=1))
     )
@@ -41,19 +88,50 @@ def accuracy_curve(run: Run, benchmark: str | None = None, smooth: int = 1) -> p
     return acc.join(cumulative, on="step", how="left").sort("step")
 
 
-def to_target(curve: pl.DataFrame, target: float) -> dict:
-    """Step, rollouts, tokens and training seconds at the first evaluation reaching `target`
-    (None if never; seconds None too where the curve has no time column)."""
-    hit = curve.filter(pl.col("accuracy") >= target - 1e-12).head(1)
-    if hit.height == 0:
-        return {"step": None, "rollouts": None, "tokens": None, "seconds": None}
-    row = hit.row(0, named=True)
+_AT = {"step": "step", "rollouts": "cumulative/rollouts", "tokens": "cumulative/tokens",
+       "seconds": "cumulative/seconds"}  # fmt: skip
+
+
+def crossing_point(accuracy, at: dict[str, list], target: float, interpolate: bool) -> dict:
+    """Where the curve `accuracy` (one value per evaluation) first reaches `target`: each
+    column of `at` (cumulative rollouts, ...) at that evaluation, or on the straight line from
+    the evaluation before it (`interpolate`). None everywhere if it never does. Pure."""
+    hit = next((i for i, a in enumerate(accuracy) if a >= target - 1e-12), None)
+    if hit is None:
+        return dict.fromkeys(at)
+    if not interpolate or hit == 0:
+        return {k: v[hit] for k, v in at.items()}
+    below, above = accuracy[hit - 1], accuracy[hit]
+    frac = (target - below) / (above - below)  # in (0, 1]: below < target <= above
     return {
-        "step": row["step"],
-        "rollouts": row["cumulative/rollouts"],
-        "tokens": row["cumulative/tokens"],
-        "seconds": row.get("cumulative/seconds"),
+        k: None
+        if v[hit] is None or v[hit - 1] is None
+        else v[hit - 1] + frac * (v[hit] - v[hit - 1])
+        for k, v in at.items()
     }
+
+
+def to_target(
+    curve: pl.DataFrame, target: float, crossing: Crossing = INTERPOLATED, target_se: float = 0.0
+) -> dict:
+    """Step, rollouts, tokens and training seconds where `curve` reaches `target` by the
+    `crossing` rule (None if never; seconds None where the curve has no time column), and
+    `rollouts_lo` / `rollouts_hi`: the rollouts read on the curve ± z standard errors of
+    (evaluation − target) (hi None: not reached within z SE)."""
+    at = {k: curve[c].to_list() if c in curve.columns else [None] * curve.height
+          for k, c in _AT.items()}  # fmt: skip
+    acc = curve["accuracy"].to_list()
+    point = crossing_point(acc, at, target, crossing.interpolate)
+    if "se" in curve.columns and crossing.z > 0:
+        band = [crossing.z * (s * s + target_se * target_se) ** 0.5 for s in curve["se"]]
+    else:
+        band = [0.0] * len(acc)
+    rollouts = {"rollouts": at["rollouts"]}
+    lo = crossing_point([a + b for a, b in zip(acc, band, strict=True)], rollouts, target,
+                        crossing.interpolate)  # fmt: skip
+    hi = crossing_point([a - b for a, b in zip(acc, band, strict=True)], rollouts, target,
+                        crossing.interpolate)  # fmt: skip
+    return point | {"rollouts_lo": lo["rollouts"], "rollouts_hi": hi["rollouts"]}
 
 
 def bootstrap_interval(
@@ -99,7 +177,8 @@ def target_signal(run: Run, smooth: int = 1, benchmark: str | None = None) -> di
     """Is a run's peak (the GRPO target) real? Its gain over step 0 and the paired standard error
     of that gain: per prompt, the mean@k over the peak's smoothing window minus the step-0 mean@k,
     SE = sd / sqrt(prompts). A gain within ~1 SE is evaluation noise, and every rollouts-to-target
-    number measured against it compares noise."""
+    number measured against it compares noise. Also the peak evaluation's own SE (`se`, for the
+    crossing's interval) and `censored`: the peak is the run's last evaluation."""
     curve = accuracy_curve(run, benchmark, smooth)
     if curve.height < 2:
         raise ValueError(f"{run.name}: needs evaluations after step 0 to have a target")
@@ -109,8 +188,10 @@ def target_signal(run: Run, smooth: int = 1, benchmark: str | None = None) -> di
     peak_step = curve.sort("accuracy", descending=True, maintain_order=True)["step"][0]
     window = curve.filter(pl.col("step") <= peak_step)["step"].tail(smooth).to_list()
     gain = paired_gain(evals, window)
-    target = float(curve.filter(pl.col("step") == peak_step)["accuracy"][0])
+    peak = curve.filter(pl.col("step") == peak_step).row(0, named=True)
     return {
-        "step": int(peak_step), "target": target, "initial": float(curve["accuracy"][0]),
-        "gain": gain["gain"], "paired_se": gain["se"], "prompts": gain["prompts"],
+        "step": int(peak_step), "target": float(peak["accuracy"]),
+        "initial": float(curve["accuracy"][0]), "gain": gain["gain"], "paired_se": gain["se"],
+        "prompts": gain["prompts"], "se": float(peak["se"]) / smooth**0.5,
+        "censored": bool(peak_step == curve["step"].max()),
     }  # fmt: skip

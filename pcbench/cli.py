@@ -124,12 +124,38 @@ def cmd_run(args) -> None:
     print(json.dumps(run.summary()))
 
 
+def _crossing(args):
+    """The crossing rule the command line names (--crossing, with --smooth overriding its
+    smoothing)."""
+    from dataclasses import replace
+
+    from pcbench.analysis import CROSSINGS
+
+    rule = CROSSINGS[args.crossing]
+    return rule if args.smooth is None else replace(rule, smooth=args.smooth)
+
+
+def _add_crossing(parser) -> None:
+    parser.add_argument("--crossing", choices=["interpolated", "first-eval"],
+                        default="interpolated",
+                        help="how a run's crossing of the target is read: interpolated between "
+                             "raw evaluations (default), or the pre-issue-31 rule, the first "
+                             "evaluation of a 2-evaluation trailing mean (docs/method.md)")  # fmt: skip
+    parser.add_argument(
+        "--smooth",
+        type=int,
+        default=None,
+        help="trailing moving average over N evals (default: the rule's own)",
+    )
+
+
 def cmd_compare(args) -> None:
     from pcbench.results import format_table, measure
     from pcbench.run import Run
 
-    table = measure([Run(p) for p in args.runs], target=args.target, smooth=args.smooth)
-    print(format_table(table, args.smooth, args.format))
+    crossing = _crossing(args)
+    table = measure([Run(p) for p in args.runs], target=args.target, crossing=crossing)
+    print(format_table(table, crossing, args.format))
 
 
 def cmd_export(args) -> None:
@@ -143,7 +169,7 @@ def cmd_export(args) -> None:
 def cmd_report(args) -> None:
     from pcbench.report import write_report
 
-    path = write_report(args.runs, args.out, target=args.target, smooth=args.smooth,
+    path = write_report(args.runs, args.out, target=args.target, crossing=_crossing(args),
                         offline=args.offline)  # fmt: skip
     print(f"wrote {path}")
 
@@ -173,9 +199,10 @@ def cmd_demo(args) -> None:
         print(f"== {cfg.name}: {cfg.strategy}, step {state.step} of {cfg.steps}", file=sys.stderr)
         train(state, cfg, run, progress=not args.quiet)
         runs.append(run.path)
-    table = measure([Run(p) for p in runs], smooth=args.smooth)
-    report = write_report(runs, Path(args.runs) / "demo-report.html", smooth=args.smooth)
-    print(format_table(table, args.smooth))
+    crossing = _crossing(args)
+    table = measure([Run(p) for p in runs], crossing=crossing)
+    report = write_report(runs, Path(args.runs) / "demo-report.html", crossing=crossing)
+    print(format_table(table, crossing))
     minutes = (time.perf_counter() - start) / 60
     print(f"\nreport: {report}   ({minutes:.1f} min; runs in {args.runs}/)")
 
@@ -197,7 +224,7 @@ def cmd_experiment(args) -> None:
                           log=lambda m: print(m, file=sys.stderr), only=args.variants)  # fmt: skip
     for line in ex.left_out(exp, args.runs, seeds):
         print(f"!! left out of the comparison: {line}", file=sys.stderr)
-    runs, _, text = ex.table(exp, args.runs, seeds, args.smooth)
+    runs, _, text = ex.table(exp, args.runs, seeds, _crossing(args))
     if runs.height == 0:
         raise FileNotFoundError(
             f"no finished runs of {args.name!r} with a target under {exp.root(args.runs)}/"
@@ -207,6 +234,9 @@ def cmd_experiment(args) -> None:
         figure = Path(args.write).parent / "results" / f"{exp.name}.html"
         ex.write_figure(exp, args.runs, figure, seeds)
         command = f"pcbench experiment {exp.name} --seeds {' '.join(map(str, seeds))}"
+        if args.crossing != "interpolated" or args.smooth is not None:  # say how it was read
+            command += f" --crossing {args.crossing}"
+            command += "" if args.smooth is None else f" --smooth {args.smooth}"
         text += (
             f"\n\nFigure: [results/{figure.name}](results/{figure.name}). Reproduce: `{command}`."
         )
@@ -249,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
             "runs", nargs="+", help="run directories, e.g. runs/tiny-pc runs/tiny-grpo"
         )
         sub.add_argument("--target", type=float, help="target accuracy (default: peak GRPO)")
-        sub.add_argument("--smooth", type=int, default=1, help="moving average over N evals")
+        _add_crossing(sub)
         if name == "compare":
             sub.add_argument("--format", choices=["table", "markdown", "csv", "json"],
                              default="table", help="how to print the table")  # fmt: skip
@@ -278,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--set", action="append", metavar="KEY=VALUE",
                       help=f"override for all three (after the demo's own: {', '.join(DEMO_SETS)})")  # fmt: skip
-    demo.add_argument("--smooth", type=int, default=1, help="moving average over N evals")
+    _add_crossing(demo)
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(func=cmd_demo)
 
@@ -292,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="train only these variants (the table covers every finished run)")  # fmt: skip
     exp.add_argument("--runs", default="runs/results", help="shared directory of its runs")
     exp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override for all runs")
-    exp.add_argument("--smooth", type=int, default=2, help="moving average over N evals")
+    _add_crossing(exp)
     exp.add_argument("--write", metavar="MD", help="write the table into this Markdown file")
     exp.add_argument("--table-only", action="store_true", help="do not train; tabulate runs")
     exp.add_argument("--quiet", action="store_true", help="no progress bars")

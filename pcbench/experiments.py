@@ -21,13 +21,14 @@ from pathlib import Path
 
 import polars as pl
 
+from pcbench.analysis import INTERPOLATED, Crossing
 from pcbench.config import CONFIGS_DIR, EXPERIMENTS_DIR, RunConfig, load_config
 from pcbench.results import markdown, mean_curves, measure, summarize
 from pcbench.run import Run
 
 DEFAULT_SEEDS = (0, 1, 2)
 STOPPED = "stopped.txt"  # in a run directory: why run_experiment went on without finishing it
-DEFAULT_SMOOTH = 2
+DEFAULT_CROSSING = INTERPOLATED  # issue 31's rule; FIRST_EVAL_SMOOTHED reads the old tables
 
 
 @dataclass(frozen=True)
@@ -223,27 +224,27 @@ def finished_runs(exp: Experiment, root: str | Path, seeds=DEFAULT_SEEDS, only=N
 
 
 def per_run(
-    exp: Experiment, root: str | Path, seeds=DEFAULT_SEEDS, smooth: int = DEFAULT_SMOOTH,
+    exp: Experiment, root: str | Path, seeds=DEFAULT_SEEDS, crossing: Crossing = DEFAULT_CROSSING,
     only: list[str] | None = None,
 ) -> pl.DataFrame:  # fmt: skip
     """`results.measure` over the experiment's finished runs (of the `only` variants, if
     given), labelled by its variants."""
     labels = {v.name: v.label for v in exp.variants}
-    return measure(finished_runs(exp, root, seeds, only), smooth=smooth, labels=labels)
+    return measure(finished_runs(exp, root, seeds, only), crossing=crossing, labels=labels)
 
 
 def table(
-    exp: Experiment, root: str | Path, seeds=DEFAULT_SEEDS, smooth: int = DEFAULT_SMOOTH,
+    exp: Experiment, root: str | Path, seeds=DEFAULT_SEEDS, crossing: Crossing = DEFAULT_CROSSING,
     only: list[str] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, str]:  # fmt: skip
     """(per-run rows, per-variant summary, Markdown table) of an experiment's finished runs
     (of the `only` variants, if given; GRPO's runs are always read, they hold the targets)."""
     only = None if only is None else [GRPO.name, *(n for n in only if n != GRPO.name)]
-    runs = per_run(exp, root, seeds, smooth, only)
+    runs = per_run(exp, root, seeds, crossing, only)
     if runs.height == 0:
         return runs, runs, "No finished runs with a finished GRPO target yet."
     summary = summarize(runs, [v.name for v in exp.variants])
-    text = markdown(summary, runs, smooth, left_out(exp, root, seeds, only))
+    text = markdown(summary, runs, crossing, left_out(exp, root, seeds, only))
     stops = stopped_runs(exp, root, seeds, only)
     if stops.height:
         text += "\n\nWhere the stopped runs stood at their last evaluation (GRPO: the same seed's "

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
-from pcbench.analysis import accuracy_curve
+from pcbench.analysis import INTERPOLATED, Crossing, accuracy_curve
 from pcbench.plots import accuracy_figure, allocation_figure, pilot_histograms_over_time
 from pcbench.results import TABLE_COLUMNS, measure
 from pcbench.run import Run
@@ -41,16 +41,16 @@ def write_report(
     out: str | Path,
     *,
     target: float | None = None,
-    smooth: int = 1,
+    crossing: Crossing = INTERPOLATED,
     offline: bool = False,
 ) -> Path:
     """Accuracy vs cumulative rollouts and tokens, the compare table, allocation per step and
     pilot histograms over time for every run; returns the written path."""
     runs = [Run(p) for p in run_dirs]
-    table = measure(runs, target=target, smooth=smooth)
+    table = measure(runs, target=target, crossing=crossing)
     targets = table["target"].drop_nulls().unique(maintain_order=True).to_list()
     target = targets[0] if len(targets) == 1 else None  # one dashed line only if one target
-    curves = {r.name: accuracy_curve(r, smooth=smooth) for r in runs}
+    curves = {r.name: accuracy_curve(r, smooth=crossing.smooth) for r in runs}
     figures = [
         ("Accuracy vs cumulative rollouts", accuracy_figure(curves, target)),
         ("Accuracy vs cumulative tokens", accuracy_figure(curves, target, x="cumulative/tokens")),
@@ -76,9 +76,9 @@ def write_report(
     )
     body = (
         f"<h1>pcbench report</h1><p>Runs: {', '.join(html.escape(r.name) for r in runs)}. Target "
-        f"accuracy = the seed's peak GRPO eval mean@k = {stated or 'none (no GRPO run)'} (moving "
-        f"average over {smooth} evals). Rollouts to target: cumulative training rollouts at the "
-        "first evaluation at or above the target; ratios x_vs_* are the baseline's rollouts to "
+        f"accuracy = the seed's peak GRPO eval mean@k = {stated or 'none (no GRPO run)'}; "
+        f"crossings read on {html.escape(crossing.describe())}. Rollouts to target: cumulative "
+        "training rollouts where the run reaches the target; ratios x_vs_* are the baseline's rollouts to "
         "target ÷ this run's, per seed (&gt; 1: cheaper).</p>"
         + _table_html(table.select(TABLE_COLUMNS))
         + "".join(parts)

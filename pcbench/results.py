@@ -2,9 +2,9 @@
 `pcbench experiment` and the notebooks.
 
 `measure(runs)` gives one row per run against its seed's target (DESIGN §4 per seed): the peak
-of that seed's GRPO run after a trailing moving average over `smooth` evaluations (or one given
-target for every run). Costs to target are cumulative training rollouts, tokens and seconds at
-the first evaluation at or above it (`analysis.to_target`); ratios `x_vs_grpo`, `x_vs_dapo`,
+of that seed's GRPO run read by a `Crossing` rule (analysis: raw evaluations, the crossing
+interpolated, by default; or one given target for every run). Costs to target are cumulative
+training rollouts, tokens and seconds where the run reaches it (`analysis.to_target`); ratios `x_vs_grpo`, `x_vs_dapo`,
 `x_vs_pc` are per seed (the baseline's rollouts to target ÷ this run's; > 1: this run is
 cheaper), where both reached it. `summarize` folds seeds per variant with bootstrap intervals,
 `markdown` writes the table docs/RESULTS.md carries, `mean_curves` averages curves over seeds.
@@ -18,7 +18,14 @@ import re
 
 import polars as pl
 
-from pcbench.analysis import accuracy_curve, bootstrap_interval, target_signal, to_target
+from pcbench.analysis import (
+    INTERPOLATED,
+    Crossing,
+    accuracy_curve,
+    bootstrap_interval,
+    target_signal,
+    to_target,
+)
 from pcbench.run import Run
 
 RATIOS = ("x_vs_grpo", "x_vs_dapo", "x_vs_pc")
@@ -32,12 +39,14 @@ def variant_name(run: Run) -> str:
 
 
 def measure(
-    runs: list[Run], *, smooth: int = 1, target: float | None = None,
+    runs: list[Run], *, crossing: Crossing = INTERPOLATED, target: float | None = None,
     labels: dict[str, str] | None = None, benchmark: str | None = None,
 ) -> pl.DataFrame:  # fmt: skip
-    """One row per run: its seed's target (and that target's paired gain and SE), costs to it,
-    accuracy, rollouts per informative rollout, where its pilots went, and per-seed ratios."""
-    labels = labels or {}
+    """One row per run: its seed's target (that target's paired gain and SE, its evaluation's
+    SE, whether it is censored at GRPO's last evaluation), costs to it (rollouts with the
+    crossing's ± z SE reading), accuracy, rollouts per informative rollout, where its pilots
+    went, and per-seed ratios."""
+    labels, smooth = labels or {}, crossing.smooth
     configs = {r.path: r.config for r in runs}  # each run's config.json, read once
     signals = {}  # seed -> the target's signal (from that seed's first GRPO run)
     for r in runs:
@@ -57,7 +66,8 @@ def measure(
         summary = {"steps": int(last.get("step", 0)),
                    "rollouts": last.get("cumulative/rollouts", 0.0),
                    "tokens": last.get("cumulative/tokens", 0.0)}  # fmt: skip
-        hit = to_target(curve, goal) if goal is not None else {}
+        goal_se = signal.get("se", 0.0) if target is None else 0.0
+        hit = to_target(curve, goal, crossing, goal_se) if goal is not None else {}
         informative = informative_rollouts(r)
         rows.append(
             {
@@ -65,6 +75,7 @@ def measure(
                 "strategy": cfg.strategy, "seed": seed,
                 "pilot_fraction": cfg.pilot_fraction if cfg.strategy == "pilot_commit" else None,
                 "target": goal, "target_step": signal.get("step"), "target_gain": signal.get("gain"),
+                "target_censored": signal.get("censored") if target is None else None,
                 "target_se": signal.get("paired_se"), "eval_prompts": signal.get("prompts"),
                 "steps": summary["steps"], "rollouts": summary["rollouts"],
                 "tokens": summary["tokens"],
@@ -72,6 +83,8 @@ def measure(
                 "best_acc": curve["accuracy"].max() if curve.height else None,
                 "final_acc": curve["accuracy"][-1] if curve.height else None,
                 "rollouts_to_target": hit.get("rollouts"), "tokens_to_target": hit.get("tokens"),
+                "rollouts_to_target_lo": hit.get("rollouts_lo"),
+                "rollouts_to_target_hi": hit.get("rollouts_hi"),
                 "seconds_to_target": hit.get("seconds"), "informative": informative,
                 "per_informative": summary["rollouts"] / informative if informative else None,
                 **mechanism(r, ledger),
@@ -209,6 +222,11 @@ def summarize(runs: pl.DataFrame, order: list[str] | None = None) -> pl.DataFram
                     pl.col(c).max().alias(c + "_max"),
                 )  # fmt: skip
             ],
+            pl.col("rollouts_to_target_lo").mean(),
+            # a seed whose lower curve never reached the target leaves the mean undefined
+            pl.when(pl.col("rollouts_to_target_hi").null_count() == 0)
+            .then(pl.col("rollouts_to_target_hi").mean())
+            .alias("rollouts_to_target_hi"),
             pl.col("pilot_fraction").first(),
             pl.col("rollouts").mean(),
             pl.col("tokens").mean(),
@@ -283,7 +301,7 @@ def readable(table: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def format_table(table: pl.DataFrame, smooth: int, fmt: str = "table") -> str:
+def format_table(table: pl.DataFrame, crossing: Crossing = INTERPOLATED, fmt: str = "table") -> str:
     """`measure`'s main columns, with the targets stated: an aligned text table ("not
     reached" where a run missed its target), Markdown, csv or json (nulls as null)."""
     if fmt not in FORMATS:
@@ -297,7 +315,7 @@ def format_table(table: pl.DataFrame, smooth: int, fmt: str = "table") -> str:
     head = (
         "target accuracy: "
         + ", ".join(f"{t:.4f} (seed {s})" for s, t in targets.iter_rows())
-        + f" (peak GRPO mean@k per seed, moving average over {smooth} evals)"
+        + f" (peak GRPO mean@k per seed)\ncrossing: {crossing.describe()}"
         if targets.height
         else "target: none (no GRPO run)"
     )
@@ -342,22 +360,36 @@ def _ratio(row: dict, col: str) -> str:
 
 
 def markdown(
-    summary: pl.DataFrame, runs: pl.DataFrame, smooth: int, skipped: list[str] = ()
+    summary: pl.DataFrame,
+    runs: pl.DataFrame,
+    crossing: Crossing = INTERPOLATED,
+    skipped: list[str] = (),
 ) -> str:
     """The summary as a Markdown table, with the per-seed targets stated above it and the runs
     it leaves out (`experiments.left_out`) below it."""
     targets = (
-        runs.select("seed", "target", "target_gain", "target_se").unique().sort("seed").drop_nulls()
+        runs.select("seed", "target", "target_gain", "target_se", "target_censored")
+        .unique()
+        .sort("seed")
+        .drop_nulls(["target", "target_gain", "target_se"])
     )
     prompts = ", ".join(str(n) for n in runs["eval_prompts"].drop_nulls().unique().sort())
+    censored = [str(s) for s, c in targets.select("seed", "target_censored").iter_rows() if c]
     lines = [
-        f"Target per seed = that seed's GRPO peak of eval mean@4 ({prompts} test prompts), after "
-        f"a trailing moving average over {smooth} evaluations, with its gain over step 0 ± the "
+        f"Target per seed = that seed's GRPO peak of eval mean@4 ({prompts} test prompts); "
+        f"crossings read on {crossing.describe()}; the target's gain over step 0 ± the "
         "paired standard error (per prompt, peak window minus step 0): "
         + ", ".join(
-            f"seed {s}: {t:.3f} ({g:+.3f} ± {se:.3f})" for s, t, g, se in targets.iter_rows()
+            f"seed {s}: {t:.3f} ({g:+.3f} ± {se:.3f})" for s, t, g, se, _ in targets.iter_rows()
         )
-        + ". Costs count training rollouts only; mean [min–max] over the seeds that reached "
+        + ". "
+        + (
+            f"Censored (GRPO's peak is its last evaluation, so the target is GRPO's accuracy at "
+            f"the end of its budget, not a peak): seed {', '.join(censored)}. "
+            if censored
+            else ""
+        )
+        + "Costs count training rollouts only; mean [min–max] over the seeds that reached "
         "the target; seconds are training wall time on this machine (evaluations left out). "
         "Ratios are per-seed (GRPO, DAPO or paper-PC rollouts ÷ this variant's, seeds where "
         "both reached the target), averaged, with a bootstrap 95% interval over those seeds "
@@ -370,11 +402,25 @@ def markdown(
         "| × fewer than DAPO | × fewer than paper-PC | rollouts per informative rollout |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    if crossing.interpolate:  # the reading's uncertainty, in its own column
+        lines[0] = lines[0].replace(". Ratios are", f"; ± {crossing.z:g} SE: the mean rollouts "
+                                      "read on the curves ± z SE of (evaluation − target) "
+                                      "(— where the lower curve never reaches it). Ratios are")  # fmt: skip
+        lines[-2] = lines[-2].replace(
+            " | tokens to target", f" | ± {crossing.z:g} SE | tokens to target"
+        )
+        lines[-1] += "---|"
     for r in summary.iter_rows(named=True):
         sd = "" if r["final_acc_sd"] is None else f" ± {r['final_acc_sd']:.3f}"
         lines.append(
             f"| `{r['variant']}` | {r['label']} | {r['reached']}/{r['seeds']} "
-            f"| {_range(r, 'rollouts_to_target')} | {_range(r, 'tokens_to_target')} "
+            f"| {_range(r, 'rollouts_to_target')} "
+            + (
+                f"| {_num(r['rollouts_to_target_lo'])}–{_num(r['rollouts_to_target_hi'])} "
+                if crossing.interpolate
+                else ""
+            )  # fmt: skip
+            + f"| {_range(r, 'tokens_to_target')} "
             f"| {_range(r, 'seconds_to_target', ',.1f')} "
             f"| {_num(r['rollouts'])} | {r['best_acc']:.3f} | {r['final_acc']:.3f}{sd} "
             f"| {_ratio(r, 'x_vs_grpo')} | {_ratio(r, 'x_vs_dapo')} "

@@ -6,7 +6,7 @@ import re
 import polars as pl
 import pytest
 
-from pcbench.analysis import to_target
+from pcbench.analysis import FIRST_EVAL_SMOOTHED, Crossing, to_target
 from pcbench.cli import main
 from pcbench.config import RunConfig
 from pcbench.report import write_report
@@ -64,7 +64,7 @@ def test_compare_targets_peak_grpo_and_counts_rollouts_to_it(runs):
 
 
 def test_smoothing_and_an_unreached_target(runs):
-    table = measure(runs, smooth=2)
+    table = measure(runs, crossing=FIRST_EVAL_SMOOTHED)
     assert table["target"][0] == pytest.approx(0.59)  # trailing mean of (0.6, 0.58)
     table = measure(runs, target=0.7)
     assert table["rollouts_to_target"].null_count() == 3
@@ -186,3 +186,94 @@ def test_pass_rate_spend_shares_the_rollouts_by_their_groups_pass_rate():
     assert list(shares) == list(PASS_RATE_BUCKETS)
     assert shares == {"0": 2 / 12, "(0, 0.25]": 4 / 12, "(0.25, 0.5]": 0.0, "(0.5, 0.75]": 0.0,
                       "(0.75, 1)": 0.0, "1": 6 / 12}  # fmt: skip
+
+
+def _curve(accuracy, rollouts, se=None):
+    return pl.DataFrame({
+        "step": list(range(len(accuracy))), "accuracy": accuracy,
+        "se": se or [0.0] * len(accuracy), "cumulative/rollouts": [float(r) for r in rollouts],
+        "cumulative/tokens": [10.0 * r for r in rollouts],
+    })  # fmt: skip
+
+
+def test_the_interpolated_crossing_reads_the_line_between_two_evaluations():
+    from pcbench.analysis import FIRST_EVAL_SMOOTHED, INTERPOLATED
+
+    curve = _curve([0.5, 0.55, 0.65], [0, 100, 300])
+    hit = to_target(curve, 0.6, INTERPOLATED)
+    # halfway from 0.55 to 0.65: halfway from 100 to 300 rollouts, from step 1 to step 2
+    assert hit["rollouts"] == pytest.approx(200) and hit["step"] == pytest.approx(1.5)
+    assert hit["tokens"] == pytest.approx(2000) and hit["seconds"] is None  # no time column
+    assert to_target(curve, 0.6, Crossing(interpolate=False))["rollouts"] == 300
+    # the old rule: trailing means (0.5, 0.525, 0.6): reached at step 2 only
+    assert to_target(curve.with_columns(accuracy=pl.Series([0.5, 0.525, 0.6])), 0.6,
+                     FIRST_EVAL_SMOOTHED)["rollouts"] == 300  # fmt: skip
+    assert to_target(curve, 0.5, INTERPOLATED)["rollouts"] == 0  # met at step 0: no cost
+    assert to_target(curve, 0.7, INTERPOLATED)["rollouts"] is None
+
+
+def test_the_interpolated_crossing_does_not_charge_a_strategy_for_its_rollouts_per_step():
+    # One learning curve in rollouts (accuracy 0.5 + rollouts / 10,000), evaluated every 15
+    # steps by a strategy of 128 rollouts a step and by one of 256: both reach 0.8 at 3,000
+    # rollouts. The interpolated reading says so for both; a 2-eval trailing mean read at the
+    # first evaluation charges the second about twice the lag of the first.
+    from pcbench.analysis import FIRST_EVAL_SMOOTHED, INTERPOLATED
+
+    def evaluated(per_step, smooth):
+        rollouts = [15 * per_step * i for i in range(8)]
+        acc = pl.Series([0.5 + r / 10_000 for r in rollouts]).rolling_mean(smooth, min_samples=1)
+        return _curve(acc.to_list(), rollouts)
+
+    for per_step in (128, 256):
+        assert to_target(evaluated(per_step, 1), 0.8, INTERPOLATED)["rollouts"] == pytest.approx(
+            3000
+        )
+    slow, fast = (to_target(evaluated(p, 2), 0.8, FIRST_EVAL_SMOOTHED)["rollouts"]
+                  for p in (128, 256))  # fmt: skip
+    # trailing means at 0, 1,920, 3,840, 5,760 rollouts: 0.5, 0.596, 0.788, 0.980; at 0, 3,840,
+    # 7,680: 0.5, 0.692, 1.076
+    assert (slow, fast) == (5760, 7680)  # 2,760 and 4,680 rollouts of lag
+
+
+def test_the_crossing_interval_is_the_reading_on_the_curve_plus_and_minus_its_se():
+    from pcbench.analysis import INTERPOLATED
+
+    curve = _curve([0.5, 0.55, 0.65, 0.75], [0, 100, 300, 400], se=[0.03, 0.03, 0.04, 0.04])
+    hit = to_target(curve, 0.6, INTERPOLATED, target_se=0.03)
+    # band per evaluation = sqrt(se^2 + 0.03^2): 0.0424, 0.0424, 0.05, 0.05
+    b1, b2 = (0.03**2 * 2) ** 0.5, 0.05
+    # + band: 0.55 + b1 = 0.5924 < 0.6 <= 0.65 + b2 = 0.70: between steps 1 and 2
+    assert hit["rollouts_lo"] == pytest.approx(100 + 200 * (0.6 - 0.55 - b1) / (0.1 + b2 - b1))
+    # - band: 0.65 - 0.05 = 0.60 reaches it at step 2 exactly
+    assert hit["rollouts_hi"] == pytest.approx(300)
+    assert hit["rollouts"] == pytest.approx(200)
+    assert hit["rollouts_lo"] < hit["rollouts"] < hit["rollouts_hi"]
+    wide = to_target(curve, 0.6, Crossing(z=4.0), target_se=0.03)
+    assert wide["rollouts_hi"] is None and wide["rollouts_lo"] == 0  # not resolved at 4 SE
+
+
+def test_a_target_at_grpos_last_evaluation_is_censored(tmp_path):
+    from pcbench.analysis import target_signal
+
+    rising = _evals_run(tmp_path, "r", [[0.5] * 4, [0.5, 0.75, 0.5, 0.5], [0.75, 0.75, 0.5, 0.5]])
+    sig = target_signal(rising)
+    assert sig["censored"] and sig["step"] == 2 and sig["target"] == 0.625
+    assert sig["se"] == pytest.approx(pl.Series([0.75, 0.75, 0.5, 0.5]).std() / 2)
+    peaked = _evals_run(tmp_path, "p", [[0.5] * 4, [0.75, 0.75, 0.5, 0.5], [0.5] * 4])
+    assert not target_signal(peaked)["censored"]
+
+
+def test_the_table_states_the_rule_its_interval_and_the_censored_seeds(tmp_path):
+    from pcbench.results import markdown, summarize
+
+    runs = [_run(tmp_path, "grpo-s0", "grpo", [0.5, 0.55, 0.6], 128, steps=2),
+            _run(tmp_path, "pc-s0", "pilot_commit", [0.5, 0.58, 0.62], 64, steps=2)]  # fmt: skip
+    table = measure(runs)
+    pc = table.filter(pl.col("run") == "pc-s0").row(0, named=True)
+    assert pc["rollouts_to_target"] == pytest.approx(64 + 64 * 0.02 / 0.04)  # 96
+    assert pc["x_vs_grpo"] == pytest.approx(256 / 96) and pc["target_censored"]
+    text = markdown(summarize(table), table)
+    assert "interpolated between evaluations (± 1 SE)" in text and "| ± 1 SE |" in text
+    assert "Censored (GRPO's peak is its last evaluation" in text and "seed 0." in text
+    header, sep = text.splitlines()[2:4]
+    assert header.count("|") == sep.count("|")  # one column more, in the header and the rule

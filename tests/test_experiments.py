@@ -6,11 +6,13 @@ import pytest
 from test_analysis import _run
 
 from pcbench import experiments as ex
+from pcbench.analysis import FIRST_EVAL_SMOOTHED, Crossing
 from pcbench.cli import main
 from pcbench.results import MECHANISM, informative_rollouts, markdown, mechanism, summarize
 
 EXP = ex.Experiment("t", "test", (ex.PC, ex.GRPO, ex.DAPO))
 ORDER = [v.name for v in EXP.variants]
+FIRST_EVAL = Crossing(smooth=1, interpolate=False)  # the tables' arithmetic by hand
 
 
 @pytest.fixture
@@ -25,7 +27,7 @@ def root(tmp_path):
 
 
 def test_targets_are_paired_by_seed_and_ratios_are_per_seed(root):
-    runs = ex.per_run(EXP, root, seeds=(0, 1), smooth=2)
+    runs = ex.per_run(EXP, root, seeds=(0, 1), crossing=FIRST_EVAL_SMOOTHED)
     by = {(r["variant"], r["seed"]): r for r in runs.to_dicts()}
     assert by[("pc", 0)]["target"] == pytest.approx(0.59)  # trailing mean of (0.6, 0.58)
     assert by[("pc", 1)]["target"] == pytest.approx(0.6)  # (0.5 + 0.7) / 2
@@ -42,7 +44,7 @@ def test_targets_are_paired_by_seed_and_ratios_are_per_seed(root):
 
 def test_unfinished_runs_are_left_out_and_named(root):
     _run(root, "dapo-s1", "dapo", [0.5, 0.9], 300, steps=3)  # 1 of 3 steps so far
-    runs = ex.per_run(EXP, root, seeds=(0, 1), smooth=2)
+    runs = ex.per_run(EXP, root, seeds=(0, 1), crossing=FIRST_EVAL_SMOOTHED)
     assert ("dapo", 1) not in set(zip(runs["variant"], runs["seed"], strict=True))
     assert ex.left_out(EXP, root, seeds=(0, 1)) == ["dapo-s1 (unfinished: step 1 of 3)"]
     # A run the experiment gave up on says so, and the table does not ask to finish it.
@@ -68,7 +70,7 @@ def test_a_subdir_experiment_keeps_its_runs_and_targets_in_its_own_folder(tmp_pa
     _run(tmp_path, "grpo-s0", "grpo", [0.5, 0.55, 0.6, 0.58], 128, steps=3)  # the headline's
     exp = ex.Experiment("e", "test", (ex.PC, ex.GRPO), subdir="epochs")
     assert exp.root(tmp_path) == sub
-    runs = ex.per_run(exp, tmp_path, seeds=(0,), smooth=1)
+    runs = ex.per_run(exp, tmp_path, seeds=(0,), crossing=FIRST_EVAL)
     assert set(runs["run"]) == {"grpo-s0", "pc-s0"} and (runs["target"] == 0.8).all()
     assert runs.filter(pl.col("variant") == "pc")["x_vs_grpo"][0] == pytest.approx(128 / 100)
     _run(sub, "grpo-s1", "grpo", [0.5, 0.6], 128, steps=3)  # unfinished: seed 1 has no target
@@ -91,24 +93,24 @@ def test_no_comparison_against_an_unfinished_grpo_target(tmp_path):
     _run(tmp_path, "pc-s0", "pilot_commit", [0.5, 0.6, 0.62, 0.61], 100, steps=3)
     _run(tmp_path, "grpo-s1", "grpo", [0.5, 0.6, 0.6, 0.6], 128, steps=3)
     _run(tmp_path, "pc-s1", "pilot_commit", [0.5, 0.6, 0.62, 0.61], 100, steps=3)
-    runs = ex.per_run(EXP, tmp_path, seeds=(0, 1), smooth=1)
+    runs = ex.per_run(EXP, tmp_path, seeds=(0, 1), crossing=FIRST_EVAL)
     assert set(zip(runs["variant"], runs["seed"], strict=True)) == {("grpo", 1), ("pc", 1)}
     skipped = ex.left_out(EXP, tmp_path, seeds=(0, 1))
     assert skipped == ["pc-s0 (no target: grpo-s0 step 1 of 3)",
                        "grpo-s0 (unfinished: step 1 of 3)"]  # fmt: skip
-    text = markdown(summarize(runs, ORDER), runs, 1, skipped)
+    text = markdown(summarize(runs, ORDER), runs, FIRST_EVAL, skipped)
     assert "seed 1: 0.600 (" in text and "seed 0" not in text
     assert "**Not in this table**" in text and "pc-s0 (no target: grpo-s0 step 1 of 3)" in text
 
 
 def test_summary_counts_reached_seeds_and_spans_them(root):
-    runs = ex.per_run(EXP, root, seeds=(0, 1), smooth=2)
+    runs = ex.per_run(EXP, root, seeds=(0, 1), crossing=FIRST_EVAL_SMOOTHED)
     summary = {r["variant"]: r for r in summarize(runs, ORDER).to_dicts()}
     assert list(summarize(runs, ORDER)["variant"]) == ["pc", "grpo", "dapo"]
     assert summary["pc"]["seeds"] == 2 and summary["pc"]["reached"] == 1
     assert summary["grpo"]["rollouts_to_target_min"] == 128  # seed 1: 0.6 at step 1
     assert summary["grpo"]["rollouts_to_target_max"] == 384
-    text = markdown(summarize(runs, ORDER), runs, smooth=2)
+    text = markdown(summarize(runs, ORDER), runs, crossing=FIRST_EVAL_SMOOTHED)
     assert "seed 0: 0.590 (+0.090 ± 0.000), seed 1: 0.600 (+0.100 ± 0.000)" in text
     assert "| `pc` |" in text and "| 1/2 |" in text and "not reached" in text
 
@@ -221,14 +223,14 @@ def test_ratio_intervals_bootstrap_over_seeds(tmp_path):
     for seed, curve in enumerate(([0.5, 0.6, 0.6], [0.5, 0.55, 0.6], [0.5, 0.6, 0.6])):
         _run(tmp_path, f"grpo-s{seed}", "grpo", [0.5, 0.55, 0.6], 128, steps=2)
         _run(tmp_path, f"pc-s{seed}", "pilot_commit", curve, 64, steps=2)
-    runs = ex.per_run(EXP, tmp_path, seeds=(0, 1, 2), smooth=1)
+    runs = ex.per_run(EXP, tmp_path, seeds=(0, 1, 2), crossing=FIRST_EVAL)
     assert sorted(runs.filter(pl.col("variant") == "pc")["x_vs_grpo"]) == [2.0, 4.0, 4.0]
     pc = summarize(runs, ORDER).filter(pl.col("variant") == "pc").row(0, named=True)
     assert pc["x_vs_grpo"] == pytest.approx(10 / 3)
     lo, hi = pc["x_vs_grpo_ci"]
     assert 2.0 <= lo < 10 / 3 < hi == pytest.approx(4.0)  # the mean of 3 resampled seeds
     assert pc["x_vs_dapo_ci"] is None  # no DAPO runs: no ratio, no interval
-    text = markdown(summarize(runs, ORDER), runs, 1)
+    text = markdown(summarize(runs, ORDER), runs, FIRST_EVAL)
     assert f"| 3.33 [{lo:.2f}, {hi:.2f}] |" in text
     assert "seed 0: 0.600 (+0.100 ± 0.000)" in text  # the target, its gain and paired SE
 
@@ -269,11 +271,11 @@ def test_mechanism_says_where_the_pilots_went(tmp_path):
 
 
 def test_markdown_has_the_mechanism_table_for_piloted_variants_only(root):
-    runs = ex.per_run(EXP, root, seeds=(0, 1), smooth=2)
+    runs = ex.per_run(EXP, root, seeds=(0, 1), crossing=FIRST_EVAL_SMOOTHED)
     runs = runs.with_columns(
         pl.when(pl.col("variant") == "pc").then(0.25).otherwise(None).alias(c) for c in MECHANISM
     )
-    text = markdown(summarize(runs, ORDER), runs, smooth=2)
+    text = markdown(summarize(runs, ORDER), runs, crossing=FIRST_EVAL_SMOOTHED)
     assert "| `pc` | 25.0% | 25.0% | 25.0% | 25.0% | 0.25 | 25.0% |" in text
     assert "| `grpo` | 25.0%" not in text
 
