@@ -28,6 +28,66 @@ def cmd_check(args) -> None:
         )
 
 
+def cmd_profile(args) -> None:
+    """Profile a config's policy (or a run's own rollouts): counts, fit, curve, figure."""
+    from pathlib import Path
+
+    from pcbench import profile as pr
+
+    if (args.config is None) == (args.run is None):
+        raise ValueError("profile: give a CONFIG, or --run RUN_DIR (a run's own rollouts)")
+    if args.run:
+        from pcbench.run import Run
+
+        prof = pr.profile_run(Run(args.run), tuple(args.steps) if args.steps else None)
+        out = Path(args.out or Path(args.run) / "profile.json")
+    else:
+        from pcbench.config import load_config
+
+        cfg = load_config(args.config, args.set or [])
+        out = Path(args.out or f"runs/profiles/{cfg.name}-n{args.n}.json")
+        prof = pr.profile_config(cfg, n=args.n, prompts=args.prompts)
+    prof.save(out)
+    figure = out.with_suffix(".html")
+    prof.figure().write_html(figure, include_plotlyjs="cdn")
+    print(json.dumps(prof.summary(), indent=1))
+    curve = prof.all_equal_curve(max(int(prof.N.min()), 128))
+    shown = curve.filter(curve["n"].is_in([1, 2, 4, 8, 16, 32, 64, 128]))
+    print("share of groups with all-equal rewards by group size (measured: exact subsampling; "
+          "fitted: the fitted distribution)")  # fmt: skip
+    for row in shown.iter_rows(named=True):
+        measured = "—" if row["measured"] is None else f"{row['measured']:.3f}"
+        print(f"  n {row['n']:>4}: measured {measured:>6}  fitted {row['fitted']:.3f}")
+    print(f"wrote {out} and {figure}; next: pcbench plan CONFIG --profile {out}")
+
+
+def cmd_plan(args) -> None:
+    """Predict each config's rollouts per step, rounds, shares and per-informative cost."""
+    from pcbench import plan
+    from pcbench.config import load_config
+    from pcbench.profile import PassRateProfile
+
+    prof = PassRateProfile.load(args.profile)
+    configs = [load_config(c, args.set or []) for c in args.configs]
+    table = plan.plan_table(configs, prof.mixture, split_prompts=args.split_prompts)
+    print(f"profile: {prof.source}")
+    shown = ["config", "rollouts_per_step", "rounds_per_step", "mixed_share", "per_informative",
+             "keep_share", "too_easy_share", "too_hard_share"]  # fmt: skip
+    print(table.select(shown).with_columns(
+        [table[c].round(3) for c in shown[1:] if table[c].dtype.is_float()]))  # fmt: skip
+    for row in table.iter_rows(named=True):
+        if row["caveats"]:
+            print(f"  {row['config']}: {row['caveats']}")
+    if args.best:
+        cfg = configs[0]
+        print(f"\nbest pilot splits at n = {args.best} (B {cfg.batch_prompts}, G "
+              f"{cfg.pool_prompts}; closed-form rounds):")  # fmt: skip
+        print(plan.best_pilot(prof.mixture, args.best, cfg.batch_prompts, cfg.pool_prompts))
+    if args.out:
+        table.write_csv(args.out)
+        print(f"wrote {args.out}")
+
+
 def cmd_data_fetch(args) -> None:
     """Fetch each named dataset where the presets read it (stops at the first that fails)."""
     from pcbench.tasks.fetch import SOURCES, FetchError, fetch
@@ -301,6 +361,33 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--set", action="append", metavar="KEY=VALUE",
                      help="override, repeatable (as for `pcbench run`)")  # fmt: skip
     chk.set_defaults(func=cmd_check)
+
+    prof = top.add_parser("profile", help="pass rates of a config's policy on its training "
+                          "prompts, or of a run's own rollouts; for `pcbench plan`")  # fmt: skip
+    prof.add_argument("config", nargs="?", help="TOML run config whose model and split to profile")
+    prof.add_argument("--n", type=int, default=64, help="rollouts per prompt (default 64)")
+    prof.add_argument("--prompts", type=int, default=500,
+                      help="first this many training prompts (default 500)")  # fmt: skip
+    prof.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, repeatable")
+    prof.add_argument("--run", help="profile this run directory's own pilot / unfiltered groups")
+    prof.add_argument("--steps", type=int, nargs=2, metavar=("FIRST", "LAST"),
+                      help="with --run: only these steps (inclusive)")  # fmt: skip
+    prof.add_argument("-o", "--out", help="profile JSON (default runs/profiles/<name>-n<N>.json, "
+                      "or <run>/profile.json); the figure goes beside it as .html")  # fmt: skip
+    prof.set_defaults(func=cmd_profile)
+
+    plan = top.add_parser("plan", help="predict rollouts per step, rounds and per-informative "
+                          "cost of configs from a profile (no engine)")  # fmt: skip
+    plan.add_argument("configs", nargs="+", help="TOML run configs to predict")
+    plan.add_argument("--profile", required=True, help="a `pcbench profile` JSON file")
+    plan.add_argument("--set", action="append", metavar="KEY=VALUE",
+                      help="override, repeatable, applied to every config")  # fmt: skip
+    plan.add_argument("--split-prompts", type=int,
+                      help="the training split's size, to flag runs that pass over it again")  # fmt: skip
+    plan.add_argument("--best", type=int, metavar="N",
+                      help="also rank pilot sizes and bands at group size N")  # fmt: skip
+    plan.add_argument("-o", "--out", help="also write the table as csv")
+    plan.set_defaults(func=cmd_plan)
 
     demo = top.add_parser("demo", help="PC, GRPO and DAPO on the tiny policy, then the report")
     demo.add_argument(

@@ -39,6 +39,14 @@ class Profile:
             "seconds": round(self.seconds, 1),
         }
 
+    def pass_rates(self):
+        """The same counts as a `pcbench.profile.PassRateProfile` (fit, curve, plan)."""
+        from pcbench.profile import PassRateProfile
+
+        return PassRateProfile(self.per_prompt.select("prompt_id", "difficulty", "n", "n_correct"),
+                               f"{self.split}: {self.per_prompt.height} prompts x {self.samples}, "
+                               f"T {self.temperature:g}", {"seed": self.seed})  # fmt: skip
+
     def by_difficulty(self) -> pl.DataFrame:
         return (
             self.per_prompt.group_by("difficulty")
@@ -81,33 +89,14 @@ def profile_policy(
     a fresh engine seeded with `seed` makes the profile reproducible.
     """
     from pcbench.engines import VLLMEngine
+    from pcbench.profile import sample_counts
 
     test = pl.read_parquet(split).head(prompts)
     start = time.perf_counter()
     engine = engine or VLLMEngine(str(model_dir), max_model_len=256, seed=seed)
-    requests = test.select("prompt_id", "prompt").with_columns(
-        n=pl.lit(samples, pl.Int64), phase=pl.lit("eval")
-    )
-    rollouts = engine.generate(
-        requests, SamplingConfig(temperature=temperature, max_tokens=max_tokens)
-    )
-    gold = dict(zip(test["prompt_id"], test["answer"], strict=True))
-    with Verifier(workers=1) as verifier:
-        judged = verifier.verify(
-            rollouts["completion"].to_list(), [gold[p] for p in rollouts["prompt_id"]]
-        )
-    counts = (
-        pl.concat([rollouts.select("prompt_id"), judged], how="horizontal")
-        .group_by("prompt_id")
-        .agg(
-            n=pl.len(),
-            n_correct=pl.col("correct").sum(),
-            n_boxed=(pl.col("verify_status") != "no_answer").sum(),
-        )
-    )
-    rows = test.select("prompt_id", "difficulty").join(
-        counts, on="prompt_id", maintain_order="left"
-    )
+    sampling = SamplingConfig(temperature=temperature, max_tokens=max_tokens)
+    with Verifier(workers=1) as verifier:  # the general profile's sampling (pcbench profile)
+        rows = sample_counts(engine, verifier, test, samples, sampling, seed)
     per_prompt = rows.with_columns(pass_rate=pl.col("n_correct") / pl.col("n"))
     seconds = time.perf_counter() - start
     return Profile(per_prompt, samples, temperature, seed, seconds, str(split))
