@@ -148,7 +148,7 @@ def test_a_config_profile_through_the_real_engine_and_a_runs_own_profile(tiny_en
     from pcbench.run import open_run
 
     cfg = load_config(ROOT / "configs" / "tiny-grpo.toml", ["steps=2", "eval.every=100",
-                      "eval.max_prompts=8", f"name=prof"])  # fmt: skip
+                      "eval.max_prompts=8", "name=prof"])  # fmt: skip
     prof = profile_config(cfg, n=8, prompts=24)
     assert prof.counts.height == 24 and (prof.counts["n"] == 8).all()
     s = prof.summary()
