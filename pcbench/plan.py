@@ -295,3 +295,70 @@ def plan_table(configs: list[RunConfig], m: Mixture, **kw) -> pl.DataFrame:
     """One row per config: its prediction (`predict`), as a table."""
     rows = [{"config": c.name} | predict(c, m, **kw).as_dict() for c in configs]
     return pl.DataFrame(rows, infer_schema_length=None)
+
+
+# ---- checked against finished runs ---------------------------------------------------------
+
+VALIDATED = ("rollouts_per_step", "rounds_per_step", "per_informative", "keep_share")
+
+
+def predicted_vs_measured(runs: list) -> pl.DataFrame:
+    """For each finished run, the plan's prediction from the pass rates of the same seed's GRPO
+    run (its own groups over all its steps: the profile the run met, drift averaged) beside what
+    the run measured, with the relative error of each quantity. Runs without a GRPO run of their
+    seed are profiled from their own unselected groups (`profile` column says which)."""
+    from pcbench.profile import profile_run
+    from pcbench.results import informative_rollouts, mechanism
+
+    grpo = {r.config.seed: r for r in runs if r.config.strategy == "grpo"}
+    mixtures: dict[str, Mixture] = {}
+    rows = []
+    for run in runs:
+        cfg = run.config
+        source = grpo.get(cfg.seed, run)
+        if source.name not in mixtures:
+            mixtures[source.name] = profile_run(source).mixture
+        predicted = predict(cfg, mixtures[source.name]).as_dict()
+        ledger = run.ledger().filter(pl.col("step") > 0)  # step 0 is the start, no rollouts
+        steps = ledger.height
+        total = float(ledger["cumulative/rollouts"][-1]) if steps else 0.0
+        informative = informative_rollouts(run)
+        measured = {
+            "rollouts_per_step": total / steps if steps else None,
+            "rounds_per_step": float(ledger["rounds"].mean()) if "rounds" in ledger.columns else None,
+            "per_informative": total / informative if informative else None,
+            "keep_share": mechanism(run, ledger)["kept_share"],
+        }  # fmt: skip
+        row = {"run": run.name, "strategy": cfg.strategy, "profile": source.name,
+               "method": predicted["method"]}  # fmt: skip
+        for q in VALIDATED:
+            p, m = predicted[q], measured[q]
+            row |= {f"{q}_predicted": p, f"{q}_measured": m,
+                    f"{q}_error": (p - m) / m if p is not None and m else None}  # fmt: skip
+        rows.append(row)
+    return pl.DataFrame(rows, infer_schema_length=None)
+
+
+def validation_markdown(table: pl.DataFrame) -> str:
+    """The predicted-vs-measured table for docs/RESULTS.md: predicted / measured (error)."""
+
+    def cell(r, q, fmt):
+        p, m, e = r[f"{q}_predicted"], r[f"{q}_measured"], r[f"{q}_error"]
+        if p is None or m is None:
+            return "—" if m is None else f"— / {format(m, fmt)}"
+        return f"{format(p, fmt)} / {format(m, fmt)} ({e:+.1%})"
+
+    lines = ["| run | profile from | rollouts a step | rounds a step | rollouts per informative "
+             "| keep share |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for r in table.iter_rows(named=True):
+        lines.append(
+            f"| `{r['run']}` | `{r['profile']}` | {cell(r, 'rollouts_per_step', ',.1f')} "
+            f"| {cell(r, 'rounds_per_step', '.2f')} | {cell(r, 'per_informative', '.2f')} "
+            f"| {cell(r, 'keep_share', '.3f')} |"
+        )
+    errors = [abs(e) for q in ("rollouts_per_step", "per_informative")
+              for e in table[f"{q}_error"].drop_nulls()]  # fmt: skip
+    if errors:
+        lines.append(f"\nLargest error on rollouts a step and per informative rollout: "
+                     f"{max(errors):.1%} (target ≤ 5%).")  # fmt: skip
+    return "\n".join(lines)
