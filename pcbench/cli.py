@@ -100,6 +100,21 @@ def cmd_data_fetch(args) -> None:
         print(f"{name}: {fetch(name, args.root)}")
 
 
+def cmd_data_mixed(args) -> None:
+    """Write the profiled training prompts that are neither always nor never solved."""
+    import polars as pl
+
+    from pcbench.profile import PassRateProfile, mixed_split
+
+    prof = PassRateProfile.load(args.profile)
+    train, test = pl.read_parquet(args.train), pl.read_parquet(args.test)
+    kept = mixed_split(prof, train, test)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    kept.write_parquet(args.out)
+    print(f"wrote {args.out}: {kept.height} of the {prof.counts.height} profiled prompts "
+          f"({prof.source}) with 0 < k < N and no test twin")  # fmt: skip
+
+
 def cmd_data_arith(args) -> None:
     from pcbench.tasks.arith import write_splits
 
@@ -274,8 +289,14 @@ def cmd_experiment(args) -> None:
 
     from pcbench import experiments as ex
 
+    if args.name in ex.STUDIES:  # every cell of a pre-registered grid, one after another
+        for cell in ex.STUDIES[args.name].cells:
+            print(f"== cell {cell.name}", file=sys.stderr)
+            cmd_experiment(argparse.Namespace(**{**vars(args), "name": cell.name}))
+        return
     if args.name not in ex.EXPERIMENTS:
-        raise ValueError(f"unknown experiment {args.name!r}; known: {', '.join(ex.EXPERIMENTS)}")
+        known = ", ".join([*ex.EXPERIMENTS, *ex.STUDIES])
+        raise ValueError(f"unknown experiment {args.name!r}; known: {known}")
     exp, start = ex.EXPERIMENTS[args.name], time.perf_counter()
     seeds = tuple(args.seeds)
     ex.select_variants(exp, args.variants)  # an unknown name is refused before anything runs
@@ -400,8 +421,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     exp = top.add_parser("experiment", help="a named multi-seed experiment and its table")
-    exp.add_argument("name", choices=experiments,
-                     help="an experiment of configs/experiments/")  # fmt: skip
+    exp.add_argument("name", metavar="NAME",
+                     help="an experiment of configs/experiments/ (" + ", ".join(experiments)
+                          + "), a study (all its cells) or one study cell (<study>-<cell>)")  # fmt: skip
     exp.add_argument(
         "--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds to run and tabulate"
     )
@@ -424,6 +446,16 @@ def build_parser() -> argparse.ArgumentParser:
     arith.add_argument("--train", type=int, default=20_000, help="train prompts")
     arith.add_argument("--test", type=int, default=1_000, help="test prompts")
     arith.set_defaults(func=cmd_data_arith)
+    mixed = data.add_parser("mixed", help="the training prompts a profile found neither always "
+                            "nor never solved (the paper's binary filter), none in the test split")  # fmt: skip
+    mixed.add_argument(
+        "--profile", required=True, help="a `pcbench profile` JSON of the train split"
+    )
+    mixed.add_argument("--train", default=f"{DEFAULT_ARITH}/train.parquet", help="PROMPTS parquet")
+    mixed.add_argument("--test", default=f"{DEFAULT_ARITH}/test.parquet",
+                       help="PROMPTS parquet whose prompts are left out")  # fmt: skip
+    mixed.add_argument("--out", default=f"{DEFAULT_ARITH}/train-mixed.parquet")
+    mixed.set_defaults(func=cmd_data_mixed)
     fetch = data.add_parser("fetch", help="download the presets' public datasets (needs network)")
     fetch.add_argument("names", nargs="+", metavar="NAME",
                        help="deepmath | polaris | math500 | aime24 | aime25 | amc23")  # fmt: skip

@@ -27,6 +27,7 @@ from pcbench.results import markdown, mean_curves, measure, summarize
 from pcbench.run import Run
 
 DEFAULT_SEEDS = (0, 1, 2)
+GRPO_NAME = "grpo"  # the variant whose runs hold every seed's target, in each runs folder
 STOPPED = "stopped.txt"  # in a run directory: why run_experiment went on without finishing it
 DEFAULT_CROSSING = INTERPOLATED  # issue 31's rule; FIRST_EVAL_SMOOTHED reads the old tables
 
@@ -37,6 +38,7 @@ class Variant:
     config: str  # file under configs/
     overrides: tuple[str, ...] = ()
     label: str = ""  # what changed, for tables
+    seeds: tuple[int, ...] | None = None  # the seeds it runs (None: every seed asked for)
 
     def run_name(self, seed: int) -> str:
         return f"{self.name}-s{seed}"
@@ -66,26 +68,15 @@ def load_experiment(path: str | Path) -> Experiment:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"{path}: not valid TOML: {e}") from None
+    if "cell" in data:
+        raise ValueError(f"{path}: a study (it has cells): read it with load_study")
     unknown = set(data) - {"title", "subdir", "set", "variant"}
     if unknown:
         raise ValueError(f"{path}: unknown keys {sorted(unknown)} (title, subdir, set, variant)")
     subdir, common = data.get("subdir", ""), tuple(data.get("set", ()))
     if subdir and not re.fullmatch(r"[A-Za-z0-9_.-]+", subdir) or subdir in (".", ".."):
         raise ValueError(f"{path}: subdir = {subdir!r}: use one folder name (letters, digits, -_.)")
-    variants = []
-    for i, v in enumerate(data.get("variant", [])):
-        unknown = set(v) - {"name", "config", "set", "label"}
-        if unknown or not {"name", "config"} <= set(v):
-            raise ValueError(
-                f"{path}: variant {i + 1} needs `name` and `config` (and may have `set`, "
-                f"`label`); got {sorted(v)}"
-            )
-        if not (CONFIGS_DIR / v["config"]).exists():
-            raise ValueError(
-                f"{path}: variant {v['name']!r}: no config {CONFIGS_DIR / v['config']}"
-            )
-        overrides = (*common, *v.get("set", ()))
-        variants.append(Variant(v["name"], v["config"], overrides, v.get("label", "")))
+    variants = _variants(path, data.get("variant", []), common)
     names = [v.name for v in variants]
     if not variants or len(set(names)) != len(names):
         raise ValueError(f"{path}: needs variants with distinct names; got {names}")
@@ -94,10 +85,94 @@ def load_experiment(path: str | Path) -> Experiment:
     return Experiment(path.stem, data.get("title", path.stem), tuple(variants), subdir, common)
 
 
+def _variants(path: Path, tables: list[dict], common: tuple[str, ...], extra=None) -> list:
+    """The `[[variant]]` tables of a file, each after the `common` overrides (and a study cell's
+    `extra[name]` ones after its own)."""
+    variants = []
+    for i, v in enumerate(tables):
+        unknown = set(v) - {"name", "config", "set", "label", "seeds"}
+        if unknown or not {"name", "config"} <= set(v):
+            raise ValueError(
+                f"{path}: variant {i + 1} needs `name` and `config` (and may have `set`, "
+                f"`label`, `seeds`); got {sorted(v)}"
+            )
+        if not (CONFIGS_DIR / v["config"]).exists():
+            raise ValueError(
+                f"{path}: variant {v['name']!r}: no config {CONFIGS_DIR / v['config']}"
+            )
+        overrides = (*common, *v.get("set", ()), *(extra or {}).get(v["name"], ()))
+        seeds = tuple(v["seeds"]) if "seeds" in v else None
+        variants.append(Variant(v["name"], v["config"], overrides, v.get("label", ""), seeds))
+    return variants
+
+
+@dataclass(frozen=True)
+class Study:
+    """A grid of experiments written down before any of its runs (a pre-registration): one
+    `[[cell]]` each, every cell the same `[[variant]]`s under the cell's overrides, in its own
+    runs folder `<study>-<cell>/` with its own GRPO targets; `[[block]]`s say which cells test
+    which hypothesis, by which decision rule, with the plan's predicted direction."""
+
+    name: str
+    title: str
+    cells: tuple[Experiment, ...]
+    blocks: tuple[dict, ...] = ()
+    seeds: tuple[int, ...] = DEFAULT_SEEDS
+
+
+def load_study(path: str | Path) -> Study:
+    """A study file: `title`, `seeds`, `set` (every run), `[[variant]]`s, `[[cell]]`s (name,
+    label, set, optional `variants` subset and `variant_set` = {variant: [overrides]}) and
+    `[[block]]`s (name, cells, hypothesis, rule, prediction: text the tables are read against)."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{path}: not valid TOML: {e}") from None
+    unknown = set(data) - {"title", "seeds", "set", "variant", "cell", "block", "protocol"}
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {sorted(unknown)} of a study")
+    common = tuple(data.get("set", ()))
+    cells = []
+    for c in data.get("cell", []):
+        bad = set(c) - {"name", "label", "set", "variants", "variant_set"}
+        if bad or "name" not in c or not re.fullmatch(r"[A-Za-z0-9_.-]+", c["name"]):
+            raise ValueError(f"{path}: a cell needs a `name` (letters, digits, -_.); got {c}")
+        chosen = [v for v in data.get("variant", []) if v["name"] in c.get("variants", [v["name"]])]
+        variants = _variants(path, chosen, (*common, *c.get("set", ())), c.get("variant_set"))
+        if GRPO_NAME not in [v.name for v in variants]:
+            raise ValueError(
+                f"{path}: cell {c['name']!r} holds its own targets: needs {GRPO_NAME!r}"
+            )
+        name = f"{path.stem}-{c['name']}"
+        title = f"{data.get('title', path.stem)}: {c.get('label', c['name'])}"
+        cells.append(Experiment(name, title, tuple(variants), name, (*common, *c.get("set", ()))))
+    if not cells:
+        raise ValueError(f"{path}: a study needs at least one [[cell]]")
+    names = {c.name.removeprefix(f"{path.stem}-") for c in cells}
+    for b in data.get("block", []):
+        if missing := set(b.get("cells", [])) - names:
+            raise ValueError(
+                f"{path}: block {b.get('name')!r} names unknown cells {sorted(missing)}"
+            )
+    seeds = tuple(data.get("seeds", DEFAULT_SEEDS))
+    return Study(path.stem, data.get("title", path.stem), tuple(cells),
+                 tuple(data.get("block", [])), seeds)  # fmt: skip
+
+
+def _is_study(path: Path) -> bool:
+    return "[[cell]]" in path.read_text()
+
+
 def load_experiments(directory: str | Path = EXPERIMENTS_DIR) -> dict[str, Experiment]:
-    """Every experiment file of `directory`, by name; a variant name defined two different ways
-    in two files is refused (its runs would be shared while meaning different things)."""
-    exps = {p.stem: load_experiment(p) for p in sorted(Path(directory).glob("*.toml"))}
+    """Every experiment file of `directory` (and every cell of its studies), by name; a variant
+    name defined two different ways in two files is refused (its runs would be shared while
+    meaning different things)."""
+    files = sorted(Path(directory).glob("*.toml"))
+    exps = {p.stem: load_experiment(p) for p in files if not _is_study(p)}
+    for p in files:
+        if _is_study(p):
+            exps |= {c.name: c for c in load_study(p).cells}
     seen: dict[tuple[str, str], tuple[str, Variant]] = {}
     for exp in exps.values():
         for v in exp.variants:
@@ -110,8 +185,8 @@ def load_experiments(directory: str | Path = EXPERIMENTS_DIR) -> dict[str, Exper
     return exps
 
 
-GRPO_NAME = "grpo"  # the variant whose runs hold every seed's target, in each runs folder
 EXPERIMENTS = load_experiments()
+STUDIES = {p.stem: load_study(p) for p in sorted(EXPERIMENTS_DIR.glob("*.toml")) if _is_study(p)}
 # The headline's three variants; GRPO's runs (`grpo-s<seed>`) hold every seed's target.
 PC, GRPO, DAPO = ({v.name: v for v in EXPERIMENTS["headline"].variants}[n]
                   for n in ("pc", "grpo", "dapo"))  # fmt: skip
@@ -139,6 +214,8 @@ def variant_configs(
     out, variants = [], select_variants(exp, only)
     for seed in seeds:
         for v in variants:
+            if v.seeds is not None and seed not in v.seeds:
+                continue  # a side variant run for fewer seeds (the file says which)
             overrides = [*v.overrides, *sets, f"seed={seed}", f"name={v.run_name(seed)}"]
             out.append((v, seed, load_config(CONFIGS_DIR / v.config, overrides)))
     return out

@@ -207,3 +207,13 @@ def profile_run(run, steps: tuple[int, int] | None = None) -> PassRateProfile:
     sizes = sorted(set(counts["n"].to_list()))
     source = f"run {run.name}, steps {first}-{last}: {counts.height} groups of {sizes} rollouts"
     return PassRateProfile(counts, source, {"run": run.name, "steps": [first, last]})
+
+
+def mixed_split(profile: PassRateProfile, train: pl.DataFrame, test: pl.DataFrame) -> pl.DataFrame:
+    """The training prompts `profile` found strictly between always and never solved (0 < k < N),
+    minus any whose text is also a test prompt: the analogue of the paper's "binary filter",
+    in `train`'s order."""
+    between = profile.counts.filter((pl.col("n_correct") > 0) & (pl.col("n_correct") < pl.col("n")))
+    ids = between["prompt_id"].unique()
+    kept = train.filter(pl.col("prompt_id").is_in(ids.implode()))
+    return kept.filter(~pl.col("prompt").is_in(test["prompt"].implode()))

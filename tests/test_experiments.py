@@ -367,3 +367,56 @@ def test_regression_checks_find_what_they_check(tmp_path):
     assert mechanism_violations(table) == [
         "seed 0: pc spends None rollouts per informative one, GRPO None"
     ]
+
+
+def test_a_study_expands_into_one_experiment_per_cell_with_its_own_targets(tmp_path):
+    study = tmp_path / "grid.toml"
+    study.write_text("""
+title = "a grid"
+seeds = [0, 1, 2]
+set = ["eval.every=5"]
+
+[[variant]]
+name = "grpo"
+config = "tiny-grpo.toml"
+
+[[variant]]
+name = "pc"
+config = "tiny-pc.toml"
+
+[[variant]]
+name = "dapo"
+config = "tiny-dapo.toml"
+seeds = [0]
+
+[[cell]]
+name = "n16"
+
+[[cell]]
+name = "n64"
+set = ["pilot.n_pilot=16", "commit.n_commit=48"]
+variants = ["grpo", "pc"]
+variant_set = { pc = ["score.evict_at=1.01"] }
+
+[[block]]
+name = "group size"
+cells = ["n16", "n64"]
+rule = "confirmed if ..."
+""")
+    s = ex.load_study(study)
+    assert [c.name for c in s.cells] == ["grid-n16", "grid-n64"] and s.seeds == (0, 1, 2)
+    n16, n64 = s.cells
+    assert n16.subdir == "grid-n16" and [v.name for v in n64.variants] == ["grpo", "pc"]
+    pc = {v.name: v for v in n64.variants}["pc"]
+    assert pc.overrides == ("eval.every=5", "pilot.n_pilot=16", "commit.n_commit=48",
+                            "score.evict_at=1.01")  # fmt: skip
+    # DAPO runs seed 0 only: its other seeds are never configured, so never "left out"
+    runs = ex.variant_configs(n16, seeds=(0, 1, 2))
+    assert [(v.name, seed) for v, seed, _ in runs].count(("dapo", 0)) == 1
+    assert ("dapo", 1) not in [(v.name, seed) for v, seed, _ in runs]
+    assert {cfg.group_size for _, _, cfg in ex.variant_configs(n64, seeds=(0,))} == {64}
+    study.write_text(study.read_text().replace('cells = ["n16", "n64"]', 'cells = ["n32"]'))
+    with pytest.raises(ValueError, match="unknown cells"):
+        ex.load_study(study)
+    with pytest.raises(ValueError, match="read it with load_study"):
+        ex.load_experiment(study)
