@@ -156,9 +156,9 @@ def test_cli_tabulates_and_writes_the_doc(root, tmp_path, capsys):
     assert "| `pc` |" in capsys.readouterr().out
     assert "<!-- begin headline -->" in doc.read_text()
     assert (tmp_path / "docs" / "results" / "headline.html").stat().st_size > 1000
-    with pytest.raises(SystemExit) as usage:  # argparse: not one of the experiment files
-        main(["experiment", "nope", "--runs", str(root), "--table-only"])
-    assert usage.value.code == 2
+    # not an experiment, a study or a study cell: refused with the known names, nothing run
+    assert main(["experiment", "nope", "--runs", str(root), "--table-only"]) == 2
+    assert "known: ablations" in capsys.readouterr().err
 
 
 def test_informative_rollouts_count_trained_rollouts_with_nonzero_advantage(root):
@@ -283,9 +283,13 @@ def test_markdown_has_the_mechanism_table_for_piloted_variants_only(root):
 def test_experiments_are_data_files_and_bad_ones_are_refused(tmp_path):
     """Every shipped experiment loads from configs/experiments/; a file with a variant missing
     its config, or a variant name that means two different runs, is refused with the reason."""
+    cells = {c.name for c in ex.STUDIES["regime"].cells}
     assert set(ex.EXPERIMENTS) == {
-        "headline", "ablations", "beyond", "explore", "peers", "peers-epochs",
+        "headline", "ablations", "beyond", "explore", "peers", "peers-epochs", *cells,
     }  # fmt: skip
+    assert len(cells) == 6 and {c.subdir for c in ex.STUDIES["regime"].cells} == cells
+    for cell in ex.STUDIES["regime"].cells:  # every pre-registered run's config is valid
+        assert ex.variant_configs(cell, seeds=ex.STUDIES["regime"].seeds)
     assert [v.name for v in ex.EXPERIMENTS["headline"].variants] == ["pc", "grpo", "dapo"]
     assert ex.EXPERIMENTS["ablations"].variants[2].overrides[0] == "pilot.n_pilot=2"
     (tmp_path / "a.toml").write_text('title = "a"\n[[variant]]\nname = "x"\n')
