@@ -362,3 +362,65 @@ def validation_markdown(table: pl.DataFrame) -> str:
         lines.append(f"\nLargest error on rollouts a step and per informative rollout: "
                      f"{max(errors):.1%} (target ≤ 5%).")  # fmt: skip
     return "\n".join(lines)
+
+
+# ---- the regime map --------------------------------------------------------------------------
+
+
+def with_uninformative_share(m: Mixture, n: int, share: float) -> Mixture | None:
+    """`m` with its pass rates between 0 and 1 scaled by one factor (the masses at 0 and 1 taking
+    up the rest in their own proportion) so that a GRPO group of n is all-equal with probability
+    `share`; None where no such scaling exists (share below m's own at all-interior)."""
+    p, w = m.p, m.w
+    interior = (p > 0) & (p < 1)
+    inner, ends = w[interior].sum(), w[~interior].sum()
+    if inner <= 0 or ends <= 0:
+        return None
+
+    def mixed_at(scale: float) -> Mixture:
+        v = np.where(interior, w * scale, w * (1 - scale * inner) / ends)
+        return Mixture(m.atoms, tuple((v / v.sum()).tolist()))
+
+    lo, hi = 0.0, 1.0 / inner  # all-equal share falls as the scale grows
+    if not mixed_at(hi).all_equal(n) <= share <= mixed_at(lo).all_equal(n):
+        return None
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if mixed_at(mid).all_equal(n) > share else (lo, mid)
+    return mixed_at((lo + hi) / 2)
+
+
+def predicted_advantage(
+    m: Mixture, n: int, batch_prompts: int = 8, pool_prompts: int = 24,
+    pilot_fraction: float = 0.25, band: tuple[float, float] = (0.125, 0.75),
+) -> float | None:  # fmt: skip
+    """A = GRPO's rollouts per informative rollout ÷ paper Pilot-Commit's at group size n
+    (pilot n × pilot_fraction, closed-form long-run rounds): > 1 where PC buys informative
+    rollouts cheaper."""
+    n_p = max(1, round(n * pilot_fraction))
+    shares = pilot_shares(m, n_p, n - n_p, *band)
+    mixed = m.mixed(n)
+    if shares.keep <= 0 or mixed <= 0 or shares.mixed_given_kept <= 0:
+        return None
+    rounds = max(1.0, batch_prompts / (pool_prompts * shares.keep))
+    per_step = rounds * pool_prompts * n_p + batch_prompts * (n - n_p)
+    pc = per_step / (batch_prompts * n * shares.mixed_given_kept)
+    return (1 / mixed) / pc
+
+
+MAP_SIZES = (8, 16, 32, 64, 128, 256)
+MAP_SHARES = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 .. 0.95
+
+
+def regime_grid(m: Mixture, sizes=MAP_SIZES, shares=MAP_SHARES, **kw) -> pl.DataFrame:
+    """The plan's predicted advantage A over (group size, share of GRPO groups that are
+    all-equal), each point from `m` rescaled to that share (`with_uninformative_share`): the
+    regime map's contour. Points no rescaling of `m` reaches are null."""
+    rows = []
+    for n in sizes:
+        for u in shares:
+            scaled = with_uninformative_share(m, n, float(u))
+            adv = predicted_advantage(scaled, n, **kw) if scaled is not None else None
+            rows.append({"n": n, "uninformative": float(u), "advantage": adv})
+    return pl.DataFrame(rows, schema={"n": pl.Int64, "uninformative": pl.Float64,
+                                      "advantage": pl.Float64})  # fmt: skip

@@ -207,3 +207,42 @@ def bars_figure(frame: pl.DataFrame, x: str, ys: list[str], title: str = "",
     fig.update_layout(barmode="group", template="plotly_white", height=340, title=title,
                       xaxis_title=x, yaxis_title=y_title)  # fmt: skip
     return fig
+
+
+def regime_map_figure(
+    grid: pl.DataFrame, measured: pl.DataFrame | None = None, assumed: list[dict] = (),
+    title: str = "Where Pilot-Commit pays",
+) -> go.Figure:  # fmt: skip
+    """The regime map: the plan's predicted advantage (GRPO's rollouts per informative rollout
+    ÷ Pilot-Commit's, `plan.regime_grid`) as a contour over group size and the share of GRPO
+    groups that are all-equal, with measured cells on it (`measured`: n, uninformative, ratio,
+    lo, hi, label: rollouts-to-target ratios with their intervals) and points placed by
+    assumption (`assumed`: dicts of n, uninformative_lo/_hi, ratio, label)."""
+    wide = grid.pivot(on="n", index="uninformative", values="advantage").sort("uninformative")
+    sizes = [c for c in wide.columns if c != "uninformative"]
+    fig = go.Figure(go.Contour(
+        x=[int(c) for c in sizes], y=wide["uninformative"].to_list(),
+        z=wide.select(sizes).to_numpy(), colorscale="RdBu", zmid=1.0,
+        contours={"showlabels": True, "start": 0.5, "end": 2.0, "size": 0.25},
+        colorbar={"title": "predicted<br>advantage"}, name="plan",
+        hovertemplate="n %{x}, all-equal %{y:.2f}: plan %{z:.2f}x<extra></extra>",
+    ))  # fmt: skip
+    if measured is not None and measured.height:
+        fig.add_scatter(
+            x=measured["n"], y=measured["uninformative"], mode="markers+text",
+            text=[f"{lab}: {r:.2f}x" for lab, r in zip(measured["label"], measured["ratio"], strict=True)],
+            textposition="top center", marker={"size": 12, "color": "black", "symbol": "diamond"},
+            customdata=measured.select("lo", "hi").to_numpy(), name="measured (rollouts to target)",
+            hovertemplate="%{text} [%{customdata[0]:.2f}, %{customdata[1]:.2f}]<extra></extra>",
+        )  # fmt: skip
+    for a in assumed:
+        mid = (a["uninformative_lo"] + a["uninformative_hi"]) / 2
+        half = (a["uninformative_hi"] - a["uninformative_lo"]) / 2
+        fig.add_scatter(x=[a["n"]], y=[mid], mode="markers+text", text=[a["label"]],
+                        error_y={"type": "constant", "value": half}, textposition="middle right",
+                        marker={"size": 10, "symbol": "star", "color": "gold"},
+                        name="paper (regime assumed)")  # fmt: skip
+    fig.update_xaxes(title_text="group size n", type="log", tickvals=[int(c) for c in sizes])
+    fig.update_yaxes(title_text="share of GRPO groups with all-equal rewards", range=[0, 1])
+    fig.update_layout(title=title, height=520)
+    return fig

@@ -161,3 +161,23 @@ def test_a_config_profile_through_the_real_engine_and_a_runs_own_profile(tiny_en
     own = profile_run(run)
     assert own.counts.height == 2 * 8 and set(own.counts["n"]) == {16}  # 2 steps x B 8 groups
     assert predict(cfg, own.mixture).rollouts_per_step == 128
+
+
+def test_the_regime_map_rescales_a_profile_to_each_uninformative_share():
+    from pcbench.plan import predicted_advantage, regime_grid, with_uninformative_share
+
+    m = Mixture((0.0, 0.5, 1.0), (0.3, 0.4, 0.3))
+    for share in (0.7, 0.9):
+        scaled = with_uninformative_share(m, 16, share)
+        assert scaled.all_equal(16) == pytest.approx(share, abs=1e-9)
+        assert scaled.share(0, 0) == pytest.approx(scaled.share(1, 1))  # ends keep their ratio
+    assert with_uninformative_share(m, 16, 1e-6) is None  # below 2 x 0.5^16, all interior
+    # A by hand at n 16, pilot 4 of the mixture (0.3, 0.4, 0.3): GRPO's per informative 1 / mixed;
+    # PC's keep 0.4 x 14/16 = 0.35, one round (24 x 0.35 >= 8): (96 + 96) / 128 per informative
+    mixed = 0.4 * (1 - 2 * 0.5**16)
+    assert predicted_advantage(m, 16) == pytest.approx((1 / mixed) / (192 / 128))
+    grid = regime_grid(m, sizes=(16, 64), shares=(0.5, 0.9))
+    assert grid.height == 4 and grid["advantage"].null_count() == 0
+    high = grid.filter((pl.col("n") == 16) & (pl.col("uninformative") == 0.9))["advantage"][0]
+    low = grid.filter((pl.col("n") == 16) & (pl.col("uninformative") == 0.5))["advantage"][0]
+    assert high > low  # more all-equal GRPO groups: more for Pilot-Commit to skip
