@@ -261,6 +261,9 @@ def test_demo_trains_three_strategies_then_tables_and_reports(tmp_path):
         assert noise not in out, (noise, out[-3000:])
     table = out[out.index("target accuracy") : out.index("report: ")].splitlines()
     assert max(len(line) for line in table) <= 120 and ".0 " not in table[2]
+    said = " ".join(out.split())  # the plan's line, wrapped to 100 columns
+    assert "plan (pcbench plan, from the GRPO run's own groups): Pilot-Commit p4c12" in said
+    assert "rollouts per informative rollout" in said and "RESULTS.md §10" in said
 
 
 def test_reading_a_saved_config_needs_no_vllm_import(tmp_path):

@@ -96,8 +96,11 @@ def test_dashboard_from_a_run_directory_rescoring_moves_band_and_preview(pc_run)
     after = list(board.allocation.figure.data[0].y)
     assert after[:-1] == before_preview[:-1] and after[-1] == before_preview[-1] - moved
     assert board.allocation.figure.data[0].x[-1] == "next (preview)"
+    planned = board.plan_view.value  # the plan for the sliders, from the run's own groups
+    assert "p4c12" in planned and "per informative rollout" in planned and "GRPO at n 16" in planned
     board.controls.pilot_fraction.value = 2 / 16  # preview from the first 2 pilot samples
     assert board.histograms.scores["preview"]["n"].max() == 2
+    assert "p2c14" in board.plan_view.value and board.plan_view.value != planned
     board.histograms.scrubber.value = 1
     assert (
         len(board.histograms.figure.data[0].x)

@@ -5,7 +5,10 @@ steps (`loop.train_step`, the same code as `pcbench run`). Any strategy's state 
 trained (`run N steps`, its own allocation plot); the stage buttons are Pilot-Commit's. Moving a threshold or the pilot
 fraction re-scores the cached pilot rollouts at once (score is pure): the histogram's band and
 the allocation's "preview" bar show what the new settings would keep before anything is
-committed. `Dashboard.from_run` shows a finished run the same way, without a model.
+committed. Beside the histogram, the plan's prediction for the current settings (rollouts and
+rounds a step, rollouts per informative rollout, against GRPO's at the same group size), from a
+pass-rate profile: the one given (`profile=`), else the run's own groups so far.
+`Dashboard.from_run` shows a finished run the same way, without a model.
 """
 
 from __future__ import annotations
@@ -36,10 +39,12 @@ def preview_counts(pilots: pl.DataFrame, cfg: RunConfig) -> tuple[pl.DataFrame, 
 
 
 class Dashboard:
-    def __init__(self, state=None, cfg: RunConfig | None = None, *, run=None):
+    def __init__(self, state=None, cfg: RunConfig | None = None, *, run=None, profile=None):
         if cfg is None:
             raise ValueError("Dashboard needs the RunConfig its controls start from")
         self.state, self.run = state, run
+        self.profile = profile  # a pcbench.profile.PassRateProfile (None: the run's own groups)
+        self.plan_view = W.HTML()
         self.controls = Controls(cfg, on_change=self._settings_changed)
         self.histograms = PilotHistograms()
         self.allocation = AllocationPlot(cfg.strategy)
@@ -104,8 +109,45 @@ class Dashboard:
             self.run.ledger().filter(pl.col("step") > 0) if self.run else pl.DataFrame({"step": []})
         )
 
+    def _mixture(self):
+        """The pass-rate distribution the plan reads: the given profile's, else one fitted to
+        the run's own unselected groups (None before any)."""
+        if self.profile is not None:
+            return self.profile.mixture
+        if self.run is None:
+            return None
+        from pcbench.profile import profile_run
+
+        steps = self.state.step if self.state is not None else None
+        if getattr(self, "_fit", (object(), None))[0] != steps:  # refit once per new step
+            try:
+                self._fit = (steps, profile_run(self.run).mixture)
+            except ValueError:  # no groups yet
+                self._fit = (steps, None)
+        return self._fit[1]
+
+    def plan_text(self, cfg: RunConfig) -> str:
+        """The plan's prediction for `cfg` (and GRPO at its group size) as HTML."""
+        from dataclasses import replace
+
+        from pcbench.plan import predict
+
+        mixture = self._mixture()
+        if mixture is None:
+            return "<b>plan</b>: no profile yet (pass profile=, or train a step)"
+        p = predict(cfg, mixture, steps=1000)
+        g = predict(replace(cfg, strategy="grpo"), mixture)
+        if p.rollouts_per_step is None:
+            return f"<b>plan</b> ({p.setting}): {p.caveats[-1]}"
+        keep = "" if p.keep_share is None else f", keep {p.keep_share:.1%}"
+        return (f"<b>plan</b> ({p.setting}): {p.rollouts_per_step:,.0f} rollouts and "
+                f"{p.rounds_per_step:.2f} rounds a step, {p.per_informative:.2f} per informative "
+                f"rollout{keep}; GRPO at n {cfg.group_size}: {g.per_informative:.2f} "
+                f"(advantage {g.per_informative / p.per_informative:.2f}x)")  # fmt: skip
+
     def _settings_changed(self, cfg: RunConfig) -> None:
         self.histograms.set_band(cfg.score.keep_min, cfg.score.keep_max)
+        self.plan_view.value = self.plan_text(cfg)
         preview = None
         if self.preview is not None and self.preview.height:
             scores, preview = preview_counts(self.preview, cfg)
@@ -318,7 +360,8 @@ class Dashboard:
     @property
     def widget(self) -> W.Widget:
         buttons = W.HBox([*self.buttons.values(), self.n_steps, self.progress])
-        plots = W.VBox([self.histograms.widget, self.allocation.output, self.accuracy.output])
+        plots = W.VBox([W.HBox([self.histograms.widget, self.plan_view]), self.allocation.output,
+                        self.accuracy.output])  # fmt: skip
         return W.VBox([W.HBox([self.controls.widget]), buttons, self.status, plots, self.log])
 
     def _ipython_display_(self):
