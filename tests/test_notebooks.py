@@ -40,6 +40,8 @@ SMALL = {
         "live_strategy": "knapsack",
         "live_steps": 1,
     },  # fmt: skip
+    # profile -> plan -> map at toy size (the full profile is 500 prompts x 64)
+    "07_will_it_pay.ipynb": {"n": 8, "prompts": 24, "best_at": 16},
 }
 
 
@@ -69,6 +71,10 @@ def test_notebook_runs_clean(name, tmp_path):
         cell = next(c for c in executed.cells if "ex.table(" in c.source)
         table = cell.outputs[-1]["data"]["text/plain"]
         assert all(v in table for v in ("grpo", "greso", "mopps", "knapsack")), table
+    if name == "07_will_it_pay.ipynb":  # the plan's table and the map were drawn
+        source = [c for c in executed.cells if "plan_table(" in c.source][0]
+        assert "pilot_commit" in str(source.outputs[-1]["data"]["text/plain"])
+        assert "measured cells in" in streams and "predicted advantage" in streams
     if name == "03_regression.ipynb":  # every seed had a real target; costs where GRPO peaked
         last = executed.cells[-1].outputs[0]["data"]["text/plain"]
         assert "no signal" not in last, last
