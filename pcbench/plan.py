@@ -310,15 +310,16 @@ def predicted_vs_measured(runs: list) -> pl.DataFrame:
     from pcbench.profile import profile_run
     from pcbench.results import informative_rollouts, mechanism
 
-    grpo = {r.config.seed: r for r in runs if r.config.strategy == "grpo"}
-    mixtures: dict[str, Mixture] = {}
+    # the GRPO run of the same seed in the same runs folder (an experiment's own targets)
+    grpo = {(r.path.parent, r.config.seed): r for r in runs if r.config.strategy == "grpo"}
+    mixtures: dict = {}
     rows = []
     for run in runs:
         cfg = run.config
-        source = grpo.get(cfg.seed, run)
-        if source.name not in mixtures:
-            mixtures[source.name] = profile_run(source).mixture
-        predicted = predict(cfg, mixtures[source.name]).as_dict()
+        source = grpo.get((run.path.parent, cfg.seed), run)
+        if source.path not in mixtures:
+            mixtures[source.path] = profile_run(source).mixture
+        predicted = predict(cfg, mixtures[source.path]).as_dict()
         ledger = run.ledger().filter(pl.col("step") > 0)  # step 0 is the start, no rollouts
         steps = ledger.height
         total = float(ledger["cumulative/rollouts"][-1]) if steps else 0.0
@@ -329,7 +330,8 @@ def predicted_vs_measured(runs: list) -> pl.DataFrame:
             "per_informative": total / informative if informative else None,
             "keep_share": mechanism(run, ledger)["kept_share"],
         }  # fmt: skip
-        row = {"run": run.name, "strategy": cfg.strategy, "profile": source.name,
+        row = {"run": f"{run.path.parent.name}/{run.name}", "strategy": cfg.strategy,
+               "profile": source.name,
                "method": predicted["method"]}  # fmt: skip
         for q in VALIDATED:
             p, m = predicted[q], measured[q]
