@@ -85,27 +85,6 @@ def markdown(table: pl.DataFrame, adv: pl.DataFrame, choices: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def measured_cells(study: ex.Study, root: str | Path) -> pl.DataFrame:
-    """Per cell with finished GRPO and PC runs: n, GRPO's measured all-equal share (its
-    zero-advantage rollouts ÷ trained), PC's mean x_vs_grpo with its bootstrap interval, seeds."""
-    from pcbench.results import summarize
-
-    rows = []
-    for cell in study.cells:
-        runs = ex.per_run(cell, root, seeds=study.seeds)
-        if runs.height == 0 or "pc" not in runs["variant"].to_list():
-            continue
-        pc = summarize(runs).filter(pl.col("variant") == "pc").row(0, named=True)
-        grpo = runs.filter(pl.col("variant") == "grpo")
-        lo, hi = pc["x_vs_grpo_ci"] or [pc["x_vs_grpo"]] * 2
-        rows.append({"label": cell.name.removeprefix(f"{study.name}-"),
-                     "n": ex.variant_configs(cell, seeds=(0,))[0][2].group_size,
-                     "uninformative": 1 - grpo["informative"].sum() / grpo["rollouts"].sum(),
-                     "ratio": pc["x_vs_grpo"], "lo": lo, "hi": hi, "seeds": pc["seeds"],
-                     "reached": pc["reached"]})  # fmt: skip
-    return pl.DataFrame(rows, infer_schema_length=None)
-
-
 # The paper's points, placed by assumption (its regime's all-equal share is not reported): the
 # 1.5B run at n 128 and the 4B/8B/14B runs at n 64, over the range "most GRPO groups are
 # all-correct or all-wrong" (0.5-0.9) that its motivation describes; ratios are its headline.
@@ -120,7 +99,7 @@ def write_map(study: ex.Study, root: str | Path, path: str | Path) -> pl.DataFra
     from pcbench.plots import regime_map_figure
 
     mixture = PassRateProfile.load(PROFILES["shipped"]).mixture
-    cells = measured_cells(study, root)
+    cells = ex.measured_cells(study, root)
     fig = regime_map_figure(regime_grid(mixture), cells if cells.height else None, PAPER,
                             title="Where Pilot-Commit pays: the plan (contour) and the regime "
                                   "study (diamonds)")  # fmt: skip

@@ -398,3 +398,22 @@ def write_block(doc: str | Path, key: str, text: str) -> Path:
     tmp.write_text(body)
     tmp.replace(doc)
     return doc
+
+
+def measured_cells(study: Study, root: str | Path) -> pl.DataFrame:
+    """Per cell with finished GRPO and PC runs: n, GRPO's measured all-equal share (its
+    zero-advantage rollouts ÷ trained), PC's mean x_vs_grpo with its bootstrap interval, seeds."""
+    rows = []
+    for cell in study.cells:
+        runs = per_run(cell, root, seeds=study.seeds)
+        if runs.height == 0 or "pc" not in runs["variant"].to_list():
+            continue
+        pc = summarize(runs).filter(pl.col("variant") == "pc").row(0, named=True)
+        grpo = runs.filter(pl.col("variant") == "grpo")
+        lo, hi = pc["x_vs_grpo_ci"] or [pc["x_vs_grpo"]] * 2
+        rows.append({"label": cell.name.removeprefix(f"{study.name}-"),
+                     "n": variant_configs(cell, seeds=(0,))[0][2].group_size,
+                     "uninformative": 1 - grpo["informative"].sum() / grpo["rollouts"].sum(),
+                     "ratio": pc["x_vs_grpo"], "lo": lo, "hi": hi, "seeds": pc["seeds"],
+                     "reached": pc["reached"]})  # fmt: skip
+    return pl.DataFrame(rows, infer_schema_length=None)

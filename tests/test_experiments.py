@@ -424,3 +424,18 @@ rule = "confirmed if ..."
         ex.load_study(study)
     with pytest.raises(ValueError, match="read it with load_study"):
         ex.load_experiment(study)
+
+
+def test_measured_cells_read_each_cell_against_its_own_targets(tmp_path):
+    study = tmp_path / "grid.toml"
+    study.write_text('seeds = [0]\n[[variant]]\nname = "grpo"\nconfig = "tiny-grpo.toml"\n'
+                     '[[variant]]\nname = "pc"\nconfig = "tiny-pc.toml"\n'
+                     '[[cell]]\nname = "a"\n[[cell]]\nname = "b"\n')  # fmt: skip
+    s = ex.load_study(study)
+    root = tmp_path / "runs"
+    # cell a: PC reaches GRPO's 0.6 after 1 step of 64 (GRPO: 2 steps of 128); cell b: no runs
+    _run(root / "grid-a", "grpo-s0", "grpo", [0.5, 0.55, 0.6], 128, steps=2)
+    _run(root / "grid-a", "pc-s0", "pilot_commit", [0.5, 0.6, 0.6], 64, steps=2)
+    cells = ex.measured_cells(s, root)
+    assert cells["label"].to_list() == ["a"] and cells["n"][0] == 16
+    assert cells["ratio"][0] == pytest.approx(256 / 64) and cells["seeds"][0] == 1
