@@ -45,6 +45,7 @@ class Dashboard:
         self.state, self.run = state, run
         self.profile = profile  # a pcbench.profile.PassRateProfile (None: the run's own groups)
         self.plan_view = W.HTML()
+        self._fit: tuple = (object(), None)  # (step it was fitted at, mixture): refit per step
         self.controls = Controls(cfg, on_change=self._settings_changed)
         self.histograms = PilotHistograms()
         self.allocation = AllocationPlot(cfg.strategy)
@@ -119,7 +120,7 @@ class Dashboard:
         from pcbench.profile import profile_run
 
         steps = self.state.step if self.state is not None else None
-        if getattr(self, "_fit", (object(), None))[0] != steps:  # refit once per new step
+        if self._fit[0] != steps:  # a slider move reuses the step's fit
             try:
                 self._fit = (steps, profile_run(self.run).mixture)
             except ValueError:  # no groups yet
