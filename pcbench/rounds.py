@@ -10,7 +10,7 @@
 The round knows nothing of pilot stages: it asks its `Pilot` (`pcbench.pilots.pilot_for`) how
 many rollouts go in the shared call, to extend them, to classify and what to count, and leaves
 the counting to `pcbench.accounting`. `run_round` chains the stages for the loop
-(`loop.collect_pilot_commit`); the dashboard's pilot, score and commit buttons call begin +
+(`strategies.pilot_commit.collect`); the dashboard's pilot, score and commit buttons call begin +
 generate, classify and finish one press at a time, so a hand-built step makes the same
 decisions, rollouts and ledger as `pcbench run`.
 

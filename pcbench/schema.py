@@ -23,7 +23,7 @@ class Schema:
     name: str
     required: dict[str, pl.DataType]
     optional: dict[str, pl.DataType] = field(default_factory=dict)
-    values: dict[str, frozenset[str]] = field(default_factory=dict)
+    values: dict[str, frozenset[str] | set[str]] = field(default_factory=dict)
     non_null: frozenset[str] = frozenset()
 
     @property
@@ -71,7 +71,16 @@ class Schema:
         return pl.DataFrame(schema=self.required)
 
 
-PHASES = frozenset({"pilot", "commit", "grpo", "dapo", "greso", "mopps", "knapsack", "eval"})
+# Rollout phases: evaluation's, and those the registered strategies declare (each adds its own
+# at registration, pcbench.strategies.register: the schema names none of them).
+PHASES: set[str] = {"eval"}
+
+
+def known_phases(phases) -> None:
+    """Allow these phases in ROLLOUTS frames (a strategy's, at its registration)."""
+    PHASES.update(phases)
+
+
 FINISH = frozenset({"stop", "length"})
 VERIFY_STATUS = frozenset({"ok", "no_answer", "timeout", "error"})
 VERDICTS = frozenset({"keep", "too_easy", "too_hard"})

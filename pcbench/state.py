@@ -18,8 +18,9 @@ from pcbench.config import ClusterConfig, ConfigError, EngineConfig, RunConfig, 
 from pcbench.engines.protocol import Engine
 from pcbench.ledger import Ledger
 from pcbench.prior import PassRatePrior
-from pcbench.prompt_state import PromptState, prompt_state_for
+from pcbench.prompt_state import PromptState
 from pcbench.schema import PROMPTS
+from pcbench.strategies import registry
 from pcbench.tasks import PromptStream, load_benchmark, template_for
 from pcbench.tasks.files import expand, is_remote
 
@@ -42,7 +43,8 @@ class State:
     ledger: Ledger = field(default_factory=Ledger)
     eval_prompts: pl.DataFrame | None = None  # test split + extra benchmarks
     prior: PassRatePrior = field(default_factory=PassRatePrior)  # sequential pilot's prior
-    # GRESO / MoPPS / Knapsack-RL: what the strategy remembers per prompt (None for the others)
+    # what the strategy remembers per prompt (Strategy.new_prompt_state; GRESO's traces, MoPPS's
+    # posteriors...; None for GRPO, DAPO and Pilot-Commit without its history gate)
     prompt_state: PromptState | None = None
     step: int = 0  # completed training steps
     pending: dict[str, list[pl.DataFrame]] = field(default_factory=dict)  # this step's frames
@@ -231,6 +233,6 @@ def setup(cfg: RunConfig, *, verifier=None, with_policy: bool = True) -> State:
         stream=PromptStream(prompts, seed=cfg.seed),
         buffer=PilotBuffer(cfg.commit.max_staleness, seed=cfg.seed),
         prior=PassRatePrior(cfg.pilot.prior_window, cfg.pilot.prior_min),
-        prompt_state=prompt_state_for(cfg),
+        prompt_state=registry.get(cfg.strategy).new_prompt_state(cfg),
         eval_prompts=eval_prompts,
     )

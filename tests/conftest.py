@@ -3,12 +3,18 @@ from pathlib import Path
 
 import pytest
 
+from pcbench import strategies
+
 ROOT = Path(__file__).resolve().parents[1]
 # The shared public benchmarks live beside the checkout; PCBENCH_SHARED_DATA points elsewhere.
 SHARED = Path(os.environ.get("PCBENCH_SHARED_DATA", ROOT.parent / "shared" / "data"))
 BENCHMARKS = SHARED / "benchmarks"
 TINY_POLICY = ROOT / "data" / "tiny-policy"
 ARITH = ROOT / "data" / "arith"
+
+# The built-in strategies register their rollout phases and ledger columns on first use of the
+# registry (a config does that); tests that build frames by hand come before any config.
+strategies.names()
 
 # vLLM in the test process, with a small explicit CPU KV cache (DESIGN §5).
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")

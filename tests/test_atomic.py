@@ -76,6 +76,7 @@ def stages(s, run):
     """(stage, owner, attribute, nth call, expected outcome) for each point of a step."""
     import pcbench.loop as loop
     import pcbench.rounds as rounds
+    import pcbench.steps.update as update_module
 
     return [
         ("pilot and commit generation", s.engine, "generate", 1, UNDONE),
@@ -84,7 +85,7 @@ def stages(s, run):
         ("scoring", rounds, "score", 1, UNDONE),
         ("buffer add", s.buffer, "add", 1, UNDONE),
         ("commit (training groups)", rounds, "training_group", 1, UNDONE),
-        ("update", loop, "update", 1, UNDONE),
+        ("update", update_module, "update", 1, UNDONE),
         ("weight sync", s.engine, "load_weights", 1, APPLIED),
         ("evaluation", loop, "evaluate", 1, APPLIED),
         ("log write", run, "write", 2, APPLIED),
@@ -157,18 +158,18 @@ def test_an_interrupt_at_any_stage_leaves_the_state_consistent(fresh, monkeypatc
 
 
 def test_a_kernel_interrupt_during_the_update_waits_for_it_and_the_sync(fresh, monkeypatch):
-    import pcbench.loop as loop
+    import pcbench.steps.update as update_module
 
     s, run = fresh(cfg_for("sigint", 3))
     cfg = run.config
     train(s, replace(cfg, steps=1), run, progress=False)
-    real = loop.update
+    real = update_module.update
 
     def update_then_interrupt(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGINT)  # what JupyterLab's interrupt button sends
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(loop, "update", update_then_interrupt)
+    monkeypatch.setattr(update_module, "update", update_then_interrupt)
     with pytest.raises(KeyboardInterrupt) as info:
         train_step(s, cfg, run)
     assert "the update was applied" in " ".join(info.value.__notes__)

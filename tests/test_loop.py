@@ -4,8 +4,9 @@ import polars as pl
 import pytest
 import torch
 
+from pcbench import strategies
 from pcbench.config import CommitConfig, EvalConfig, PilotConfig, RunConfig
-from pcbench.loop import STEP_FNS, MaxRoundsError, train
+from pcbench.loop import MaxRoundsError, train
 from pcbench.policy import Policy
 from pcbench.state import setup
 from pcbench.verify import Verifier
@@ -83,10 +84,12 @@ def test_max_rounds_raises_with_advice_or_trains_partial(state_for):
     cfg = _cfg("pilot_commit", score=narrow, max_rounds=2)
     s = state_for(cfg)
     with pytest.raises(MaxRoundsError, match="widen the keep band"):
-        STEP_FNS["pilot_commit"](s, cfg, 1)
+        strategies.get("pilot_commit").step(s, cfg, 1)
     cfg = _cfg("pilot_commit", score=narrow, max_rounds=2, on_max_rounds="train_partial")
     s = state_for(cfg)
-    assert STEP_FNS["pilot_commit"](s, cfg, 1) == {}  # nothing to train on; logged, no crash
+    assert (
+        strategies.get("pilot_commit").step(s, cfg, 1) == {}
+    )  # nothing to train on; logged, no crash
     assert s.ledger.frame()["partial_batch"].to_list() == [0.0] and s.policy.version == 0
 
 
@@ -257,12 +260,12 @@ def test_dapo_max_rounds_raises_or_trains_the_partial_batch(state_for):
     easy = s.prompts.filter(pl.col("difficulty") == 1).head(60)
     s.prompts, s.stream = easy, type(s.stream)(easy, seed=cfg.seed)
     with pytest.raises(MaxRoundsError, match=f"of {G} prompts filled the batch after 1 rounds"):
-        STEP_FNS["dapo"](s, cfg, 1)
+        strategies.get("dapo").step(s, cfg, 1)
     partial = _cfg("dapo", batch_prompts=G, max_rounds=1, on_max_rounds="train_partial",
                    pilot=PilotConfig(n_pilot=2), commit=CommitConfig(n_commit=2, min_commit=0))  # fmt: skip
     s = state_for(partial)
     s.prompts, s.stream = easy, type(s.stream)(easy, seed=cfg.seed)
-    metrics = STEP_FNS["dapo"](s, partial, 1)
+    metrics = strategies.get("dapo").step(s, partial, 1)
     row = s.ledger.rows[1]
     kept = row["filtering_stats/dapo_kept"]
     assert row["partial_batch"] == kept < G and row["rollout_stats/dapo"] == G * 4
@@ -276,6 +279,7 @@ def test_the_engine_sleeps_through_the_update_and_wakes_before_the_sync(state_fo
     """The order matters on a GPU (sleep mode is CUDA-only, so here the calls are recorded on the
     real CPU engine, whose own sleep/wake are no-ops): the update runs while the engine sleeps,
     the sync after it wakes, and a failed update still wakes it."""
+    import pcbench.steps.update as update_module
     from pcbench import loop
 
     cfg = _cfg("grpo", steps=1)
@@ -295,7 +299,7 @@ def test_the_engine_sleeps_through_the_update_and_wakes_before_the_sync(state_fo
     def failing_update(*args):
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr(loop, "update", failing_update)
+    monkeypatch.setattr(update_module, "update", failing_update)
     with pytest.raises(RuntimeError, match="out of memory"):
         loop.train_on(s, cfg, 2, pl.DataFrame())
     assert events[-2:] == [("sleep", 1), ("wake", 1)]  # awake again, and no sync

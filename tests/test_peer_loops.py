@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from test_run import _comparable, _final_weights, _kill_after_checkpoint, _pcbench
 
-from pcbench import loop
+import pcbench.steps.update as update_module
 from pcbench.algos import knapsack
 from pcbench.config import load_config
 from pcbench.loop import train, train_step
@@ -153,17 +153,17 @@ def test_an_undone_peer_step_leaves_its_per_prompt_state_as_it_was(
     s, run = fresh(cfg)
     train_step(s, cfg, run)
     before, stream = s.prompt_state.state_dict(), s.stream.state_dict()
-    update = loop.update
+    update = update_module.update
 
     def interrupted(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(loop, "update", interrupted)
+    monkeypatch.setattr(update_module, "update", interrupted)
     with pytest.raises(KeyboardInterrupt):
         train_step(s, cfg, run)
     assert s.step == 1 and s.prompt_state.state_dict() == before
     assert s.stream.state_dict() == stream
-    monkeypatch.setattr(loop, "update", update)
+    monkeypatch.setattr(update_module, "update", update)
     train_step(s, cfg, run)
     assert s.step == 2 and s.prompt_state.state_dict() != before
 

@@ -13,7 +13,6 @@ from pcbench.config import CommitConfig, EvalConfig, PilotConfig, RunConfig, Upd
 from pcbench.policy import Policy, make_batch
 from pcbench.schema import ROLLOUTS, SCORES
 from pcbench.steps import (
-    advantages,
     eval_summary,
     evaluate,
     generate_round,
@@ -22,8 +21,8 @@ from pcbench.steps import (
     reused_pilot,
     score,
     training_group,
-    update,
 )
+from pcbench.steps.update import advantages, update
 from pcbench.tasks import load_benchmark, template_for
 from pcbench.verify import Verifier
 

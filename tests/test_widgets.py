@@ -284,7 +284,7 @@ def test_an_interrupted_or_failing_press_is_shown_and_leaves_the_state_usable(
     """A kernel interrupt or an error inside a button's action: the status line says what
     failed and what was undone; the state is as before the press (or, past the update, the
     step stands and the next press completes it); pressing on works."""
-    import pcbench.loop as loop
+    import pcbench.steps.update as update_module
     from pcbench.state import setup
 
     s = setup(CFG, verifier=verifier)
@@ -333,7 +333,7 @@ def test_an_interrupted_or_failing_press_is_shown_and_leaves_the_state_usable(
         assert "pilot done" in press("pilot")  # the owed sync ran first
         assert s.unfinished is None and s.engine.policy_version == s.policy.version == 1
         assert s.ledger.rows[1]["rollout_stats/pilot"] == s.ledger.rows[1]["rounds"] * G * n_pilot
-        once(loop, "update", KeyboardInterrupt)
+        once(update_module, "update", KeyboardInterrupt)
         for name in ("score", "commit"):
             press(name)
         while board._in_batch() < CFG.batch_prompts:
@@ -356,7 +356,7 @@ def test_the_dashboard_trains_any_strategy_and_refuses_pilot_commits_stages(
     it (the loop's step) and its allocation plot shows that strategy's own columns; the stage
     buttons, Pilot-Commit's, are refused and change nothing."""
     from pcbench.config import load_config
-    from pcbench.plots import ALLOCATION
+    from pcbench.plots import allocation_columns
     from pcbench.state import setup
 
     cfg = load_config(ROOT / "configs" / f"tiny-{strategy}.toml",
@@ -371,7 +371,7 @@ def test_the_dashboard_trains_any_strategy_and_refuses_pilot_commits_stages(
         board.buttons["run N steps"].click()
         assert "run N steps done" in board.status.value and s.step == 1
         names = [trace.name for trace in board.allocation.figure.data]
-        assert names == list(ALLOCATION[strategy].values())
+        assert names == list(allocation_columns(strategy).values())
         assert any(y for trace in board.allocation.figure.data for y in trace.y)
     finally:
         tiny_engine.load_weights(Policy(TINY_POLICY))
