@@ -183,9 +183,9 @@ def profile_state(state, cfg: RunConfig, *, n: int = 64, prompts: int = 500) -> 
 
 def profile_config(cfg: RunConfig, *, n: int = 64, prompts: int = 500) -> PassRateProfile:
     """Profile a config's model before training: its own engine, verifier and training split."""
-    from pcbench.state import setup
+    from pcbench.state import setup_state
 
-    state = setup(cfg, with_policy=False)
+    state = setup_state(cfg, with_policy=False)
     try:
         return profile_state(state, cfg, n=n, prompts=prompts)
     finally:

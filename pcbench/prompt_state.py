@@ -93,9 +93,9 @@ class MoppsPosteriors:
         return np.array([p in self.alpha for p in prompt_ids], bool)
 
     def observe(self, prompt_ids, successes, n, decay: float) -> None:
-        """Each prompt's posterior after `successes` of `n` rollouts (`mopps.update`)."""
+        """Each prompt's posterior after `successes` of `n` rollouts (`mopps.update_posterior`)."""
         ids = list(prompt_ids)
-        alpha, beta = mopps.update(*self.get(ids), successes, n, decay, self.prior)
+        alpha, beta = mopps.update_posterior(*self.get(ids), successes, n, decay, self.prior)
         for prompt_id, a, b in zip(ids, alpha, beta, strict=True):
             self.alpha[prompt_id], self.beta[prompt_id] = float(a), float(b)
 

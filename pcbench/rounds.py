@@ -112,7 +112,7 @@ def begin(
     return PCRound(step, number, need, pool, taken, pilot_for(cfg), commit_fresh=commit_fresh)
 
 
-def generate(s: State, cfg: RunConfig, r: PCRound) -> PCRound:
+def generate_rollouts(s: State, cfg: RunConfig, r: PCRound) -> PCRound:
     """Pilots of the fresh prompts and commits of the taken ones in one engine call, then the
     pilot's further calls, if any."""
     r._expect("begun")
@@ -177,6 +177,6 @@ def run_round(s: State, cfg: RunConfig, step: int, number: int, need: int) -> PC
     r = begin(s, cfg, step, number, need)
     if r is None:
         return None
-    generate(s, cfg, r)
+    generate_rollouts(s, cfg, r)
     classify(s, cfg, r)
     return finish(s, cfg, r)

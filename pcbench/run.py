@@ -417,12 +417,12 @@ def open_run(cfg: RunConfig, root: str | Path = "runs", *, resume: bool = False,
 
     Config and files are checked before any model loads.
     """
-    from pcbench.state import check_files, setup
+    from pcbench.state import check_files, setup_state
 
     check_files(cfg)
     run = Run.create(cfg, root, resume=resume)
     has_checkpoint = resume and bool(run.checkpoints())
-    s = setup(cfg, verifier=verifier, with_policy=not has_checkpoint)
+    s = setup_state(cfg, verifier=verifier, with_policy=not has_checkpoint)
     if resume:
         run.restore(s, cfg)
     from pcbench.tracking import open_trackers

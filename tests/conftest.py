@@ -59,7 +59,7 @@ def verifier():
 def tiny_engine():
     """One in-process vLLM engine on the shipped tiny policy for the whole session.
 
-    Made through `make_engine`, so `pcbench.state.setup` with the embedded default's engine
+    Made through `make_engine`, so `pcbench.state.setup_state` with the embedded default's engine
     settings reuses it (vLLM allows one engine per process).
     """
     from pcbench.state import make_engine

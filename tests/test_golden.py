@@ -131,7 +131,7 @@ def _collect_by_hand(s, cfg, step) -> PCBatch:
         r = rounds.begin(s, cfg, step, len(done) + 1, need)
         if r is None:
             return PCBatch(done, None, [], epoch_ended=True)
-        rounds.generate(s, cfg, r)
+        rounds.generate_rollouts(s, cfg, r)
         rounds.classify(s, cfg, r)
         done.append(rounds.finish(s, cfg, r))
     return close_batch(s, step, done)

@@ -8,7 +8,7 @@ from pcbench import strategies
 from pcbench.config import CommitConfig, EvalConfig, PilotConfig, RunConfig
 from pcbench.loop import MaxRoundsError, train
 from pcbench.policy import Policy
-from pcbench.state import setup
+from pcbench.state import setup_state
 from pcbench.verify import Verifier
 
 from conftest import ARITH, TINY_POLICY, tiny_engine_config
@@ -38,7 +38,7 @@ def verifier():
 @pytest.fixture
 def state_for(tiny_engine, verifier):
     """setup() reuses the session engine; its shipped weights are restored afterwards."""
-    yield lambda cfg: setup(cfg, verifier=verifier)
+    yield lambda cfg: setup_state(cfg, verifier=verifier)
     tiny_engine.load_weights(Policy(TINY_POLICY))
 
 
@@ -183,23 +183,23 @@ def test_an_epoch_of_one_pool_is_refused_before_anything_loads(tmp_path):
     pl.read_parquet(ARITH / "train.parquet").head(30).write_parquet(train_file)
     cfg = _cfg("pilot_commit", train=str(train_file), pool_prompts=24)
     with pytest.raises(ConfigError, match="holds 30 prompts, fewer than the 48 .*pool_prompts"):
-        setup(cfg, with_policy=False)
-    assert setup(_cfg("grpo", train=str(train_file), pool_prompts=24), with_policy=False)
+        setup_state(cfg, with_policy=False)
+    assert setup_state(_cfg("grpo", train=str(train_file), pool_prompts=24), with_policy=False)
 
 
 def test_train_prompts_keeps_the_first_prompts_of_the_split(tmp_path):
     from pcbench.config import ConfigError
 
     full = pl.read_parquet(ARITH / "train.parquet")
-    s = setup(_cfg("grpo", train_prompts=50), with_policy=False)
+    s = setup_state(_cfg("grpo", train_prompts=50), with_policy=False)
     assert s.prompts["prompt_id"].to_list() == full["prompt_id"].head(50).to_list()
     assert s.stream.start_epoch() == 50  # every epoch cycles through those 50 only
     with pytest.raises(ConfigError, match="train_prompts = 30 keeps 30 prompts, fewer than the 48"):
-        setup(_cfg("pilot_commit", train_prompts=30, pool_prompts=24), with_policy=False)
+        setup_state(_cfg("pilot_commit", train_prompts=30, pool_prompts=24), with_policy=False)
     small = tmp_path / "train.parquet"
     full.head(10).write_parquet(small)
     with pytest.raises(ConfigError, match="train_prompts = 20, but .* holds only 10 prompts"):
-        setup(_cfg("grpo", train=str(small), train_prompts=20), with_policy=False)
+        setup_state(_cfg("grpo", train=str(small), train_prompts=20), with_policy=False)
     with pytest.raises(ConfigError, match="train_prompts = 0"):
         _cfg("grpo", train_prompts=0)
 

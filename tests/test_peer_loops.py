@@ -1,13 +1,10 @@
 """The peer strategies' loops (pcbench.peers) on the real engine, verifier and policy: every
 rollout counted, each strategy's per-prompt state as its rules say, an undone step leaving that
-state as it was, and exact resume after SIGKILL (pcbench run in subprocesses)."""
-
-import json
+state as it was (their exact resume is tests/test_resume.py's)."""
 
 import numpy as np
 import polars as pl
 import pytest
-from test_run import _comparable, _final_weights, _kill_after_checkpoint, _pcbench
 
 import pcbench.steps.update as update_module
 from pcbench.algos import knapsack
@@ -16,7 +13,7 @@ from pcbench.loop import train, train_step
 from pcbench.policy import Policy
 from pcbench.prompt_state import KnapsackRewards
 from pcbench.regression import ledger_violations
-from pcbench.run import Run, open_run
+from pcbench.run import open_run
 
 from conftest import ARITH, ROOT, TINY_POLICY
 
@@ -168,44 +165,6 @@ def test_an_undone_peer_step_leaves_its_per_prompt_state_as_it_was(
     assert s.step == 2 and s.prompt_state.state_dict() != before
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
-def test_a_peer_run_resumes_exactly_after_sigkill(strategy, tmp_path):
-    """Killed mid-step and resumed, a peer run ends exactly like one never killed: weights,
-    logs, ledger and the per-prompt state (tests/test_run.py's check, per strategy)."""
-    steps, kill_after = 4, 2
-    config = str(ROOT / "configs" / f"tiny-{strategy}.toml")
-    small = [f"--set={x}" for x in sets(tmp_path, strategy, steps)] + ["--quiet"]
-
-    def start(name, *more):
-        return _pcbench("run", config, "--runs", str(tmp_path), f"--set=name={name}", *small,
-                        *more)  # fmt: skip
-
-    whole = start("whole")
-    out, _ = whole.communicate(timeout=600)
-    assert whole.returncode == 0, out[-3000:]
-    _kill_after_checkpoint(start("killed"), tmp_path / "killed", kill_after)
-    started = int(Run(tmp_path / "killed").checkpoints()[-1].name.split("-")[1])
-    assert kill_after <= started < steps  # there are steps left to redo
-    resumed = start("killed", "--resume")
-    out, _ = resumed.communicate(timeout=600)
-    assert resumed.returncode == 0, out[-3000:]
-    assert f"step {started} of {steps}" in out and "step 0 of" not in out
-
-    a, b = Run(tmp_path / "whole"), Run(tmp_path / "killed")
-    assert _comparable(a.ledger()).equals(_comparable(b.ledger()))
-    for kind in ("rollouts", "evals", "metrics"):
-        assert a.read(kind).equals(b.read(kind)), kind
-    wa, wb = _final_weights(a.path), _final_weights(b.path)
-    assert max((wa[k] - wb[k]).abs().max().item() for k in wa) <= 1e-6
-    state = [
-        json.loads((r.path / "checkpoints" / f"step-{steps:06d}" / "state.json").read_text())
-        for r in (a, b)
-    ]
-    assert state[0]["prompt_state"] == state[1]["prompt_state"]
-    assert len(json.dumps(state[0]["prompt_state"])) > 200  # it was in use
-    assert ledger_violations(b) == []
-
-
 # ---- pcbench's combination: Pilot-Commit behind the history gate (pcbench.algos.gate) ---------
 
 
@@ -250,6 +209,6 @@ def test_a_history_gated_run_learns_each_prompts_posterior_and_skips_only_seen_o
     assert ledger["filtering_stats/evicted"].sum() == 0
     # The posteriors are in the checkpoint: a resumed run gates with the same ones (the gate's
     # draws are seeded by (seed, step, round), so they need no state; the SIGKILL resume of the
-    # same MoppsPosteriors is test_a_peer_run_resumes_exactly_after_sigkill[mopps]).
+    # same gate's posteriors is tests/test_resume.py's [pc-history] case).
     resumed, _ = open_run(cfg, tmp_path / "runs", resume=True, verifier=s.verifier)
     assert resumed.step == 6 and resumed.prompt_state.state_dict() == posteriors.state_dict()

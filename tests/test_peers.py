@@ -64,9 +64,9 @@ def test_mopps_selection_is_reproducible_and_unseen_prompts_draw_uniformly():
 
 
 def test_mopps_posterior_update_with_and_without_decay():
-    alpha, beta = mopps.update([1, 2], [1, 3], successes=[3, 0], n=[4, 4])
+    alpha, beta = mopps.update_posterior([1, 2], [1, 3], successes=[3, 0], n=[4, 4])
     assert alpha.tolist() == [4, 2] and beta.tolist() == [2, 7]
-    alpha, beta = mopps.update([1, 2], [1, 3], successes=[3, 0], n=[4, 4], lam=0.5)
+    alpha, beta = mopps.update_posterior([1, 2], [1, 3], successes=[3, 0], n=[4, 4], lam=0.5)
     assert alpha.tolist() == [4, 1.5] and beta.tolist() == [2, 6]
 
 

@@ -1,13 +1,11 @@
 """The Strategy API (pcbench.strategies): what registration refuses, how a config finds a
-strategy defined outside the library, and that such a strategy trains, resumes after SIGKILL
-exactly and appears in `pcbench compare` with nothing else written (tests/plugins/screen.py)."""
+strategy defined outside the library, the package's import graph. That such a strategy trains,
+resumes after SIGKILL exactly and appears in `pcbench compare` is tests/test_resume.py's."""
 
 import ast
 from pathlib import Path
 
-import polars as pl
 import pytest
-from test_run import _comparable, _final_weights, _kill_after_checkpoint, _pcbench
 
 from pcbench import strategies
 from pcbench.config import ConfigError, from_dict, load_config
@@ -154,73 +152,26 @@ def test_reading_runs_and_tables_imports_no_torch():
     assert out.stdout.strip() == "False", out.stderr[-2000:]
 
 
-SMALL = ["batch_prompts=4", "pool_prompts=12", "eval.every=2", "eval.max_prompts=16", "eval.k=2"]
+def test_the_package_exports_its_public_names_and_no_two_public_functions_share_one():
+    import importlib
 
+    import pcbench
 
-def _screen_config(tmp_path) -> Path:
-    path = tmp_path / "screen.toml"
-    path.write_text(
-        f'inherit = "{ROOT / "configs" / "tiny-grpo.toml"}"\nname = "screen"\n'
-        f'strategy = "screen"\nplugins = ["{PLUGIN}"]\n\n[screen]\nn_screen = 4\n'
-    )
-    return path
-
-
-@pytest.mark.slow
-def test_a_strategy_from_outside_the_library_trains_resumes_exactly_and_is_compared(
-    tmp_path, tiny_engine, verifier, monkeypatch, capsys
-):
-    """tests/plugins/screen.py, named in a config's `plugins`: trained in this process on the
-    session engine, then killed mid-run and resumed by `pcbench run` in subprocesses; the two
-    end alike (ledger, rollouts, evaluations, weights); its ledger keeps the budget identities
-    (its own included) and `pcbench compare` tables it beside GRPO."""
-    from pcbench.cli import main
-    from pcbench.loop import train
-    from pcbench.policy import Policy
-    from pcbench.regression import ledger_violations
-    from pcbench.run import Run, open_run
-
-    from conftest import TINY_POLICY
-
-    monkeypatch.chdir(ROOT)
-    steps, kill_after, config = 4, 2, _screen_config(tmp_path)
-    sets = [*SMALL, f"steps={steps}"]
-    try:
-        for name, path in [("whole", config), ("grpo", ROOT / "configs" / "tiny-grpo.toml")]:
-            cfg = load_config(path, [*sets, f"name={name}"])
-            s, run = open_run(cfg, tmp_path, verifier=verifier)
-            train(s, cfg, run, progress=False)
-    finally:
-        tiny_engine.load_weights(Policy(TINY_POLICY))
-    whole = Run(tmp_path / "whole")
-    assert ledger_violations(whole) == []
-    ledger = whole.ledger().filter(pl.col("step") > 0)
-    assert (ledger["rollout_stats/screen"] > 0).all() and (
-        ledger["rollout_stats/continue"] > 0
-    ).all()
-    assert ledger["filtering_stats/screen_equal"].sum() > 0  # it did drop all-equal prompts
-    assert set(whole.read("rollouts")["phase"]) == {"screen", "continue"}
-
-    def start(*more):
-        return _pcbench("run", str(config), "--runs", str(tmp_path), "--set=name=killed",
-                        *[f"--set={x}" for x in sets], "--quiet", *more)  # fmt: skip
-
-    _kill_after_checkpoint(start(), tmp_path / "killed", kill_after)
-    started = int(Run(tmp_path / "killed").checkpoints()[-1].name.split("-")[1])
-    assert kill_after <= started < steps  # there are steps left to redo
-    resumed = start("--resume")
-    out, _ = resumed.communicate(timeout=600)
-    assert resumed.returncode == 0, out[-3000:]
-    assert f"step {started} of {steps}" in out and "step 0 of" not in out
-    killed = Run(tmp_path / "killed")
-    assert _comparable(whole.ledger()).equals(_comparable(killed.ledger()))
-    for kind in ("rollouts", "evals", "scores"):
-        assert whole.read(kind).equals(killed.read(kind)), kind
-    wa, wb = _final_weights(whole.path), _final_weights(killed.path)
-    assert max((wa[k] - wb[k]).abs().max().item() for k in wa) <= 1e-6
-
-    capsys.readouterr()
-    assert main(["compare", str(tmp_path / "grpo"), str(tmp_path / "whole"), "--format",
-                 "csv"]) in (None, 0)  # fmt: skip
-    table = pl.read_csv(capsys.readouterr().out.encode())
-    assert table["strategy"].to_list() == ["grpo", "screen"] and table["rollouts"][1] > 0
+    for name in pcbench.__all__:
+        assert getattr(pcbench, name) is not None
+    seen: dict[str, str] = {}
+    for module in sorted(import_graph()):
+        if module.startswith(("pcbench.cluster", "pcbench.tiny")):  # need Ray / build data
+            continue
+        mod = importlib.import_module(module)
+        for name, value in vars(mod).items():
+            if (
+                name.startswith("_")
+                or not callable(value)
+                or getattr(value, "__module__", "") != module
+            ):
+                continue
+            if isinstance(value, type):
+                continue
+            assert name not in seen, f"{name}: {seen[name]} and {module}"
+            seen[name] = module

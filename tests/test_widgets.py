@@ -125,9 +125,9 @@ def _fill_and_update(board, press=None):
 
 @pytest.mark.slow
 def test_dashboard_over_a_live_state(tiny_engine, verifier):
-    from pcbench.state import setup
+    from pcbench.state import setup_state
 
-    s = setup(CFG, verifier=verifier)
+    s = setup_state(CFG, verifier=verifier)
     board = Dashboard(s, CFG)
     try:
         pilots = board.pilot()
@@ -154,15 +154,15 @@ def test_hand_stepped_dashboard_and_train_step_make_the_same_run(tiny_engine, ve
     """Three steps pressed by hand and three steps of the loop, from the same seed: the same
     ledger (wall times aside), rollouts, scores, evaluations and weights."""
     from pcbench.loop import train_step
-    from pcbench.state import setup
+    from pcbench.state import setup_state
 
     cfg = replace(CFG, steps=3, eval=EvalConfig(every=2, k=2, max_prompts=16))
-    loop, frames = setup(cfg, verifier=verifier), []
+    loop, frames = setup_state(cfg, verifier=verifier), []
     try:
         for _ in range(3):
             frames.append(train_step(loop, cfg)[1])
         loop_weights = {k: v.clone() for k, v in loop.policy.model.state_dict().items()}
-        hand = setup(cfg, verifier=verifier)
+        hand = setup_state(cfg, verifier=verifier)
         board = Dashboard(hand, cfg)
         for step in range(3):
             _fill_and_update(board)
@@ -186,10 +186,10 @@ def test_hand_stepped_dashboard_and_train_step_make_the_same_run(tiny_engine, ve
 
 @pytest.mark.slow
 def test_dashboard_steps_through_a_sequential_pilot(tiny_engine, verifier):
-    from pcbench.state import setup
+    from pcbench.state import setup_state
 
     cfg = replace(CFG, pilot=PilotConfig(n_pilot=4, stages=(2,), prior="flat"))
-    s = setup(cfg, verifier=verifier)
+    s = setup_state(cfg, verifier=verifier)
     board = Dashboard(s, cfg)
     board.controls.delta.value = 0.45  # a flat prior stops 2/2 and 0/2 only when delta is loose
     try:
@@ -209,9 +209,9 @@ def test_dashboard_steps_through_a_sequential_pilot(tiny_engine, verifier):
 def test_dashboard_buttons_in_unusual_orders_refuse_or_do_the_right_thing(tiny_engine, verifier):
     """Each press goes through the button's own handler (Button.click). An out-of-order press
     is refused with a message that says what to press, and changes nothing."""
-    from pcbench.state import setup
+    from pcbench.state import setup_state
 
-    s = setup(CFG, verifier=verifier)
+    s = setup_state(CFG, verifier=verifier)
     board = Dashboard(s, CFG)
     G, n_pilot, B = CFG.pool_prompts, CFG.pilot.n_pilot, CFG.batch_prompts
 
@@ -285,9 +285,9 @@ def test_an_interrupted_or_failing_press_is_shown_and_leaves_the_state_usable(
     failed and what was undone; the state is as before the press (or, past the update, the
     step stands and the next press completes it); pressing on works."""
     import pcbench.steps.update as update_module
-    from pcbench.state import setup
+    from pcbench.state import setup_state
 
-    s = setup(CFG, verifier=verifier)
+    s = setup_state(CFG, verifier=verifier)
     board = Dashboard(s, CFG)
     G, n_pilot = CFG.pool_prompts, CFG.pilot.n_pilot
 
@@ -357,11 +357,11 @@ def test_the_dashboard_trains_any_strategy_and_refuses_pilot_commits_stages(
     buttons, Pilot-Commit's, are refused and change nothing."""
     from pcbench.config import load_config
     from pcbench.plots import allocation_columns
-    from pcbench.state import setup
+    from pcbench.state import setup_state
 
     cfg = load_config(ROOT / "configs" / f"tiny-{strategy}.toml",
                       ["batch_prompts=4", "eval.max_prompts=16", "eval.k=2"])  # fmt: skip
-    s = setup(cfg, verifier=verifier)
+    s = setup_state(cfg, verifier=verifier)
     board = Dashboard(s, cfg)
     try:
         board.buttons["pilot"].click()

@@ -245,7 +245,7 @@ class Dashboard:
                 self._refuse_unless(
                     r is not None, "a fresh epoch holds no pool: see EpochTooSmallError"
                 )
-            rounds.generate(s, cfg, r)
+            rounds.generate_rollouts(s, cfg, r)
         self.rounds, self.round = kept, r
         if note:
             self.status.value = note
