@@ -118,8 +118,8 @@ class Ledger:
         """(rollouts, tokens) generated for training at `step` (interrupted attempts included)."""
         row = self.rows.get(step, {})
         paid = [k for k in row if is_paid(k)]
-        rollouts = sum(row[k] for k in paid if k.startswith("rollout_stats/"))
-        tokens = sum(row[k] for k in paid if k.startswith("token_stats/"))
+        rollouts = sum((row[k] for k in paid if k.startswith("rollout_stats/")), 0.0)
+        tokens = sum((row[k] for k in paid if k.startswith("token_stats/")), 0.0)
         return rollouts, tokens
 
     def frame(self) -> pl.DataFrame:

@@ -154,5 +154,5 @@ def test_a_strategy_from_outside_the_library_resumes_exactly_after_sigkill_and_i
     capsys.readouterr()
     grpo = resumed[0]["grpo"]
     main(["compare", str(grpo.path), str(killed.path), "--format", "csv"])
-    table = pl.read_csv(capsys.readouterr().out.encode())
+    table = pl.read_csv(capsys.readouterr().out.strip().encode())
     assert table["strategy"].to_list() == ["grpo", "screen"] and table["rollouts"][1] > 0
