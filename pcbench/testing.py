@@ -78,10 +78,12 @@ def transplanted(cfg: RunConfig) -> RunConfig:
 
 
 def fingerprinted(cfg: RunConfig, steps: int) -> RunConfig:
-    """`cfg` as `fingerprint` trains it: `steps` steps, one evaluation of 16 prompts at the end
-    (it does not touch training's draws or seeds), no checkpoints (nothing is written)."""
+    """`cfg` as `fingerprint` trains it: `steps` steps of B 4 prompts from pools of G 12 (the
+    tests' size: every code path of the config at half its cost), one evaluation of 16 prompts
+    at the end (it does not touch training's draws or seeds), no checkpoints."""
     return replace(
         cfg, name="fingerprint", steps=steps, checkpoint_every=steps, keep_checkpoints=1,
+        batch_prompts=4, pool_prompts=12,
         eval=replace(cfg.eval, every=steps, max_prompts=16, k=1, n=1),
     )  # fmt: skip
 
