@@ -41,6 +41,30 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
+# The tests' run size: B 4 prompts from pools of G 12, a 16-prompt evaluation at k 2 (each test
+# file adds its cadence: eval.every, checkpoints).
+SMALL = ["batch_prompts=4", "pool_prompts=12", "eval.max_prompts=16", "eval.k=2"]
+
+
+def small_config(config, name: str, steps: int, *more: str):
+    """`config` (a path, or a name under configs/) at the tests' size, named and sized."""
+    from pcbench.config import load_config
+
+    path = config if Path(config).is_absolute() else ROOT / "configs" / config
+    return load_config(path, [*SMALL, f"name={name}", f"steps={steps}", *more])
+
+
+@pytest.fixture
+def fresh(tiny_engine, verifier, tmp_path):
+    """open_run(cfg) on the session engine, under tmp_path; the engine gets the shipped weights
+    back afterwards (a test's training synced its own into it)."""
+    from pcbench.policy import Policy
+    from pcbench.run import open_run
+
+    yield lambda cfg: open_run(cfg, tmp_path, verifier=verifier)
+    tiny_engine.load_weights(Policy(TINY_POLICY))
+
+
 @pytest.fixture(scope="session")
 def benchmarks() -> Path:
     return BENCHMARKS

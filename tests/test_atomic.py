@@ -12,30 +12,20 @@ import polars as pl
 import pytest
 from safetensors.torch import load_file
 
-from pcbench.config import load_config
 from pcbench.loop import initial_eval, train, train_step
-from pcbench.policy import Policy
 from pcbench.regression import ledger_violations
-from pcbench.run import CheckpointWarning, Run, open_run, verify_manifest
+from pcbench.run import CheckpointWarning, Run, verify_manifest
 
-from conftest import ROOT, TINY_POLICY
+from conftest import ROOT, small_config
 
 pytestmark = pytest.mark.slow
 
 CONFIG = ROOT / "configs" / "tiny-pc.toml"
-SMALL = ["batch_prompts=4", "pool_prompts=12", "eval.every=3", "eval.max_prompts=16",
-         "eval.k=2", "checkpoint_every=1", "keep_checkpoints=2"]  # fmt: skip
+CADENCE = ["eval.every=3", "checkpoint_every=1", "keep_checkpoints=2"]
 
 
 def cfg_for(name, steps, *more):
-    return load_config(CONFIG, [*SMALL, f"name={name}", f"steps={steps}", *more])
-
-
-@pytest.fixture
-def fresh(tiny_engine, verifier, tmp_path):
-    """open_run(cfg) on the session engine; its shipped weights are restored afterwards."""
-    yield lambda cfg: open_run(cfg, tmp_path, verifier=verifier)
-    tiny_engine.load_weights(Policy(TINY_POLICY))
+    return small_config(CONFIG, name, steps, *CADENCE, *more)
 
 
 class Boom(Exception):

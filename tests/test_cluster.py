@@ -23,10 +23,10 @@ from pcbench.engines.requests import request_seeds
 from pcbench.steps.rollouts import requests
 
 from conftest import ROOT, TINY_POLICY
+from conftest import SMALL as TEST_SIZE
 
 CONFIG = ROOT / "configs" / "tiny-pc.toml"
-SMALL = ["batch_prompts=4", "pool_prompts=12", "eval.every=100", "eval.max_prompts=16",
-         "eval.k=2", "checkpoint_every=1", "keep_checkpoints=2"]  # fmt: skip
+SMALL = [*TEST_SIZE, "eval.every=100", "checkpoint_every=1", "keep_checkpoints=2"]
 LOCAL = ["cluster.address='local'", "cluster.engine_cpus=0.5", "cluster.worker_cpus=0.5",
          "cluster.verifier_cpus=0.25"]  # fmt: skip
 
@@ -125,14 +125,6 @@ def ray_local():
     from pcbench.cluster import connect
 
     return connect("local")
-
-
-@pytest.fixture(scope="module")
-def verifier():
-    from pcbench.verify import Verifier
-
-    with Verifier(workers=1) as v:
-        yield v
 
 
 def _counts(ledger: pl.DataFrame) -> pl.DataFrame:

@@ -20,7 +20,6 @@ from pcbench.config import CommitConfig, PilotConfig, RunConfig, ScoreConfig
 from pcbench.schema import PROMPTS, ROLLOUTS
 from pcbench.state import State
 from pcbench.strategies.pilot_commit import PCBatch, close_batch, collect
-from pcbench.verify import Verifier
 
 from conftest import SHARED
 
@@ -114,12 +113,6 @@ def _check_round(got, want, step_complete, stale):
     )
     assert step_complete == want["step_complete"]
     assert sorted(stale) == sorted(ids(want["stale_dropped"]))
-
-
-@pytest.fixture(scope="module")
-def verifier():
-    with Verifier(workers=1) as v:
-        yield v
 
 
 def _collect_by_hand(s, cfg, step) -> PCBatch:

@@ -9,7 +9,6 @@ from pcbench.config import CommitConfig, EvalConfig, PilotConfig, RunConfig
 from pcbench.loop import MaxRoundsError, train
 from pcbench.policy import Policy
 from pcbench.state import setup_state
-from pcbench.verify import Verifier
 
 from conftest import ARITH, TINY_POLICY, tiny_engine_config
 
@@ -27,12 +26,6 @@ def _cfg(strategy, **kw):
         eval=EvalConfig(every=3, k=2, max_prompts=16), engine=tiny_engine_config(),
     )  # fmt: skip
     return RunConfig(**(base | kw))
-
-
-@pytest.fixture(scope="module")
-def verifier():
-    with Verifier(workers=1) as v:
-        yield v
 
 
 @pytest.fixture

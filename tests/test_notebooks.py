@@ -92,9 +92,9 @@ def test_notebook_runs_clean(name, tmp_path):
             "hit_utility-s0: step 2 -> 4" in streams
             and "hit_utility-s0: ledger identities hold" in streams
         )
-        cell = next(c for c in executed.cells if "measure(runs)" in c.source)
-        table = cell.outputs[-1]["data"]["text/plain"]
-        assert all(v in table for v in ("grpo", "pilot_commit", "hit_utility")), table
+        compare = next(c for c in executed.cells if 'main(["compare"' in c.source)
+        printed = "".join(o.get("text", "") for o in compare.outputs)
+        assert all(f"{v}-s0" in printed for v in ("grpo", "pc", "hit_utility")), printed
     if name == "03_regression.ipynb":  # every seed had a real target; costs where GRPO peaked
         last = executed.cells[-1].outputs[0]["data"]["text/plain"]
         assert "no signal" not in last, last

@@ -10,12 +10,11 @@ import pcbench.steps.update as update_module
 from pcbench.algos import knapsack
 from pcbench.config import load_config
 from pcbench.loop import train, train_step
-from pcbench.policy import Policy
 from pcbench.prompt_state import KnapsackRewards
 from pcbench.regression import ledger_violations
 from pcbench.run import open_run
 
-from conftest import ARITH, ROOT, TINY_POLICY
+from conftest import ARITH, ROOT, SMALL
 
 pytestmark = pytest.mark.slow
 
@@ -42,21 +41,13 @@ def small_train(tmp_path, strategy) -> str:
 
 
 def sets(tmp_path, strategy, steps) -> list[str]:
-    return [f"batch_prompts={B}", "eval.every=2", "eval.max_prompts=16", "eval.k=2",
-            f"steps={steps}", f"train={small_train(tmp_path, strategy)}",
+    return [*SMALL, "eval.every=2", f"steps={steps}", f"train={small_train(tmp_path, strategy)}",
             *PEERS[strategy][1]]  # fmt: skip
 
 
 def cfg_for(tmp_path, strategy, steps, *more):
     config = ROOT / "configs" / f"tiny-{strategy}.toml"
     return load_config(config, [*sets(tmp_path, strategy, steps), *more])
-
-
-@pytest.fixture
-def fresh(tiny_engine, verifier, tmp_path):
-    """open_run(cfg) on the session engine; its shipped weights are restored afterwards."""
-    yield lambda cfg: open_run(cfg, tmp_path / "runs", verifier=verifier)
-    tiny_engine.load_weights(Policy(TINY_POLICY))
 
 
 def groups(rollouts: pl.DataFrame) -> pl.DataFrame:
@@ -210,5 +201,5 @@ def test_a_history_gated_run_learns_each_prompts_posterior_and_skips_only_seen_o
     # The posteriors are in the checkpoint: a resumed run gates with the same ones (the gate's
     # draws are seeded by (seed, step, round), so they need no state; the SIGKILL resume of the
     # same gate's posteriors is tests/test_resume.py's [pc-history] case).
-    resumed, _ = open_run(cfg, tmp_path / "runs", resume=True, verifier=s.verifier)
+    resumed, _ = open_run(cfg, tmp_path, resume=True, verifier=s.verifier)
     assert resumed.step == 6 and resumed.prompt_state.state_dict() == posteriors.state_dict()

@@ -23,13 +23,13 @@ from pcbench.config import load_config
 from pcbench.regression import ledger_violations
 from pcbench.run import Run
 
-from conftest import ARITH, ROOT
+from conftest import ARITH, ROOT, SMALL
 
 pytestmark = pytest.mark.slow
 
 STEPS, CUT = 4, 2
-SMALL = ["batch_prompts=4", "pool_prompts=12", "eval.every=2", "eval.max_prompts=16", "eval.k=2",
-         f"steps={STEPS}", "checkpoint_every=1", f"keep_checkpoints={STEPS}"]  # fmt: skip
+SIZED = [*SMALL, "eval.every=2", f"steps={STEPS}", "checkpoint_every=1",
+         f"keep_checkpoints={STEPS}"]  # fmt: skip
 PLUGIN = str(ROOT / "tests" / "plugins" / "screen.py")
 # Per strategy: its config, and a training split small enough that prompts come back within 4
 # steps (the peers' per-prompt states, the prior and the gate are then in use when cut).
@@ -47,7 +47,7 @@ CASES = {
 
 def config_for(case: str, root):
     config, prompts, sets = CASES[case]
-    more = [f"name={case}", *SMALL, *sets]
+    more = [f"name={case}", *SIZED, *sets]
     if prompts is not None:
         path = root / f"train-{case}.parquet"
         pl.read_parquet(ARITH / "train.parquet").head(prompts).write_parquet(path)
@@ -126,7 +126,7 @@ def test_a_strategy_from_outside_the_library_resumes_exactly_after_sigkill_and_i
 
     whole = resumed[0]["screen"]
     config = tmp_path / "screen.toml"
-    sets = [x for x in SMALL if not x.startswith("keep_")]
+    sets = [x for x in SIZED if not x.startswith("keep_")]
     config.write_text(f'inherit = "{ROOT / "configs" / "tiny-grpo.toml"}"\nname = "screen"\n'
                       f'strategy = "screen"\nplugins = ["{PLUGIN}"]\n')  # fmt: skip
 

@@ -24,7 +24,6 @@ from pcbench.steps import (
 )
 from pcbench.steps.update import advantages, update
 from pcbench.tasks import load_benchmark, template_for
-from pcbench.verify import Verifier
 
 from conftest import ARITH, TINY_POLICY
 
@@ -81,12 +80,6 @@ def test_score_is_pure_and_rescoring_changes_only_verdicts():
 
 
 # ---- real engine ----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def verifier():
-    with Verifier(workers=1) as v:
-        yield v
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from pcbench.config import CommitConfig, EvalConfig, PilotConfig, RunConfig
 from pcbench.loop import train
 from pcbench.policy import Policy
 from pcbench.run import open_run
-from pcbench.verify import Verifier
 from pcbench.widgets import Controls, Dashboard
 
 from conftest import ARITH, ROOT, TINY_POLICY, tiny_engine_config
@@ -56,12 +55,6 @@ def test_controls_switch_the_allocation_options_and_refuse_bad_ones():
     assert controls.cfg.pilot.stages == (0,) and controls.cfg.pilot.n_pilot == 2
     controls.sequential.value = False
     assert controls.cfg.pilot.stages == () and controls.cfg.commit.allocation == "value_per_cost"
-
-
-@pytest.fixture(scope="module")
-def verifier():
-    with Verifier(workers=1) as v:
-        yield v
 
 
 @pytest.fixture(scope="module")
