@@ -1,15 +1,14 @@
 """The peer strategies' loops (pcbench.peers) on the real engine, verifier and policy: every
 rollout counted, each strategy's per-prompt state as its rules say, an undone step leaving that
-state as it was (their exact resume is tests/test_resume.py's)."""
+state as it was and their exact resume are tests/test_resume.py's, for every strategy)."""
 
 import numpy as np
 import polars as pl
 import pytest
 
-import pcbench.steps.update as update_module
 from pcbench.algos import knapsack
 from pcbench.config import load_config
-from pcbench.loop import train, train_step
+from pcbench.loop import train
 from pcbench.prompt_state import KnapsackRewards
 from pcbench.regression import ledger_violations
 from pcbench.run import open_run
@@ -129,31 +128,6 @@ def test_a_peer_run_counts_every_rollout_and_keeps_its_rules_state(strategy, fre
     assert (ledger[f"rollout_stats/{strategy}"] == per_step).all()  # every rollout logged
     assert ledger["cumulative/rollouts"][-1] == rollouts.height  # and paid for
     CHECKS[strategy](s, cfg, ledger, rollouts, run.read("metrics"))
-
-
-@pytest.mark.parametrize("strategy", [*STRATEGIES, "pc-history"])
-def test_an_undone_peer_step_leaves_its_per_prompt_state_as_it_was(
-    strategy, fresh, tmp_path, monkeypatch
-):
-    """An interrupt at the update (after the step changed its per-prompt state) undoes the
-    step; its retry trains as if nothing happened."""
-    cfg = cfg_for(tmp_path, strategy, steps=3)
-    s, run = fresh(cfg)
-    train_step(s, cfg, run)
-    before, stream = s.prompt_state.state_dict(), s.stream.state_dict()
-    update = update_module.update
-
-    def interrupted(*args):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(update_module, "update", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        train_step(s, cfg, run)
-    assert s.step == 1 and s.prompt_state.state_dict() == before
-    assert s.stream.state_dict() == stream
-    monkeypatch.setattr(update_module, "update", update)
-    train_step(s, cfg, run)
-    assert s.step == 2 and s.prompt_state.state_dict() != before
 
 
 # ---- pcbench's combination: Pilot-Commit behind the history gate (pcbench.algos.gate) ---------

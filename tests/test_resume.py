@@ -116,6 +116,41 @@ def test_a_run_resumed_in_a_fresh_process_ends_like_one_never_stopped(case, resu
     assert ledger_violations(b) == []
 
 
+@pytest.mark.parametrize("case", CASES)
+def test_an_interrupted_step_is_undone_and_its_retry_trains_as_if_nothing_happened(
+    case, resumed, fresh, tmp_path, monkeypatch
+):
+    """An interrupt at the update (after the step drew its prompts, generated, filtered and
+    changed its per-prompt state) puts all of it back; the retried step then generates what
+    the uninterrupted run did (the fixture's run of the same config)."""
+    import pcbench.steps.update as update_module
+    from pcbench.loop import train_step
+
+    cfg = config_for(case, tmp_path)
+    s, run = fresh(cfg)
+    train_step(s, cfg, run)
+
+    def observe():
+        kept = s.prompt_state.state_dict() if s.prompt_state is not None else None
+        return (s.step, s.stream.state_dict(), s.buffer.state_dict()["entries"],
+                s.prior.state_dict(), kept)  # fmt: skip
+
+    before, update = observe(), update_module.update
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(update_module, "update", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_step(s, cfg, run)
+    assert observe() == before
+    assert s.ledger.rows[2]["rollout_stats/interrupted"] > 0  # what it generated stays paid
+    monkeypatch.setattr(update_module, "update", update)
+    _, frames = train_step(s, cfg, run)
+    whole = resumed[0][case].read("rollouts").filter(pl.col("step") == 2)
+    assert frames["rollouts"].select(whole.columns).equals(whole)
+
+
 def test_a_strategy_from_outside_the_library_resumes_exactly_after_sigkill_and_is_compared(
     resumed, tmp_path, capsys
 ):
