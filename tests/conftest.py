@@ -12,8 +12,8 @@ BENCHMARKS = SHARED / "benchmarks"
 TINY_POLICY = ROOT / "data" / "tiny-policy"
 ARITH = ROOT / "data" / "arith"
 
-# The built-in strategies register their rollout phases and ledger columns on first use of the
-# registry (a config does that); tests that build frames by hand come before any config.
+# The built-in strategies register their ledger columns on first use of the registry (a config
+# does that); a test that builds ledgers by hand may come before any config.
 strategies.names()
 
 # vLLM in the test process, with a small explicit CPU KV cache (DESIGN §5).

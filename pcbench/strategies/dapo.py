@@ -14,6 +14,7 @@ from pcbench.strategies.registry import Strategy, register
 @register("dapo")
 class DAPO(Strategy):
     phases = ("dapo",)
+    unselected_phases = ("dapo",)
     allocation = {
         "filtering_stats/dapo_kept": "kept",
         "filtering_stats/dapo_discarded": "all-equal (discarded)",

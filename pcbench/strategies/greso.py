@@ -68,6 +68,7 @@ class GresoConfig:
 @register("greso")
 class GRESO(Strategy):
     phases = ("greso",)
+    unselected_phases = ("greso",)
     table = GresoConfig
     allocation = {
         "filtering_stats/greso_kept": "kept",

@@ -9,6 +9,7 @@ from pcbench.strategies.registry import Strategy, register
 @register("grpo")
 class GRPO(Strategy):
     phases = ("grpo",)
+    unselected_phases = ("grpo",)
     allocation = {"filtering_stats/trained_prompts": "trained"}
 
     def step(self, s, cfg, step):

@@ -51,6 +51,7 @@ class KnapsackConfig:
 @register("knapsack")
 class KnapsackRL(Strategy):
     phases = ("knapsack",)
+    unselected_phases = ("knapsack",)
     table = KnapsackConfig
     allocation = {
         "filtering_stats/knapsack_informative": "0 < p < 1 (DP extras)",

@@ -56,6 +56,7 @@ class MoppsConfig:
 @register("mopps")
 class MoPPS(Strategy):
     phases = ("mopps",)
+    unselected_phases = ("mopps",)
     table = MoppsConfig
     allocation = {
         "filtering_stats/mopps_selected": "selected (all trained)",

@@ -34,6 +34,7 @@ class PCBatch:
 @register("pilot_commit")
 class PilotCommit(Strategy):
     phases = ("pilot", "commit")
+    unselected_phases = ("pilot",)
     hand_stages = True  # the dashboard's pilot, score, commit and update buttons
     allocation = {
         "filtering_stats/kept": "kept",

@@ -11,7 +11,7 @@ A strategy is a class with the attributes and methods below, registered by name:
         def budget_violations(self, cfg, col): ...          # its budget identity
 
 Everything else has a default (`Strategy`). The loop steps a run through `get(cfg.strategy)`,
-the ledger and the schemas learn its phases and counters at registration, the plots read its
+the ledger learns its phases' and counters' columns at registration, the plots read its
 allocation, `regression.ledger_violations` its budget identity, `memory` its rollouts per step,
 `State` its per-prompt state, the config its table (`[<name>]` in TOML, a frozen dataclass).
 
@@ -60,6 +60,9 @@ class Strategy:
     phases: ClassVar[tuple[str, ...]] = ()  # rollout phases (ROLLOUTS.phase, rollout_stats/*)
     allocation: ClassVar[dict[str, str]] = {}  # ledger counter -> label, the allocation plot
     counters: ClassVar[tuple[str, ...]] = ()  # further ledger counters it reports
+    # phases whose groups it draws before picking anything by their rewards (pcbench.profile
+    # reads a run's pass rates from them; Pilot-Commit's commits are of prompts a pilot kept)
+    unselected_phases: ClassVar[tuple[str, ...]] = ()
     table: ClassVar[type | None] = None  # its config table [<name>]: a frozen dataclass
     hand_stages: ClassVar[bool] = False  # the dashboard's pilot/score/commit buttons step it
 
@@ -112,7 +115,6 @@ def register(name: str):
         cls.name = name
         strategy = cls()
         _REGISTRY[name] = strategy
-        schema.known_phases(strategy.phases)
         ledger.known_columns(_columns(strategy))
         return cls
 
@@ -128,7 +130,7 @@ def _check(name: str, cls) -> None:
         why for attr, why in REQUIRED.items() if getattr(cls, attr) is getattr(Strategy, attr)
     ]
     phases = cls.phases
-    if not (isinstance(phases, tuple) and phases and all(isinstance(p, str) and p for p in phases)):
+    if not (isinstance(phases, tuple) and phases and all(isinstance(p, str) for p in phases)):
         missing.insert(
             0,
             "phases = ('...',): the rollout phases it generates under (the ledger "
@@ -138,6 +140,8 @@ def _check(name: str, cls) -> None:
         raise StrategyError(
             f"strategy {name!r} cannot be registered; add:\n  " + "\n  ".join(missing)
         )
+    if bad := [p for p in phases if not schema.is_phase_name(p)]:
+        raise StrategyError(f"strategy {name!r}: phases {bad} are not lowercase identifiers")
     reserved = {"eval", "interrupted", "lost", "trained"} & set(phases)
     if reserved:
         raise StrategyError(f"strategy {name!r}: phase names {sorted(reserved)} are reserved")
