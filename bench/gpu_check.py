@@ -135,7 +135,7 @@ def plain_bf16_move(path: Path, steps: int, lr: float) -> float:
 
 
 def logprob_memory(policy, rows: int, length: int) -> dict:
-    from pcbench.policy import _token_logprobs, make_batch
+    from pcbench.logprobs import make_batch, token_logprobs
 
     ids = torch.randint(0, 256, (rows, length))
     batch = make_batch([r[:64].tolist() for r in ids], [r[64:].tolist() for r in ids], 256)
@@ -148,7 +148,7 @@ def logprob_memory(policy, rows: int, length: int) -> dict:
         lp = lp.gather(-1, batch.input_ids[:, 1:, None].to(DEVICE))[..., 0]
         return torch.nn.functional.pad(lp, (1, 0)) * batch.completion_mask.to(DEVICE)
 
-    for name, fn in (("chunked", lambda: _token_logprobs(model, batch, DEVICE)), ("full", full)):
+    for name, fn in (("chunked", lambda: token_logprobs(model, batch, DEVICE)), ("full", full)):
         base = reset_peak()
         try:
             sync()

@@ -4,7 +4,7 @@
 
 A random Qwen2-shaped model with the real vocabulary (151,936; hidden 64, 1 layer, so the
 logits dominate), B sequences x T tokens, fp32 on CPU. "full" is the computation pcbench used
-before (log_softmax over (B, T, V) logits); "chunked" is `pcbench.policy._token_logprobs`
+before (log_softmax over (B, T, V) logits); "chunked" is `pcbench.logprobs.token_logprobs`
 (logit minus logsumexp over chunks of positions under 256 MiB, checkpointed). Each is measured
 in a fresh subprocess: peak resident memory (ru_maxrss) minus the resident memory before the
 forward, and the wall time of forward + backward.
@@ -23,7 +23,7 @@ SCRIPT = """
 import json, resource, sys, time
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
-from pcbench.policy import _token_logprobs, make_batch
+from pcbench.logprobs import make_batch, token_logprobs
 mode, rows, length = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 torch.manual_seed(0)
 cfg = Qwen2Config(vocab_size=151_936, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
@@ -36,7 +36,7 @@ def full():
     lp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
     lp = lp.gather(-1, batch.input_ids[:, 1:, None])[..., 0]
     return torch.nn.functional.pad(lp, (1, 0)) * batch.completion_mask
-fn = full if mode == "full" else (lambda: _token_logprobs(model, batch, "cpu"))
+fn = full if mode == "full" else (lambda: token_logprobs(model, batch, "cpu"))
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()
 lp = fn()

@@ -3,7 +3,7 @@
 `pcbench.ledger.Ledger` is the store (counters, gauges, timers, cumulative columns); these
 functions say which event adds what. The loop's Pilot-Commit rounds and the dashboard's
 hand-stepped stages (both through `pcbench.rounds`), the GRPO and DAPO baselines, batch closing,
-the peer strategies (pcbench.peers), training and epoch ends all count here, so a number in a ledger means the same thing whichever
+the peer strategies (pcbench.strategies), training and epoch ends all count here, so a number in a ledger means the same thing whichever
 path made it. Names are listed in the ledger's docstring.
 """
 

@@ -116,8 +116,8 @@ def _model_config(cfg: RunConfig, report: Report):
 
 
 def _check_model(cfg: RunConfig, model_config, report: Report, gpu_gib: float) -> None:
+    from pcbench.logprobs import LEAN_LOGPROB_ARCHITECTURES
     from pcbench.memory import memory_plan, parameter_count, step_seconds
-    from pcbench.policy import LEAN_LOGPROB_ARCHITECTURES
 
     ec, sampling = cfg.engine, cfg.sampling
     positions = getattr(model_config, "max_position_embeddings", None)

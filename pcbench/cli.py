@@ -131,11 +131,11 @@ def cmd_tiny_train(args) -> None:
     with tempfile.TemporaryDirectory(prefix="pcbench-sft-") as tmp:
         split, data = args.train_split, {}
         if args.slip:  # a noisy teacher's SFT split, drawn apart from the RL train split
-            from pcbench.tasks.arith import generate
+            from pcbench.tasks.arith import generate_problems
 
             slip = {level: p for level, p in enumerate(args.slip, start=1) if p > 0}
             split = Path(tmp) / "sft.parquet"
-            generate(args.sft_prompts, args.sft_seed, split="sft", slip=slip,
+            generate_problems(args.sft_prompts, args.sft_seed, split="sft", slip=slip,
                      slip_final_only=args.slip_final_only).write_parquet(split)  # fmt: skip
             data = {"prompts": args.sft_prompts, "seed": args.sft_seed, "slip": args.slip,
                     "slip_final_only": args.slip_final_only}  # fmt: skip

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from pcbench.strategies import registry
+
 CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
 EXPERIMENTS_DIR = CONFIGS_DIR / "experiments"  # one TOML per experiment (pcbench.experiments)
 
@@ -28,15 +30,15 @@ class ConfigError(ValueError):
     """A configuration value is invalid; the message says which and what to change."""
 
 
-def _require(ok: bool, message: str) -> None:
+def require(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
 
 
-def _positive(obj, *names: str) -> None:
+def positive(obj, *names: str) -> None:
     for name in names:
         value = getattr(obj, name)
-        _require(value > 0, f"{type(obj).__name__}.{name} = {value}: must be > 0")
+        require(value > 0, f"{type(obj).__name__}.{name} = {value}: must be > 0")
 
 
 @dataclass(frozen=True)
@@ -46,9 +48,9 @@ class SamplingConfig:
     max_tokens: int = 160  # longest completion; longer ones finish with "length"
 
     def __post_init__(self):
-        _require(self.temperature >= 0, f"temperature = {self.temperature}: use 0 (greedy) or more")
-        _require(0 < self.top_p <= 1, f"top_p = {self.top_p}: must be in (0, 1]")
-        _positive(self, "max_tokens")
+        require(self.temperature >= 0, f"temperature = {self.temperature}: use 0 (greedy) or more")
+        require(0 < self.top_p <= 1, f"top_p = {self.top_p}: must be in (0, 1]")
+        positive(self, "max_tokens")
 
 
 PRIORS = ("online", "flat")
@@ -76,17 +78,17 @@ class PilotConfig:
     gate: str = "none"
 
     def __post_init__(self):
-        _positive(self, "n_pilot", "prior_window", "prior_min")
-        _require(self.gate in GATES, f"pilot.gate = {self.gate!r}: use one of {GATES}")
+        positive(self, "n_pilot", "prior_window", "prior_min")
+        require(self.gate in GATES, f"pilot.gate = {self.gate!r}: use one of {GATES}")
         st = self.stages
-        _require(
+        require(
             all(0 <= a < b for a, b in itertools.pairwise((*st, self.n_pilot))),
             f"pilot.stages = {list(st)}: must increase strictly from >= 0 and stay below "
             f"n_pilot = {self.n_pilot} (the last stage)",
         )
-        _require(0 < self.delta < 0.5, f"pilot.delta = {self.delta}: must be in (0, 0.5)")
-        _require(0 <= self.explore <= 1, f"pilot.explore = {self.explore}: must be in [0, 1]")
-        _require(self.prior in PRIORS, f"pilot.prior = {self.prior!r}: use one of {PRIORS}")
+        require(0 < self.delta < 0.5, f"pilot.delta = {self.delta}: must be in (0, 0.5)")
+        require(0 <= self.explore <= 1, f"pilot.explore = {self.explore}: must be in [0, 1]")
+        require(self.prior in PRIORS, f"pilot.prior = {self.prior!r}: use one of {PRIORS}")
 
     @property
     def sequential(self) -> bool:
@@ -100,14 +102,14 @@ class ScoreConfig:
     evict_at: float = 1.0  # evict from later epochs if pilot mean >= this; > 1 disables
 
     def __post_init__(self):
-        _require(0 <= self.keep_min <= 1, f"keep_min = {self.keep_min}: must be in [0, 1]")
-        _require(0 <= self.keep_max <= 1, f"keep_max = {self.keep_max}: must be in [0, 1]")
-        _require(
+        require(0 <= self.keep_min <= 1, f"keep_min = {self.keep_min}: must be in [0, 1]")
+        require(0 <= self.keep_max <= 1, f"keep_max = {self.keep_max}: must be in [0, 1]")
+        require(
             self.keep_min <= self.keep_max,
             f"keep_min = {self.keep_min} > keep_max = {self.keep_max}: lower keep_min or raise "
             "keep_max (the keep band would be empty)",
         )
-        _require(
+        require(
             self.evict_at > self.keep_max,
             f"evict_at = {self.evict_at} <= keep_max = {self.keep_max}: a kept prompt would also be "
             "evicted; set evict_at above keep_max (1.0 evicts solved prompts, 1.01 never evicts)",
@@ -141,23 +143,23 @@ class CommitConfig:
     max_commit: int = 36  # value_per_cost: most commit rollouts of a kept prompt
 
     def __post_init__(self):
-        _positive(self, "n_commit")
-        _require(
+        positive(self, "n_commit")
+        require(
             self.allocation in ALLOCATIONS,
             f"commit.allocation = {self.allocation!r}: use one of {ALLOCATIONS}",
         )
-        _require(self.budget in BUDGETS, f"commit.budget = {self.budget!r}: use one of {BUDGETS}")
+        require(self.budget in BUDGETS, f"commit.budget = {self.budget!r}: use one of {BUDGETS}")
         # The bounds shape value-per-cost only; uniform commits n_commit to every kept prompt,
         # so a paper preset (n_commit 96) needs no bounds of its own.
-        _require(
+        require(
             self.allocation == "uniform"
             or 0 <= self.min_commit <= self.n_commit <= self.max_commit,
             f"commit bounds: need min_commit ({self.min_commit}) <= n_commit ({self.n_commit}) "
             f"<= max_commit ({self.max_commit}) for value_per_cost, so the uniform split fits them",
         )
-        _require(self.order in ORDERS, f"order = {self.order!r}: use one of {ORDERS}")
-        _require(self.max_staleness >= 0, f"max_staleness = {self.max_staleness}: must be >= 0")
-        _require(
+        require(self.order in ORDERS, f"order = {self.order!r}: use one of {ORDERS}")
+        require(self.max_staleness >= 0, f"max_staleness = {self.max_staleness}: must be >= 0")
+        require(
             self.n_reuse is None or self.n_reuse >= 0,
             f"n_reuse = {self.n_reuse}: use None (all) or a count >= 0",
         )
@@ -190,31 +192,31 @@ class UpdateConfig:
     micro_batch_size: int = 64  # rollouts per forward/backward (gradient accumulation)
 
     def __post_init__(self):
-        _positive(self, "lr", "grad_clip", "clip_low", "clip_high", "mini_batches")
-        _positive(self, "micro_batch_size")
-        _require(
+        positive(self, "lr", "grad_clip", "clip_low", "clip_high", "mini_batches")
+        positive(self, "micro_batch_size")
+        require(
             self.mini_batch_prompts is None or self.mini_batch_prompts > 0,
             f"mini_batch_prompts = {self.mini_batch_prompts}: use None or a count > 0",
         )
-        _require(
+        require(
             self.mini_batch_prompts is None or self.mini_batches == 1,
             f"mini_batch_prompts = {self.mini_batch_prompts} and mini_batches = "
             f"{self.mini_batches} both size the mini-batches: set one (mini_batches = 1)",
         )
-        _require(
+        require(
             not self.official_pc_normalisation or self.mini_batch_prompts is not None,
             "official_pc_normalisation sizes verl's mini-batches: set mini_batch_prompts too",
         )
-        _require(self.dual_clip > 1, f"dual_clip = {self.dual_clip}: must be > 1")
-        _require(self.loss_agg in LOSS_AGG, f"loss_agg = {self.loss_agg!r}: use one of {LOSS_AGG}")
-        _require(
+        require(self.dual_clip > 1, f"dual_clip = {self.dual_clip}: must be > 1")
+        require(self.loss_agg in LOSS_AGG, f"loss_agg = {self.loss_agg!r}: use one of {LOSS_AGG}")
+        require(
             self.advantage in ADVANTAGES, f"advantage = {self.advantage!r}: use one of {ADVANTAGES}"
         )
-        _require(
+        require(
             self.warmup_steps >= 0 and self.weight_decay >= 0 and self.kl_coef >= 0,
             "warmup_steps, weight_decay and kl_coef must be >= 0",
         )
-        _require(all(0 <= b < 1 for b in self.betas), f"betas = {self.betas}: each in [0, 1)")
+        require(all(0 <= b < 1 for b in self.betas), f"betas = {self.betas}: each in [0, 1)")
 
 
 @dataclass(frozen=True)
@@ -227,12 +229,10 @@ class EvalConfig:
     max_prompts: int | None = 200  # first this many test prompts (None: all)
 
     def __post_init__(self):
-        _positive(self, "every", "k")
-        _require(
-            self.n is None or self.n >= self.k, f"eval n = {self.n} < k = {self.k}: use n >= k"
-        )
-        _require(0 < self.top_p <= 1, f"top_p = {self.top_p}: must be in (0, 1]")
-        _require(
+        positive(self, "every", "k")
+        require(self.n is None or self.n >= self.k, f"eval n = {self.n} < k = {self.k}: use n >= k")
+        require(0 < self.top_p <= 1, f"top_p = {self.top_p}: must be in (0, 1]")
+        require(
             self.max_prompts is None or self.max_prompts > 0,
             f"max_prompts = {self.max_prompts}: use None (all) or a positive count",
         )
@@ -266,25 +266,25 @@ class EngineConfig:
     vllm_args: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
-        _require(self.kind in ENGINES, f"engine.kind = {self.kind!r}: use one of {ENGINES}")
-        _require(
+        require(self.kind in ENGINES, f"engine.kind = {self.kind!r}: use one of {ENGINES}")
+        require(
             self.dtype in ("float32", "bfloat16", "float16"),
             f"engine.dtype = {self.dtype!r}: use float32, bfloat16 or float16",
         )
-        _require(self.device in ("cpu", "cuda"), f"engine.device = {self.device!r}: cpu | cuda")
-        _positive(self, "max_model_len", "cpu_kv_cache_gb", "sync_check_every")
+        require(self.device in ("cpu", "cuda"), f"engine.device = {self.device!r}: cpu | cuda")
+        positive(self, "max_model_len", "cpu_kv_cache_gb", "sync_check_every")
         t = self.sync_tolerance
-        _require(t is None or t > 0, f"engine.sync_tolerance = {t}: must be > 0 (or unset)")
+        require(t is None or t > 0, f"engine.sync_tolerance = {t}: must be > 0 (or unset)")
         u = self.gpu_memory_utilization
-        _require(u is None or 0 < u <= 1, f"gpu_memory_utilization = {u}: in (0, 1] or unset")
-        _require(isinstance(self.vllm_args, dict), "engine.vllm_args must be a table")
-        _require(
+        require(u is None or 0 < u <= 1, f"gpu_memory_utilization = {u}: in (0, 1] or unset")
+        require(isinstance(self.vllm_args, dict), "engine.vllm_args must be a table")
+        require(
             not self.vllm_args or self.kind == "vllm",
             f"engine.kind = {self.kind!r} does not take the vLLM arguments "
             f"{sorted(self.vllm_args)}: remove them or use engine.kind = 'vllm'",
         )
         _check_owned_vllm_args(self.vllm_args)
-        _require(
+        require(
             self.seeding in SEEDINGS, f"engine.seeding = {self.seeding!r}: use one of {SEEDINGS}"
         )
 
@@ -327,7 +327,7 @@ def _vllm_arg_names() -> frozenset[str] | None:
 
 def _check_owned_vllm_args(args: dict[str, Any]) -> None:
     for key in args:
-        _require(
+        require(
             key not in _OWNED_VLLM_ARGS,
             f"engine.{key}: pcbench sets this itself; use {_OWNED_VLLM_ARGS.get(key)}",
         )
@@ -370,17 +370,17 @@ class VerifyConfig:
     reward_wrong: float = 0.0  # also the reward of no_answer, timeout and error
 
     def __post_init__(self):
-        _require(
+        require(
             self.extraction in EXTRACTIONS,
             f"verify.extraction = {self.extraction!r}: use one of {EXTRACTIONS}",
         )
-        _positive(self, "timeout_s", "workers", "memory_limit_gb")
-        _require(self.cache_size >= 0, f"verify.cache_size = {self.cache_size}: must be >= 0")
-        _require(
+        positive(self, "timeout_s", "workers", "memory_limit_gb")
+        require(self.cache_size >= 0, f"verify.cache_size = {self.cache_size}: must be >= 0")
+        require(
             0 < self.max_error_rate <= 1,
             f"verify.max_error_rate = {self.max_error_rate}: must be in (0, 1]",
         )
-        _require(
+        require(
             0 <= self.warn_timeout_rate <= 1,
             f"verify.warn_timeout_rate = {self.warn_timeout_rate}: must be in [0, 1]",
         )
@@ -401,8 +401,8 @@ class TrackingConfig:
 
     def __post_init__(self):
         unknown = [b for b in self.backends if b not in TRACKERS]
-        _require(not unknown, f"tracking.backends = {list(self.backends)}: use {TRACKERS}")
-        _require(
+        require(not unknown, f"tracking.backends = {list(self.backends)}: use {TRACKERS}")
+        require(
             self.wandb_mode in WANDB_MODES,
             f"tracking.wandb_mode = {self.wandb_mode!r}: use one of {WANDB_MODES}",
         )
@@ -435,19 +435,19 @@ class ClusterConfig:
     collective_timeout_s: float = 300.0  # a rank silent this long fails the update loudly
 
     def __post_init__(self):
-        _positive(self, "engines", "train_workers", "collective_timeout_s")
-        _require(self.verifier_actors >= 0, "cluster.verifier_actors must be >= 0")
-        _require(
+        positive(self, "engines", "train_workers", "collective_timeout_s")
+        require(self.verifier_actors >= 0, "cluster.verifier_actors must be >= 0")
+        require(
             self.train_sharding in TRAIN_SHARDING,
             f"cluster.train_sharding = {self.train_sharding!r}: use one of {TRAIN_SHARDING}",
         )
-        _require(
+        require(
             self.train_sharding == "replicate" or self.train_workers > 1,
             "cluster.train_sharding = 'fsdp' shards over train_workers ranks: set "
             "cluster.train_workers > 1",
         )
         for name in ("engine_cpus", "engine_gpus", "worker_cpus", "worker_gpus", "verifier_cpus"):
-            _require(getattr(self, name) >= 0, f"cluster.{name} = {getattr(self, name)}: >= 0")
+            require(getattr(self, name) >= 0, f"cluster.{name} = {getattr(self, name)}: >= 0")
 
     @property
     def sharded(self) -> bool:
@@ -478,97 +478,12 @@ class ClusterConfig:
         return bool(self.address) or self.engines > 1
 
 
-# ---- the peer strategies (issue 21; docs/method.md "Peer strategies") ------------------------
-# Their published runs use B = 256 (GRESO's R1-Distill run 128, Geo3k's MoPPS 512) prompts x
-# n = 8 rollouts. The embedded default scales the Pilot-Commit paper preset the same way for
-# every strategy: B 128 -> 8 prompts per step and n 128 -> 16 rollouts per prompt, keeping the
-# ratios (pool factor G/B = 3, pilot fraction 1/4). So the peers run at the default's B and n
-# (batch_prompts, and n = n_pilot + n_commit as GRPO and DAPO use it), which makes every strategy's
-# step cost B x n before filtering; sizes their code gives in prompts keep their ratio to B
-# (GRESO's round 384 = 1.5 B -> 12, its smallest round 64 = B/4 -> 2, MoPPS's 16 B candidates).
-# Probabilities, targets and rollout counts that set an estimate's precision (Knapsack's 16-reward
-# window, the 2-rollout floor, the 128 cap) are kept as published.
+# ---- the strategies' own tables ------------------------------------------------------------
+# Each strategy's table ([greso], [mopps], [knapsack], or a plugin's) is a frozen dataclass that
+# lives with its strategy (pcbench.strategies.<name>: `Strategy.table`); RunConfig keeps the
+# tables given in `tables` and reads any by name (`cfg.greso`), its defaults where not given.
 
 
-@dataclass(frozen=True)
-class GresoConfig:
-    p_easy: float = 0.5  # initial keep base after all-correct groups (skip 1 - p^z); +data.p_easy
-    p_hard: float = 0.5  # initial keep base after all-wrong groups; +data.p_hard
-    target_zero_variance: float = 0.25  # p_easy aims at 1/3 of it all-correct, p_hard at 2/3
-    round_prompts: int = 12  # largest round, prompts surviving the skip (384 at B 256: 1.5 B)
-    min_round_prompts: int = 2  # smallest later round (64 at B 256: B / 4)
-
-    def __post_init__(self):
-        for name in ("p_easy", "p_hard"):  # adapt() keeps them in [0.05, 0.95] once it runs
-            value = getattr(self, name)
-            _require(0 < value <= 1, f"greso.{name} = {value}: must be in (0, 1]")
-        t = self.target_zero_variance
-        _require(0 < t < 1, f"greso.target_zero_variance = {t}: must be in (0, 1)")
-        _positive(self, "round_prompts", "min_round_prompts")
-        _require(
-            self.min_round_prompts <= self.round_prompts,
-            f"greso.min_round_prompts = {self.min_round_prompts} > round_prompts = "
-            f"{self.round_prompts}: lower min_round_prompts or raise round_prompts",
-        )
-
-
-MOPPS_SELECTIONS = ("topk", "band")
-
-
-@dataclass(frozen=True)
-class MoppsConfig:
-    candidate_ratio: float = 16.0  # candidates per step = ratio x B, B selected (ts_ratio; math 16)
-    selection: str = "topk"  # topk: draws nearest 0.5 | band: draws inside `band` (threshold)
-    band: tuple[float, float] = (0.3, 0.7)  # selection = band: the draws it prefers
-    decay: float = 1.0  # lambda: 1 keeps all evidence (math); 0.5 on countdown / geo3k
-    prior: tuple[float, float] = (1.0, 1.0)  # Beta(alpha0, beta0) of a prompt never rolled out
-
-    def __post_init__(self):
-        _require(
-            self.candidate_ratio >= 1,
-            f"mopps.candidate_ratio = {self.candidate_ratio}: must be >= 1 (B of ratio x B "
-            "candidates are selected)",
-        )
-        _require(
-            self.selection in MOPPS_SELECTIONS,
-            f"mopps.selection = {self.selection!r}: use one of {MOPPS_SELECTIONS}",
-        )
-        lo, hi = self.band
-        _require(0 <= lo < hi <= 1, f"mopps.band = {list(self.band)}: need 0 <= low < high <= 1")
-        _require(0 <= self.decay <= 1, f"mopps.decay = {self.decay}: must be in [0, 1]")
-        _require(all(x > 0 for x in self.prior), f"mopps.prior = {list(self.prior)}: both > 0")
-
-    def candidates(self, batch_prompts: int) -> int:
-        return int(self.candidate_ratio * batch_prompts)
-
-
-@dataclass(frozen=True)
-class KnapsackConfig:
-    min_n: int = 2  # rollouts of a prompt with 0 < p < 1 before its DP extra (MIN_N)
-    max_n: int = 128  # most rollouts the DP gives one prompt (MAX_N)
-    negative_n: int = 2  # rollouts of a prompt estimated p = 0 (NEGATIVE_N)
-    positive_n: int = 2  # rollouts of a prompt estimated p = 1 (POSITIVE_N)
-    alpha: float = 0.9  # cost cap: samples to see both outcomes with this probability
-    window: int = 16  # p = mean of the last this many rewards (reward_buffer_length)
-    known_after: int = 8  # rewards seen before p counts; till then n (min_buffer_length)
-
-    def __post_init__(self):
-        for name in ("min_n", "negative_n", "positive_n"):
-            value = getattr(self, name)
-            _require(
-                value >= 2,
-                f"knapsack.{name} = {value}: must be >= 2 (a group of one has no baseline: its "
-                "advantage is 0)",
-            )
-        _require(
-            self.max_n >= self.min_n,
-            f"knapsack.max_n = {self.max_n} < min_n = {self.min_n}: raise max_n",
-        )
-        _require(0 < self.alpha < 1, f"knapsack.alpha = {self.alpha}: must be in (0, 1)")
-        _positive(self, "window", "known_after")
-
-
-STRATEGIES = ("pilot_commit", "grpo", "dapo", "greso", "mopps", "knapsack")
 ON_MAX_ROUNDS = ("raise", "train_partial")
 SECTIONS = {
     "sampling": SamplingConfig,
@@ -581,16 +496,14 @@ SECTIONS = {
     "verify": VerifyConfig,
     "tracking": TrackingConfig,
     "cluster": ClusterConfig,
-    "greso": GresoConfig,
-    "mopps": MoppsConfig,
-    "knapsack": KnapsackConfig,
 }
 
 
 @dataclass(frozen=True)
 class RunConfig:
     name: str = "tiny-pc"  # run directory name under runs/
-    strategy: str = "pilot_commit"  # pilot_commit | grpo | dapo | greso | mopps | knapsack
+    strategy: str = "pilot_commit"  # a registered strategy: pcbench.strategies.names()
+    plugins: tuple[str, ...] = ()  # modules or .py files that register strategies, imported first
     model: str = "data/tiny-policy"  # HF model dir or hub id
     train: str = "data/arith/train.parquet"  # PROMPTS parquet of training prompts
     train_prompts: int | None = None  # first this many training prompts, file order (None: all)
@@ -614,59 +527,69 @@ class RunConfig:
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
-    greso: GresoConfig = field(default_factory=GresoConfig)  # strategy = "greso" only
-    mopps: MoppsConfig = field(default_factory=MoppsConfig)  # strategy = "mopps" only
-    knapsack: KnapsackConfig = field(default_factory=KnapsackConfig)  # strategy = "knapsack" only
+    # strategy tables given ([greso] ...: name -> its Strategy.table instance); read them as
+    # attributes (cfg.greso), which gives the table's defaults for one not given
+    tables: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
-        _require(
-            self.strategy in STRATEGIES, f"strategy = {self.strategy!r}: use one of {STRATEGIES}"
-        )
-        _require(
+        try:
+            registry.load_plugins(self.plugins)
+            strategy = registry.get(self.strategy)
+        except registry.StrategyError as e:
+            raise ConfigError(str(e)) from None
+        strategy.validate(self)
+        require(
             self.on_max_rounds in ON_MAX_ROUNDS,
             f"on_max_rounds = {self.on_max_rounds!r}: use one of {ON_MAX_ROUNDS}",
         )
-        _positive(self, "batch_prompts", "pool_prompts", "max_rounds", "steps")
-        _positive(self, "checkpoint_every", "keep_checkpoints")
-        _require(
-            not self.update.official_pc_normalisation or self.strategy == "pilot_commit",
+        positive(self, "batch_prompts", "pool_prompts", "max_rounds", "steps")
+        positive(self, "checkpoint_every", "keep_checkpoints")
+        require(
+            not self.update.official_pc_normalisation or "commit" in strategy.phases,
             f"update.official_pc_normalisation is the official Pilot-Commit code's: strategy = "
             f"{self.strategy!r} has no commit rollouts to size mini-batches by",
         )
-        _require(
-            self.pilot.gate == "none" or self.strategy == "pilot_commit",
+        require(
+            self.pilot.gate == "none" or "pilot" in strategy.phases,
             f"pilot.gate = {self.pilot.gate!r} gates Pilot-Commit's pilots: strategy = "
             f"{self.strategy!r} has none (use strategy = 'pilot_commit' or pilot.gate = 'none')",
         )
-        _require(
+        require(
             self.train_prompts is None or self.train_prompts > 0,
             f"train_prompts = {self.train_prompts}: use None (all) or a positive count",
         )
-        _require(
+        require(
             bool(self.name) and "/" not in self.name,
             f"name = {self.name!r}: use a non-empty name without '/'",
         )
         n_reuse = self.commit.n_reuse
-        _require(
+        require(
             n_reuse is None or n_reuse <= self.pilot.n_pilot,
             f"commit.n_reuse = {n_reuse} > pilot.n_pilot = {self.pilot.n_pilot}: "
             "reuse at most the pilot rollouts there are",
         )
         cc = self.cluster
-        _require(
+        require(
             not cc.sharded or cc.remote_engines or self.engine.kind != "vllm",
             "cluster.train_sharding = 'fsdp' needs the vLLM engine on Ray (cluster.engines > 1 "
             "or a cluster.address): a vLLM engine in this process takes its default "
             "torch.distributed group, which the sharded ranks need",
         )
-        if self.strategy == "knapsack":  # unknown prompts get n: the base split must fit B x n
-            k, n = self.knapsack, self.group_size
-            _require(
-                max(k.min_n, k.negative_n, k.positive_n) <= n,
-                f"knapsack min_n / negative_n / positive_n ({k.min_n} / {k.negative_n} / "
-                f"{k.positive_n}) exceed the group size n = {n} (n_pilot + n_commit): the budget "
-                "B x n could not pay for them; lower them or raise the group size",
-            )
+        for name, table in self.tables.items():
+            kind = _table_class(name)
+            require(isinstance(table, kind), f"tables[{name!r}]: expected a {kind.__name__}")
+
+    def __getattr__(self, name: str):
+        """A strategy's table by its name (cfg.greso): as given, else its defaults."""
+        if name.startswith("_"):
+            raise AttributeError(name)
+        tables = self.__dict__.get("tables", {})
+        if name in tables:
+            return tables[name]
+        try:
+            return _table_class(name)()
+        except ConfigError:
+            raise AttributeError(f"RunConfig has no {name!r}") from None
 
     @property
     def seeding(self) -> str:
@@ -687,44 +610,22 @@ class RunConfig:
 
     @property
     def min_epoch_prompts(self) -> int:
-        """Training prompts an epoch must hold for a step to be able to fill its batch.
-
-        Pilot-Commit commits only prompts piloted in an earlier round of the same epoch (a round
-        takes from the buffer before its own pilots are classified, and the buffer is emptied at
-        the epoch's end), so it needs two pools; GRPO and Knapsack-RL need one batch, DAPO one
-        pool, GRESO one round of survivors, MoPPS one set of candidates."""
-        return {
-            "pilot_commit": 2 * self.pool_prompts,
-            "dapo": self.pool_prompts,
-            "greso": self.greso.round_prompts,
-            "mopps": self.mopps.candidates(self.batch_prompts),
-        }.get(self.strategy, self.batch_prompts)
+        """Training prompts an epoch must hold for a step to be able to fill its batch (the
+        strategy's `epoch_need`: two pools for Pilot-Commit, which commits only prompts piloted
+        in an earlier round of the same epoch; one batch for GRPO; ...)."""
+        return registry.get(self.strategy).epoch_need(self)[0]
 
     @property
     def epoch_need(self) -> str:
         """Why an epoch needs min_epoch_prompts, in the config's own names (for errors)."""
-        if self.strategy == "pilot_commit":
-            return (
-                f"2 pools of pool_prompts = {self.pool_prompts}, since a round commits only "
-                "prompts piloted in an earlier round"
-            )
-        if self.strategy in ("grpo", "knapsack"):
-            return f"one batch of batch_prompts = {self.batch_prompts}"
-        if self.strategy == "greso":
-            return f"one round of greso.round_prompts = {self.greso.round_prompts}"
-        if self.strategy == "mopps":
-            return (
-                f"one set of mopps.candidate_ratio x batch_prompts = "
-                f"{self.mopps.candidates(self.batch_prompts)} candidates"
-            )
-        return f"one pool of pool_prompts = {self.pool_prompts}"
+        return registry.get(self.strategy).epoch_need(self)[1]
 
     def with_pilot_fraction(self, fraction: float, group_size: int | None = None) -> RunConfig:
         """The same config with n_pilot = round(fraction * n) at a fixed group size n."""
         n = group_size or self.group_size
-        _require(0 < fraction < 1, f"pilot_fraction = {fraction}: must be in (0, 1)")
+        require(0 < fraction < 1, f"pilot_fraction = {fraction}: must be in (0, 1)")
         n_pilot = round(fraction * n)
-        _require(
+        require(
             0 < n_pilot < n,
             f"pilot_fraction = {fraction} of group size {n} leaves "
             f"{n_pilot} pilot and {n - n_pilot} commit rollouts; both must be >= 1",
@@ -740,26 +641,56 @@ class RunConfig:
         )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain values, strategy tables as top-level sections: the run's own strategy's always,
+        another's only where it differs from its defaults (it changes nothing then)."""
+        out = dataclasses.asdict(self)
+        del out["tables"]
+        own = registry.get(self.strategy).table
+        if own is not None:
+            out[self.strategy] = dataclasses.asdict(getattr(self, self.strategy))
+        for name, table in self.tables.items():
+            if name != self.strategy and table != type(table)():
+                out[name] = dataclasses.asdict(table)
+        return out
+
+
+def _table_class(name: str) -> type:
+    """The config table of the strategy registered as `name` (ConfigError if it has none)."""
+    try:
+        table = registry.get(name).table
+    except registry.StrategyError:
+        table = None
+    if table is None:
+        raise ConfigError(f"[{name}]: no registered strategy of that name has a config table")
+    return table
 
 
 def _build(cls, values: dict[str, Any], where: str):
-    known = {f.name: f for f in fields(cls)}
+    known = {f.name: f for f in fields(cls) if f.name != "tables"}
+    if cls is RunConfig:  # a plugin's strategy table is known once its module is imported
+        try:
+            registry.load_plugins(values.get("plugins", ()))
+        except registry.StrategyError as e:
+            raise ConfigError(str(e)) from None
     if cls is EngineConfig:  # [engine] keys pcbench does not know are vLLM's (checked there)
         extra = {k: v for k, v in values.items() if k not in known}
         values = {k: v for k, v in values.items() if k in known}
         if extra:
             values["vllm_args"] = {**values.get("vllm_args", {}), **extra}
+    tables = _strategy_tables() if cls is RunConfig else {}
     for key in values:
-        if key not in known:
-            hint = difflib.get_close_matches(key, known, n=1)
+        if key not in known and key not in tables:
+            hint = difflib.get_close_matches(key, [*known, *tables], n=1)
             raise ConfigError(
                 f"unknown key {where}{key}" + (f"; did you mean {hint[0]!r}?" if hint else "")
             )
     kwargs = {}
     for key, value in values.items():
-        if key in SECTIONS and cls is RunConfig:
-            _require(isinstance(value, dict), f"[{key}] must be a table")
+        if key in tables:
+            require(isinstance(value, dict), f"[{key}] must be a table")
+            kwargs.setdefault("tables", {})[key] = _build(tables[key], value, f"{key}.")
+        elif key in SECTIONS and cls is RunConfig:
+            require(isinstance(value, dict), f"[{key}] must be a table")
             kwargs[key] = _build(SECTIONS[key], value, f"{key}.")
         else:
             _check_type(known[key], value, where)
@@ -770,14 +701,21 @@ def _build(cls, values: dict[str, Any], where: str):
         raise ConfigError(f"{where or 'config'}: {e}") from None
 
 
+def _strategy_tables() -> dict[str, type]:
+    """Registered strategies' config tables by name (the TOML sections they own)."""
+    return {n: t for n in registry.names() if (t := registry.get(n).table) is not None}
+
+
 _SCALARS = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
 
 
 def _check_type(f, value, where: str) -> None:
     """A scalar field given a value of another type is refused, naming the key (`--set
-    steps=ten` would otherwise fail deep inside a comparison)."""
-    optional = f.type.endswith(" | None")
-    base = f.type.removesuffix(" | None")
+    steps=ten` would otherwise fail deep inside a comparison). A table written without
+    `from __future__ import annotations` (a plugin's) has types, not their names."""
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    optional = kind.endswith(" | None")
+    base = kind.removesuffix(" | None")
     if base not in _SCALARS or (optional and value is None):
         return
     if isinstance(value, bool) != (base == "bool") or not isinstance(value, _SCALARS[base]):
@@ -789,7 +727,7 @@ def _check_type(f, value, where: str) -> None:
 def _parse_override(text: str) -> tuple[list[str], Any]:
     """'update.lr=1e-5' -> (['update', 'lr'], 1e-05); the value is read as a TOML value."""
     key, sep, raw = text.partition("=")
-    _require(bool(sep) and bool(key.strip()), f"override {text!r}: write it as key=value")
+    require(bool(sep) and bool(key.strip()), f"override {text!r}: write it as key=value")
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
@@ -828,7 +766,7 @@ def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """A TOML file's values; `inherit = "other.toml"` (relative to it) supplies the defaults."""
     if not path.exists():
         raise ConfigError(f"{path}: no such config file")
-    _require(path.resolve() not in seen, f"{path}: `inherit` loops back to itself")
+    require(path.resolve() not in seen, f"{path}: `inherit` loops back to itself")
     try:
         values = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:

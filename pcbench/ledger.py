@@ -2,18 +2,17 @@
 
 One row per step. Counters are summed within a step (`add`), gauges are overwritten (`set`).
 Names follow the official recipe's metric groups so the two logs line up:
-    rollout_stats/{pilot,commit,grpo,dapo,greso,mopps,knapsack}   rollouts generated, by phase
+    rollout_stats/<phase>                    rollouts generated, by phase (each strategy's
+                                             own: pilot and commit for Pilot-Commit, grpo...)
     rollout_stats/interrupted                rollouts an undone (interrupted) attempt generated
     rollout_stats/trained                    rollouts in the trained batch
     rollout_stats/lost                       rollouts a dead engine replica was generating
                                              (regenerated elsewhere; tokens unknown, uncounted)
-    token_stats/{<the phases above>,interrupted}   completion tokens generated, by phase
-    filtering_stats/{seen,kept,too_easy,too_hard,evict_marked,evicted}   prompts (PC)
-    filtering_stats/{dapo_kept,dapo_discarded,dapo_surplus}             groups (DAPO)
-    filtering_stats/{greso_kept,greso_discarded,greso_surplus}          groups (GRESO)
-    filtering_stats/{greso_skipped_easy,greso_skipped_hard}    prompts skipped unrolled (GRESO)
-    filtering_stats/{mopps_selected,mopps_passed_over}         candidates (MoPPS)
-    filtering_stats/knapsack_{unknown,informative,hard,easy}   prompts by estimate (Knapsack-RL)
+    token_stats/{<phase>,interrupted}        completion tokens generated, by phase
+    filtering_stats/trained_prompts          prompts in the trained batch
+    filtering_stats/*                        each strategy's counters (its `allocation` and
+                                             `counters`, pcbench.strategies: PC's seen, kept,
+                                             too_easy...; dapo_kept...; greso_*; mopps_*...)
     buffer_stats/{add,take,stale_drop,size,age_sum,age_max}   (mean age = age_sum / take)
     verifier/*, rounds, epochs, interrupted (attempts undone, pcbench.atomic)
     time/{generate,score,update,sync,evaluate,log,step}   seconds (generate includes verify;
@@ -31,24 +30,20 @@ from contextlib import contextmanager
 
 import polars as pl
 
-GENERATING_PHASES = ("pilot", "commit", "grpo", "dapo", "greso", "mopps", "knapsack")
-# What the cumulative cost sums: the phases, plus what an undone attempt generated (paid for,
-# never trained on; pcbench.atomic).
-PAID = (*GENERATING_PHASES, "interrupted")
-PAID_ROLLOUTS = (*PAID, "lost")  # a dead replica's rollouts: paid, their tokens unknown
 CUMULATIVE = ("cumulative/rollouts", "cumulative/tokens", "cumulative/seconds")
+# What a step's rollouts cost: rollout_stats/<phase> and token_stats/<phase> for every phase a
+# strategy generates under (its own names: the ledger lists none), plus what an undone attempt
+# generated (interrupted: paid for, never trained on; pcbench.atomic) and, for rollouts only,
+# what a dead replica was generating (lost: paid, its tokens unknown). rollout_stats/trained is
+# the one rollout count that is not a cost.
+NOT_PAID = ("rollout_stats/trained",)
 # Every name pcbench counts, so that each step's ledger part has the same columns (0 where a
 # step counted nothing) and `pl.read_parquet("runs/x/ledger/*.parquet")` reads a whole run.
-COLUMNS = (
-    *(f"rollout_stats/{p}" for p in (*PAID_ROLLOUTS, "trained")),
-    *(f"token_stats/{p}" for p in PAID),
-    *(f"filtering_stats/{n}" for n in (
-        "seen", "kept", "too_easy", "too_hard", "evict_marked", "evicted", "trained_prompts",
-        "early_stopped", "prior_skipped", "prior_explored", "gate_skipped_easy",
-        "gate_skipped_hard", "dapo_kept", "dapo_discarded",
-        "dapo_surplus", "greso_kept", "greso_discarded", "greso_surplus", "greso_skipped_easy",
-        "greso_skipped_hard", "mopps_selected", "mopps_passed_over", "knapsack_unknown",
-        "knapsack_informative", "knapsack_hard", "knapsack_easy")),
+# The registered strategies add their phases' and counters' columns (`known_columns`).
+COLUMNS = [
+    *(f"rollout_stats/{p}" for p in ("interrupted", "lost", "trained")),
+    "token_stats/interrupted",
+    "filtering_stats/trained_prompts",
     *(f"buffer_stats/{n}" for n in (
         "add", "take", "stale_drop", "size", "age_sum", "age_max", "epoch_clear")),
     *(f"verifier/{n}" for n in (
@@ -56,7 +51,17 @@ COLUMNS = (
         "timeout_alarm", "worker_restarts", "error_rate", "timeout_rate", "cache_hit_rate")),
     *(f"time/{n}" for n in ("generate", "score", "update", "sync", "evaluate", "log", "step")),
     "rounds", "epochs", "partial_batch", "interrupted",
-)  # fmt: skip
+]  # fmt: skip
+
+
+def known_columns(names) -> None:
+    """Columns every ledger frame carries from now on (a strategy's, at its registration)."""
+    COLUMNS.extend(n for n in names if n not in COLUMNS)
+
+
+def is_paid(name: str) -> bool:
+    """A rollout or token count that is part of the cumulative cost."""
+    return name.startswith(("rollout_stats/", "token_stats/")) and name not in NOT_PAID
 
 
 def is_count(name: str) -> bool:
@@ -96,11 +101,10 @@ class Ledger:
 
     def count_rollouts(self, step: int, rollouts: pl.DataFrame) -> None:
         """Add generated rollouts and tokens by phase (eval rollouts are not counted)."""
-        for phase in GENERATING_PHASES:
-            part = rollouts.filter(pl.col("phase") == phase)
-            if part.height:
-                self.add(step, f"rollout_stats/{phase}", part.height)
-                self.add(step, f"token_stats/{phase}", part["n_tokens"].sum())
+        by_phase = rollouts.filter(pl.col("phase") != "eval").group_by("phase", maintain_order=True)
+        for (phase,), part in by_phase:
+            self.add(step, f"rollout_stats/{phase}", part.height)
+            self.add(step, f"token_stats/{phase}", part["n_tokens"].sum())
 
     @contextmanager
     def time(self, step: int, stage: str):
@@ -113,8 +117,9 @@ class Ledger:
     def generated(self, step: int) -> tuple[float, float]:
         """(rollouts, tokens) generated for training at `step` (interrupted attempts included)."""
         row = self.rows.get(step, {})
-        rollouts = sum(row.get(f"rollout_stats/{p}", 0.0) for p in PAID_ROLLOUTS)
-        tokens = sum(row.get(f"token_stats/{p}", 0.0) for p in PAID)
+        paid = [k for k in row if is_paid(k)]
+        rollouts = sum((row[k] for k in paid if k.startswith("rollout_stats/")), 0.0)
+        tokens = sum((row[k] for k in paid if k.startswith("token_stats/")), 0.0)
         return rollouts, tokens
 
     def frame(self) -> pl.DataFrame:

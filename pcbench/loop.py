@@ -1,176 +1,36 @@
-"""Strategies as short loops over the steps: pilot_commit_step, grpo_step, dapo_step; train().
-The peer strategies (GRESO, MoPPS, Knapsack-RL) are in pcbench.peers, registered in STEP_FNS.
+"""The training loop: `train_step` drives one step of any registered strategy
+(pcbench.strategies: `strategies.get(cfg.strategy).step`), then evaluates, logs and checkpoints
+it; `train` repeats it to cfg.steps. The loop names no strategy.
 
-Every state change is on its own line: the stream hands out prompts, the buffer takes and adds,
-the ledger counts, the policy steps, the engine syncs. A step function returns its update
-metrics, or None when the epoch ran out before the batch filled; `train_step` then ends the
-epoch (partial batch discarded, buffer cleared, evictions applied, DESIGN §4.6) and calls it
-again for the same step, once: a step that a whole fresh epoch cannot fill raises
-EpochTooSmallError instead of looping. Rollouts generated for a discarded batch stay counted.
+A strategy's step returns its update metrics, or None when the epoch ran out before the batch
+filled; `train_step` then ends the epoch (partial batch discarded, buffer cleared, evictions
+applied, DESIGN §4.6) and calls it again for the same step, once: a step that a whole fresh
+epoch cannot fill raises EpochTooSmallError instead of looping. Rollouts generated for a
+discarded batch stay counted.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import polars as pl
 from tqdm.auto import tqdm
 
-from pcbench import accounting, atomic, peers
+from pcbench import accounting, atomic
 from pcbench.config import RunConfig
 from pcbench.ledger import CUMULATIVE
 from pcbench.memory import return_freed_memory
-from pcbench.rounds import PCRound, run_round
 from pcbench.schema import METRICS
 from pcbench.state import State
-from pcbench.steps import call_seed, eval_summary, evaluate, generate, requests, score, update
+from pcbench.steps import eval_summary, evaluate
+from pcbench.steps.batch import MaxRoundsError, train_on
+from pcbench.strategies import registry
 
-
-class MaxRoundsError(RuntimeError):
-    """A step did not fill its batch within max_rounds rounds (the official code raises too)."""
+__all__ = ["EpochTooSmallError", "MaxRoundsError", "train", "train_on", "train_step"]
 
 
 class EpochTooSmallError(RuntimeError):
     """A whole epoch of training prompts could not fill one batch: another would not either."""
-
-
-# ---- Pilot-Commit ---------------------------------------------------------------------------
-
-
-@dataclass
-class PCBatch:
-    rounds: list[PCRound]
-    rollouts: pl.DataFrame | None  # training rollouts (None: nothing to train on)
-    stale_dropped: list[str]
-    epoch_ended: bool = False  # the epoch ran out before the batch filled
-
-
-def collect_pilot_commit(s: State, cfg: RunConfig, step: int) -> PCBatch:
-    """Rounds until B prompts are committed (`rollouts` None if the epoch ran out first)."""
-    rounds, in_batch = [], 0
-    for r in range(1, cfg.max_rounds + 1):
-        result = run_round(s, cfg, step, r, cfg.batch_prompts - in_batch)
-        if result is None:
-            return PCBatch(rounds, None, [], epoch_ended=True)
-        rounds.append(result)
-        in_batch += len(result.taken)
-        if in_batch >= cfg.batch_prompts:
-            break
-    else:
-        max_rounds_reached(s, cfg, step, in_batch)
-    return close_batch(s, step, rounds)
-
-
-def close_batch(s: State, step: int, rounds: list[PCRound]) -> PCBatch:
-    """The step's batch is complete (or given up on): stale pilots dropped, after the take of a
-    completed step (official order), and the rounds' training groups joined. The loop and the
-    dashboard's update button both end a Pilot-Commit batch here."""
-    dropped = s.buffer.drop_stale(step)
-    accounting.count_batch_closed(s.ledger, step, len(dropped), len(s.buffer))
-    groups = [g for res in rounds for g in res.groups]
-    return PCBatch(rounds, pl.concat(groups, how="diagonal_relaxed") if groups else None, dropped)
-
-
-def pilot_commit_step(s: State, cfg: RunConfig, step: int) -> dict | None:
-    batch = collect_pilot_commit(s, cfg, step)
-    if batch.epoch_ended:
-        return None
-    return train_batch(s, cfg, step, batch)
-
-
-def train_batch(s: State, cfg: RunConfig, step: int, batch: PCBatch) -> dict:
-    """The update on a closed batch (none when no prompt was committed: {}, and the step
-    stands as it is)."""
-    if batch.rollouts is None:
-        s.unfinished = atomic.Unfinished(step, {})
-        return s.unfinished.metrics
-    return train_on(s, cfg, step, batch.rollouts)
-
-
-def max_rounds_reached(s: State, cfg: RunConfig, step: int, in_batch: int) -> None:
-    if cfg.on_max_rounds == "raise":
-        raise MaxRoundsError(
-            f"step {step}: only {in_batch} of {cfg.batch_prompts} prompts filled the batch after "
-            f"{cfg.max_rounds} rounds; widen the keep band (score.keep_min/keep_max), raise "
-            "max_rounds or pool_prompts, or set on_max_rounds = 'train_partial'"
-        )
-    accounting.count_partial_batch(s.ledger, step, in_batch)  # trained on what is there
-
-
-# ---- baselines --------------------------------------------------------------------------------
-
-
-def grpo_step(s: State, cfg: RunConfig, step: int) -> dict | None:
-    """B fresh prompts x n rollouts, no filtering."""
-    pool = s.stream.next_pool(cfg.batch_prompts)
-    if pool is None:
-        return None
-    rollouts = _generate(s, cfg, step, 1, pool, "grpo")
-    return train_on(s, cfg, step, rollouts)
-
-
-def dapo_step(s: State, cfg: RunConfig, step: int) -> dict | None:
-    """Rounds of G prompts x n; keep groups whose rewards differ until B, discard the surplus."""
-    kept: list[pl.DataFrame] = []
-    for r in range(1, cfg.max_rounds + 1):
-        pool = s.stream.next_pool(cfg.pool_prompts)
-        if pool is None:
-            return None
-        rollouts = _generate(s, cfg, step, r, pool, "dapo")
-        scores = score(rollouts, cfg)
-        informative = scores.filter(pl.col("std") > 0)["prompt_id"].to_list()
-        room = cfg.batch_prompts - len(kept)
-        kept += [rollouts.filter(pl.col("prompt_id") == p) for p in informative[:room]]
-        accounting.count_dapo_filter(s.ledger, step, scores.height, len(informative), room)
-        if len(kept) >= cfg.batch_prompts:
-            break
-    else:
-        max_rounds_reached(s, cfg, step, len(kept))
-    return train_on(s, cfg, step, pl.concat(kept)) if kept else {}
-
-
-def _generate(
-    s: State, cfg: RunConfig, step: int, round: int, pool, phase: str, n: list[int] | None = None
-):
-    """n (default: the group size) rewarded rollouts of each pool prompt, stashed and counted."""
-    reqs = requests(pool["prompt_id"], cfg.group_size if n is None else n, phase)
-    with s.ledger.time(step, "generate"):
-        rollouts = generate(
-            s.engine, s.verifier, reqs, s.prompts, cfg.sampling, step=step, round=round,
-            seed=call_seed(cfg.seed, step, round),
-        )  # fmt: skip
-    s.stash("rollouts", rollouts)
-    accounting.count_baseline_round(s.ledger, step, rollouts, s.verifier.last_health)
-    return rollouts
-
-
-# ---- shared: update, sync, epochs, the training loop -----------------------------------------
-
-
-def train_on(s: State, cfg: RunConfig, step: int, rollouts: pl.DataFrame) -> dict:
-    """One update on the batch, then sync the engine; the only place weights change.
-
-    The update and the sync are the step's point of no return: a kernel interrupt arriving
-    during them is held until both are done (`atomic.interrupts_deferred`), and once the
-    update is applied the step's completion is owed (`State.unfinished`) even if the sync
-    then fails. A colocated engine sleeps through the update (vLLM sleep mode on CUDA: its KV
-    cache is freed and its weights offloaded, so the policy's optimizer state and activations
-    fit beside it), and wakes before the sync, also when the update fails; elsewhere both are
-    no-ops."""
-    with atomic.interrupts_deferred():
-        try:
-            with s.ledger.time(step, "update"):  # the engine's sleep counts as the update's time
-                s.engine.sleep()
-                metrics = update(s.policy, rollouts, s.prompts, cfg)
-        finally:
-            with s.ledger.time(step, "sync"):  # and its wake-up as the sync's
-                s.engine.wake()
-        accounting.count_trained(s.ledger, step, rollouts)
-        s.unfinished = atomic.Unfinished(step, metrics)
-        with s.ledger.time(step, "sync"):
-            s.engine.load_weights(s.policy)
-    return metrics
 
 
 def end_epoch(s: State, cfg: RunConfig, step: int) -> None:
@@ -185,16 +45,6 @@ def end_epoch(s: State, cfg: RunConfig, step: int) -> None:
             f"fewer than the {cfg.min_epoch_prompts} one epoch needs ({cfg.epoch_need}): use "
             "more training prompts (train), a smaller pool_prompts, or score.evict_at > 1"
         )
-
-
-STEP_FNS = {
-    "pilot_commit": pilot_commit_step,
-    "grpo": grpo_step,
-    "dapo": dapo_step,
-    "greso": peers.greso_step,  # the peer strategies (issue 21): pcbench.peers
-    "mopps": peers.mopps_step,
-    "knapsack": peers.knapsack_step,
-}
 
 
 def evaluate_step(s: State, cfg: RunConfig, step: int) -> tuple[pl.DataFrame, dict]:
@@ -240,7 +90,7 @@ def train_step(s: State, cfg: RunConfig, run=None) -> tuple[dict, dict[str, pl.D
     calling `train_step` again simply retries it; one cut short after its update is completed
     first. A step owed from an earlier interruption is completed before this one starts."""
     finish_unfinished(s, cfg, run)
-    step_fn = STEP_FNS[cfg.strategy]
+    step_fn = registry.get(cfg.strategy).step
     step, start = s.step + 1, time.perf_counter()
     with atomic.all_or_nothing(s, step):
         atomic.ensure_synced(s)
@@ -251,7 +101,8 @@ def train_step(s: State, cfg: RunConfig, run=None) -> tuple[dict, dict[str, pl.D
         if metrics is None:  # a whole epoch did not fill one batch; more would only loop
             raise EpochTooSmallError(
                 f"step {step}: a whole epoch of {len(s.stream.order)} training prompts did not "
-                f"fill a batch of {cfg.batch_prompts} prompts (an epoch needs {cfg.epoch_need}); "
+                f"fill a batch of {cfg.batch_prompts} prompts (an epoch needs "
+                f"{cfg.epoch_need}); "
                 "more epochs would only repeat it. Use more training prompts (train), a smaller "
                 "pool_prompts or batch_prompts, or widen the keep band (score.keep_min/keep_max)"
             )

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pcbench.config import RunConfig
+from pcbench.strategies import registry
 
 GiB = 2**30
 BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -121,7 +122,7 @@ class MemoryPlan:
 
 def memory_plan(cfg: RunConfig, model_config, params: int, gpu_gib: float = 80.0) -> MemoryPlan:
     """The plan of `cfg` for a model of this config and parameter count on a `gpu_gib` GPU."""
-    from pcbench.policy import LEAN_LOGPROB_ARCHITECTURES, LOGIT_CHUNK_BYTES
+    from pcbench.logprobs import LEAN_LOGPROB_ARCHITECTURES, LOGIT_CHUNK_BYTES
 
     ec, b = cfg.engine, BYTES[cfg.engine.dtype]
     hidden, layers = model_config.hidden_size, model_config.num_hidden_layers
@@ -184,15 +185,8 @@ def _sharded_state(params: int, W: int, b: int, model_config) -> dict[str, int]:
 
 def rollouts_per_step(cfg: RunConfig, rounds: float = 1.0) -> float:
     """Generated rollouts in one step, at `rounds` rounds per step (Pilot-Commit and DAPO draw
-    more rounds when their batch does not fill)."""
-    n, B, G = cfg.group_size, cfg.batch_prompts, cfg.pool_prompts
-    if cfg.strategy in ("grpo", "mopps", "knapsack"):  # B x n (Knapsack-RL splits it unevenly)
-        return B * n
-    if cfg.strategy == "greso":  # rounds of at most round_prompts survivors x n
-        return rounds * cfg.greso.round_prompts * n
-    if cfg.strategy == "dapo":
-        return rounds * G * n
-    return rounds * G * cfg.pilot.n_pilot + B * cfg.commit.n_commit
+    more rounds when their batch does not fill): the strategy's `rollouts_per_step`."""
+    return registry.get(cfg.strategy).rollouts_per_step(cfg, rounds)
 
 
 def step_seconds(

@@ -7,42 +7,17 @@ import plotly.graph_objects as go
 import polars as pl
 from plotly.subplots import make_subplots
 
+from pcbench.strategies import registry
+
 BAND_COLOR = "rgba(46, 160, 67, 0.15)"
-ALLOCATION = {  # ledger column -> label, per strategy
-    "pilot_commit": {
-        "filtering_stats/kept": "kept",
-        "filtering_stats/too_easy": "too easy (kept for later epochs)",
-        "filtering_stats/too_hard": "too hard",
-        "filtering_stats/evict_marked": "too easy, evict marked",
-        "buffer_stats/stale_drop": "stale dropped",
-        # pilot.gate = "history": drawn but not piloted (0 without the gate)
-        "filtering_stats/gate_skipped_easy": "gate-skipped, likely easy",
-        "filtering_stats/gate_skipped_hard": "gate-skipped, likely hard",
-    },
-    "dapo": {
-        "filtering_stats/dapo_kept": "kept",
-        "filtering_stats/dapo_discarded": "all-equal (discarded)",
-        "filtering_stats/dapo_surplus": "surplus (discarded)",
-    },
-    "grpo": {"filtering_stats/trained_prompts": "trained"},
-    "greso": {
-        "filtering_stats/greso_kept": "kept",
-        "filtering_stats/greso_discarded": "all-equal (discarded)",
-        "filtering_stats/greso_surplus": "surplus (discarded)",
-        "filtering_stats/greso_skipped_easy": "skipped unrolled (all-correct streak)",
-        "filtering_stats/greso_skipped_hard": "skipped unrolled (all-wrong streak)",
-    },
-    "mopps": {
-        "filtering_stats/mopps_selected": "selected (all trained)",
-        "filtering_stats/mopps_passed_over": "candidates passed over",
-    },
-    "knapsack": {
-        "filtering_stats/knapsack_informative": "0 < p < 1 (DP extras)",
-        "filtering_stats/knapsack_unknown": "not known yet (n each)",
-        "filtering_stats/knapsack_hard": "p = 0",
-        "filtering_stats/knapsack_easy": "p = 1",
-    },
-}
+FALLBACK_ALLOCATION = {"filtering_stats/trained_prompts": "trained"}  # one declaring none
+
+
+def allocation_columns(strategy: str) -> dict[str, str]:
+    """Ledger column -> label of a strategy's allocation plot (its `Strategy.allocation`)."""
+    return registry.get(strategy).allocation or FALLBACK_ALLOCATION
+
+
 HIST_BINS = 20
 
 
@@ -88,7 +63,7 @@ def allocation_figure(ledger: pl.DataFrame, strategy: str, title: str = "") -> g
     """Stacked prompt counts per step: what happened to the prompts the step looked at."""
     fig = go.Figure()
     steps = ledger["step"].to_list() if ledger.height else []
-    for column, label in ALLOCATION[strategy].items():
+    for column, label in allocation_columns(strategy).items():
         fig.add_bar(x=steps, y=allocation_values(ledger, column, len(steps)), name=label)
     fig.update_layout(
         barmode="stack", title=title or f"Allocation per step ({strategy})", xaxis_title="step",

@@ -25,10 +25,8 @@ import polars as pl
 
 from pcbench.algos.passrates import Mixture, all_equal_share, fit_mixture
 from pcbench.config import RunConfig, SamplingConfig
+from pcbench.strategies import registry
 
-# Phases whose groups are drawn before a strategy picks anything: a run's unbiased sample of
-# the pass rates it met (commits are of prompts a pilot kept: never part of a profile).
-UNSELECTED_PHASES = ("pilot", "grpo", "dapo", "greso", "mopps", "knapsack")
 COUNTS = {"prompt_id": pl.String, "n": pl.Int64, "n_correct": pl.Int64}
 
 
@@ -183,9 +181,9 @@ def profile_state(state, cfg: RunConfig, *, n: int = 64, prompts: int = 500) -> 
 
 def profile_config(cfg: RunConfig, *, n: int = 64, prompts: int = 500) -> PassRateProfile:
     """Profile a config's model before training: its own engine, verifier and training split."""
-    from pcbench.state import setup
+    from pcbench.state import setup_state
 
-    state = setup(cfg, with_policy=False)
+    state = setup_state(cfg, with_policy=False)
     try:
         return profile_state(state, cfg, n=n, prompts=prompts)
     finally:
@@ -197,7 +195,10 @@ def profile_run(run, steps: tuple[int, int] | None = None) -> PassRateProfile:
     the peers') of the steps in `steps` (inclusive; None: all), one row per (step, prompt)."""
     rollouts = run.read("rollouts")
     if rollouts.height:
-        rollouts = rollouts.filter(pl.col("phase").is_in(UNSELECTED_PHASES))
+        # groups drawn before the strategy picked anything by their rewards: an unbiased sample
+        # of the pass rates the run met (Strategy.unselected_phases: never PC's commits)
+        phases = registry.get(run.config.strategy).unselected_phases
+        rollouts = rollouts.filter(pl.col("phase").is_in(list(phases)))
         if steps is not None:
             rollouts = rollouts.filter(pl.col("step").is_between(*steps))
     if rollouts.height == 0:

@@ -8,8 +8,9 @@
     KnapsackRewards   Knapsack-RL: each prompt's recent rewards and how many it has seen
 
 The rules that read and move them are the pure functions of pcbench.algos.{greso,mopps,
-knapsack}; these objects only keep their inputs. `State.prompt_state` holds the run's one (None
-for GRPO, DAPO and Pilot-Commit without the gate): saved in each checkpoint and restored on resume as plain
+knapsack}; these objects only keep their inputs. `State.prompt_state` holds the run's one, made
+by its strategy (`Strategy.new_prompt_state`; None for GRPO, DAPO and Pilot-Commit without the
+gate): saved in each checkpoint and restored on resume as plain
 JSON values (floats round-trip exactly, so the resume is exact), and snapshotted by
 `atomic.all_or_nothing`, so a step that is undone leaves it as it was. Prompts are keyed by
 prompt_id; one never rolled out has no entry (the rules' "unseen").
@@ -92,9 +93,9 @@ class MoppsPosteriors:
         return np.array([p in self.alpha for p in prompt_ids], bool)
 
     def observe(self, prompt_ids, successes, n, decay: float) -> None:
-        """Each prompt's posterior after `successes` of `n` rollouts (`mopps.update`)."""
+        """Each prompt's posterior after `successes` of `n` rollouts (`mopps.update_posterior`)."""
         ids = list(prompt_ids)
-        alpha, beta = mopps.update(*self.get(ids), successes, n, decay, self.prior)
+        alpha, beta = mopps.update_posterior(*self.get(ids), successes, n, decay, self.prior)
         for prompt_id, a, b in zip(ids, alpha, beta, strict=True):
             self.alpha[prompt_id], self.beta[prompt_id] = float(a), float(b)
 
@@ -151,16 +152,3 @@ class KnapsackRewards:
 
 
 PromptState = GresoTraces | MoppsPosteriors | KnapsackRewards
-
-
-def prompt_state_for(cfg) -> PromptState | None:
-    """A fresh per-prompt state for `cfg`'s strategy (None: it keeps none)."""
-    if cfg.strategy == "greso":
-        return GresoTraces(cfg.greso.p_easy, cfg.greso.p_hard)
-    if cfg.strategy == "mopps":
-        return MoppsPosteriors(cfg.mopps.prior)
-    if cfg.strategy == "knapsack":
-        return KnapsackRewards(cfg.knapsack.window, cfg.knapsack.known_after)
-    if cfg.strategy == "pilot_commit" and cfg.pilot.gate == "history":  # pcbench.algos.gate
-        return MoppsPosteriors(mopps.PRIOR)
-    return None

@@ -5,7 +5,7 @@ fails on them, and a test can call the same code:
 
     ledger_violations(run)        accounting invariants of one run's ledger (what must hold by
                                   construction: a broken one means the counting is wrong),
-                                  the peer strategies' budgets included
+                                  each strategy's own budget identity included
     mechanism_violations(table)   seeds where Pilot-Commit spent no fewer generated rollouts
                                   per informative trained rollout than GRPO (the mechanism)
     cost_verdicts(table, ...)     per seed: is the GRPO target above noise, did GRPO peak inside
@@ -16,70 +16,32 @@ from __future__ import annotations
 
 import polars as pl
 
-from pcbench.ledger import PAID_ROLLOUTS
-from pcbench.pilots import pilot_for
+from pcbench.ledger import is_paid
 from pcbench.run import Run
+from pcbench.strategies import registry
 
 
 def ledger_violations(run: Run) -> list[str]:
-    """The accounting invariants `run`'s ledger breaks (empty: none)."""
+    """The accounting invariants `run`'s ledger breaks (empty: none): the ones every strategy
+    keeps, then its own budget identity (`Strategy.budget_violations`)."""
     cfg, ledger = run.config, run.ledger().filter(pl.col("step") > 0)
     col = lambda name: ledger[name] if name in ledger.columns else pl.Series([0.0] * ledger.height)  # noqa: E731
     n, B, out = cfg.group_size, cfg.batch_prompts, []
+    strategy = registry.get(cfg.strategy)
     if ledger.height != cfg.steps:
         out.append(f"{ledger.height} ledger rows for {cfg.steps} steps")
-    generated = sum(col(f"rollout_stats/{p}") for p in PAID_ROLLOUTS)
+    generated = sum(col(c) for c in ledger.columns if is_paid(c) and c.startswith("rollout_stats/"))
     if not (ledger["cumulative/rollouts"] == generated.cum_sum()).all():
         out.append("cumulative rollouts are not the sum of generated rollouts")
     partial = "partial_batch" in ledger.columns and (ledger["partial_batch"] > 0).any()
     if not partial and not (col("filtering_stats/trained_prompts") == B).all():
         out.append(f"a batch without {B} prompts")
-    # a value-per-cost commit sizes groups by value (its budget is expected, not exact)
-    uneven = cfg.strategy == "pilot_commit" and cfg.commit.allocation == "value_per_cost"
-    if not partial and not uneven and not (col("rollout_stats/trained") == B * n).all():
+    exact = strategy.trains_b_by_n(cfg)
+    if not partial and exact and not (col("rollout_stats/trained") == B * n).all():
         out.append(f"a trained prompt without {n} rollouts")
     if col("verifier/error_rate").max() > 0:
         out.append(f"verifier errors (max rate {col('verifier/error_rate').max():.3f})")
-    if cfg.strategy == "pilot_commit":
-        per_prompt = pilot_for(cfg).fixed(cfg)  # None: a sequential pilot stops prompts early
-        if (
-            per_prompt is not None
-            and not (
-                col("rollout_stats/pilot") == col("rounds") * cfg.pool_prompts * per_prompt
-            ).all()
-        ):
-            out.append("pilot rollouts are not rounds x pool x n_pilot")
-        if (
-            cfg.commit.allocation == "uniform"
-            and not (
-                col("rollout_stats/commit") == col("buffer_stats/take") * cfg.commit.n_commit
-            ).all()
-        ):
-            out.append("commit rollouts are not takes x n_commit")
-        if (col("buffer_stats/age_max") > cfg.commit.max_staleness + 1).any():
-            out.append(f"a pilot older than max_staleness {cfg.commit.max_staleness} was committed")
-    return out + peer_violations(cfg.strategy, col, B, n)
-
-
-def peer_violations(strategy: str, col, B: int, n: int) -> list[str]:
-    """The budgets of the peer strategies: every group GRESO rolled out is kept, discarded or
-    surplus; MoPPS and Knapsack-RL generate exactly B x n rollouts over B prompts a step."""
-    out = []
-    if strategy == "greso":
-        groups = sum(col(f"filtering_stats/greso_{k}") for k in ("kept", "discarded", "surplus"))
-        if not (col("rollout_stats/greso") == groups * n).all():
-            out.append("GRESO rollouts are not n x (kept + discarded + surplus groups)")
-    if strategy in ("mopps", "knapsack") and not (col(f"rollout_stats/{strategy}") == B * n).all():
-        out.append(f"{strategy} did not spend exactly B x n rollouts each step")
-    if strategy == "mopps" and not (col("filtering_stats/mopps_selected") == B).all():
-        out.append("MoPPS did not select B prompts each step")
-    kinds = ("unknown", "informative", "hard", "easy")
-    if (
-        strategy == "knapsack"
-        and not (sum(col(f"filtering_stats/knapsack_{k}") for k in kinds) == B).all()
-    ):
-        out.append("Knapsack-RL's prompts by estimate do not add up to B")
-    return out
+    return out + strategy.budget_violations(cfg, col)
 
 
 def cost_verdicts(

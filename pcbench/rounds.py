@@ -10,7 +10,7 @@
 The round knows nothing of pilot stages: it asks its `Pilot` (`pcbench.pilots.pilot_for`) how
 many rollouts go in the shared call, to extend them, to classify and what to count, and leaves
 the counting to `pcbench.accounting`. `run_round` chains the stages for the loop
-(`loop.collect_pilot_commit`); the dashboard's pilot, score and commit buttons call begin +
+(`strategies.pilot_commit.collect`); the dashboard's pilot, score and commit buttons call begin +
 generate, classify and finish one press at a time, so a hand-built step makes the same
 decisions, rollouts and ledger as `pcbench run`.
 
@@ -112,7 +112,7 @@ def begin(
     return PCRound(step, number, need, pool, taken, pilot_for(cfg), commit_fresh=commit_fresh)
 
 
-def generate(s: State, cfg: RunConfig, r: PCRound) -> PCRound:
+def generate_rollouts(s: State, cfg: RunConfig, r: PCRound) -> PCRound:
     """Pilots of the fresh prompts and commits of the taken ones in one engine call, then the
     pilot's further calls, if any."""
     r._expect("begun")
@@ -177,6 +177,6 @@ def run_round(s: State, cfg: RunConfig, step: int, number: int, need: int) -> PC
     r = begin(s, cfg, step, number, need)
     if r is None:
         return None
-    generate(s, cfg, r)
+    generate_rollouts(s, cfg, r)
     classify(s, cfg, r)
     return finish(s, cfg, r)

@@ -25,7 +25,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import polars as pl
-import torch
 
 from pcbench.config import ConfigError, RunConfig, from_dict
 
@@ -272,6 +271,8 @@ class Run:
             buffer.pop("rollouts").write_parquet(tmp / "buffer" / "buffer.parquet")
             (tmp / "buffer" / "buffer.json").write_text(json.dumps(buffer, indent=1) + "\n")
             s.ledger.state_dict()["frame"].write_parquet(tmp / "ledger.parquet")
+            import torch  # checkpoints only: reading a run needs no torch
+
             torch.save({"torch": torch.get_rng_state()}, tmp / "rng.pt")
             state = {"step": s.step, "stream": s.stream.state_dict(), "prior": s.prior.state_dict()}
             if s.prompt_state is not None:  # GRESO / MoPPS / Knapsack-RL
@@ -305,7 +306,7 @@ class Run:
         from pcbench.ledger import Ledger
         from pcbench.policy import Policy
         from pcbench.prior import PassRatePrior
-        from pcbench.prompt_state import prompt_state_for
+        from pcbench.strategies import registry
 
         ckpt, skipped = self.good_checkpoint()
         if skipped and ckpt is None:
@@ -350,9 +351,11 @@ class Run:
         s.prior = PassRatePrior()
         if "prior" in state:  # checkpoints made before the sequential pilot have none
             s.prior.load_state_dict(state["prior"])
-        s.prompt_state = prompt_state_for(cfg)
+        s.prompt_state = registry.get(cfg.strategy).new_prompt_state(cfg)
         if s.prompt_state is not None:
             s.prompt_state.load_state_dict(state["prompt_state"])
+        import torch
+
         torch.set_rng_state(torch.load(ckpt / "rng.pt", weights_only=True)["torch"])
         s.step, s.pending, s.unfinished, s.broken = state["step"], {}, None, None
         return step
@@ -414,12 +417,12 @@ def open_run(cfg: RunConfig, root: str | Path = "runs", *, resume: bool = False,
 
     Config and files are checked before any model loads.
     """
-    from pcbench.state import check_files, setup
+    from pcbench.state import check_files, setup_state
 
     check_files(cfg)
     run = Run.create(cfg, root, resume=resume)
     has_checkpoint = resume and bool(run.checkpoints())
-    s = setup(cfg, verifier=verifier, with_policy=not has_checkpoint)
+    s = setup_state(cfg, verifier=verifier, with_policy=not has_checkpoint)
     if resume:
         run.restore(s, cfg)
     from pcbench.tracking import open_trackers

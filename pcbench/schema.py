@@ -25,6 +25,7 @@ class Schema:
     optional: dict[str, pl.DataType] = field(default_factory=dict)
     values: dict[str, frozenset[str]] = field(default_factory=dict)
     non_null: frozenset[str] = frozenset()
+    names: frozenset[str] = frozenset()  # string columns whose values are names (is_phase_name)
 
     @property
     def columns(self) -> dict[str, pl.DataType]:
@@ -52,6 +53,13 @@ class Schema:
                     problems.append(
                         f"column {col!r} has values {sorted(bad)}, allowed {sorted(allowed)}"
                     )
+        for col in self.names:
+            if col in frame.columns and frame.schema[col] == pl.String:
+                bad = [
+                    v for v in frame[col].drop_nulls().unique().to_list() if not is_phase_name(v)
+                ]
+                if bad:
+                    problems.append(f"column {col!r} has values {sorted(bad)}, not names")
         if problems:
             raise SchemaError(f"{self.name} frame: " + "; ".join(problems))
         return frame
@@ -71,7 +79,16 @@ class Schema:
         return pl.DataFrame(schema=self.required)
 
 
-PHASES = frozenset({"pilot", "commit", "grpo", "dapo", "greso", "mopps", "knapsack", "eval"})
+# Rollout phases are names, not a closed list: evaluation's ("eval") and whatever the registered
+# strategies generate under (pcbench.strategies: each declares its own). The ledger pays for
+# every phase but "eval" (rollout_stats/<phase>), so a phase no list knows is still counted.
+
+
+def is_phase_name(value: str) -> bool:
+    """A phase is a lowercase Python identifier (it names ledger columns and config keys)."""
+    return value.isidentifier() and value == value.lower()
+
+
 FINISH = frozenset({"stop", "length"})
 VERIFY_STATUS = frozenset({"ok", "no_answer", "timeout", "error"})
 VERDICTS = frozenset({"keep", "too_easy", "too_hard"})
@@ -110,7 +127,8 @@ ROLLOUTS = Schema(
         "verify_status": pl.String,
         "extracted": pl.String,
     },
-    values={"phase": PHASES, "finish": FINISH, "verify_status": VERIFY_STATUS},
+    values={"finish": FINISH, "verify_status": VERIFY_STATUS},
+    names=frozenset({"phase"}),
     non_null=frozenset({"step", "phase", "prompt_id", "sample", "token_ids"}),
 )
 

@@ -1,7 +1,7 @@
-"""State: everything a training run mutates, and `setup` that builds it from a RunConfig.
+"""State: everything a training run mutates, and `setup_state` that builds it from a RunConfig.
 
 Files are checked before any model loads, so a wrong path costs a second, not a minute. One
-vLLM engine per process: `setup` reuses the engine a previous call made (a notebook kernel
+vLLM engine per process: `setup_state` reuses the engine a previous call made (a notebook kernel
 re-running its setup cell gets the same engine, with the new policy's weights synced into it).
 """
 
@@ -18,8 +18,9 @@ from pcbench.config import ClusterConfig, ConfigError, EngineConfig, RunConfig, 
 from pcbench.engines.protocol import Engine
 from pcbench.ledger import Ledger
 from pcbench.prior import PassRatePrior
-from pcbench.prompt_state import PromptState, prompt_state_for
+from pcbench.prompt_state import PromptState
 from pcbench.schema import PROMPTS
+from pcbench.strategies import registry
 from pcbench.tasks import PromptStream, load_benchmark, template_for
 from pcbench.tasks.files import expand, is_remote
 
@@ -42,7 +43,8 @@ class State:
     ledger: Ledger = field(default_factory=Ledger)
     eval_prompts: pl.DataFrame | None = None  # test split + extra benchmarks
     prior: PassRatePrior = field(default_factory=PassRatePrior)  # sequential pilot's prior
-    # GRESO / MoPPS / Knapsack-RL: what the strategy remembers per prompt (None for the others)
+    # what the strategy remembers per prompt (Strategy.new_prompt_state; GRESO's traces, MoPPS's
+    # posteriors...; None for GRPO, DAPO and Pilot-Commit without its history gate)
     prompt_state: PromptState | None = None
     step: int = 0  # completed training steps
     pending: dict[str, list[pl.DataFrame]] = field(default_factory=dict)  # this step's frames
@@ -161,6 +163,19 @@ def with_data_parallel(policy: Policy, cfg: RunConfig) -> None:
         policy.data_parallel = DataParallel(policy, cfg)
 
 
+def verifier_pool(cfg: RunConfig):
+    """[cluster] verifier_actors > 0: the verifier's worker pool as Ray actors; else None (the
+    verifier's own worker processes)."""
+    cc, vc = cfg.cluster, cfg.verify
+    if cc.verifier_actors == 0:
+        return None
+    from pcbench.cluster.verifier import RayWorkerPool
+
+    return RayWorkerPool(cc.verifier_actors, vc.workers, vc.timeout_s,
+                         int(vc.memory_limit_gb * 2**30), address=cc.address,
+                         cpus=cc.verifier_cpus)  # fmt: skip
+
+
 def _require_vllm_for_replicas(ec: EngineConfig) -> None:
     if ec.kind != "vllm":
         raise ConfigError(
@@ -183,7 +198,7 @@ def training_prompts(cfg: RunConfig) -> pl.DataFrame:
     return prompts.head(cfg.train_prompts)
 
 
-def setup(cfg: RunConfig, *, verifier=None, with_policy: bool = True) -> State:
+def setup_state(cfg: RunConfig, *, verifier=None, with_policy: bool = True) -> State:
     """Data, engine, verifier, policy, stream, buffer and ledger for a fresh run of `cfg`."""
     from pcbench.policy import Policy
     from pcbench.verify import Verifier
@@ -220,9 +235,7 @@ def setup(cfg: RunConfig, *, verifier=None, with_policy: bool = True) -> State:
         with_data_parallel(policy, cfg)  # first: a sharded policy computes only on its ranks
         engine.load_weights(policy, check=True)  # a reused engine may hold another run's weights
     if verifier is None:
-        cc = cfg.cluster
-        verifier = Verifier.from_config(cfg.verify, actors=cc.verifier_actors,
-                                        address=cc.address, cpus=cc.verifier_cpus)  # fmt: skip
+        verifier = Verifier.from_config(cfg.verify, pool=verifier_pool(cfg))
     return State(
         engine=engine,
         verifier=verifier,
@@ -231,6 +244,6 @@ def setup(cfg: RunConfig, *, verifier=None, with_policy: bool = True) -> State:
         stream=PromptStream(prompts, seed=cfg.seed),
         buffer=PilotBuffer(cfg.commit.max_staleness, seed=cfg.seed),
         prior=PassRatePrior(cfg.pilot.prior_window, cfg.pilot.prior_min),
-        prompt_state=prompt_state_for(cfg),
+        prompt_state=registry.get(cfg.strategy).new_prompt_state(cfg),
         eval_prompts=eval_prompts,
     )

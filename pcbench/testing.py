@@ -91,10 +91,10 @@ def fingerprinted(cfg: RunConfig, steps: int) -> RunConfig:
 def fingerprint(cfg: RunConfig, steps: int = 5, *, verifier=None) -> dict:
     """Per-step digests of `steps` steps of `cfg` as `fingerprinted` sets it (module docstring)."""
     from pcbench.loop import train_step
-    from pcbench.state import setup
+    from pcbench.state import setup_state
 
     cfg = fingerprinted(cfg, steps)
-    s = setup(cfg, verifier=verifier)
+    s = setup_state(cfg, verifier=verifier)
     out = {"steps": []}
     for _ in range(steps):
         _, frames = train_step(s, cfg)

@@ -3,12 +3,18 @@ from pathlib import Path
 
 import pytest
 
+from pcbench import strategies
+
 ROOT = Path(__file__).resolve().parents[1]
 # The shared public benchmarks live beside the checkout; PCBENCH_SHARED_DATA points elsewhere.
 SHARED = Path(os.environ.get("PCBENCH_SHARED_DATA", ROOT.parent / "shared" / "data"))
 BENCHMARKS = SHARED / "benchmarks"
 TINY_POLICY = ROOT / "data" / "tiny-policy"
 ARITH = ROOT / "data" / "arith"
+
+# The built-in strategies register their ledger columns on first use of the registry (a config
+# does that); a test that builds ledgers by hand may come before any config.
+strategies.names()
 
 # vLLM in the test process, with a small explicit CPU KV cache (DESIGN §5).
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -35,6 +41,30 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
+# The tests' run size: B 4 prompts from pools of G 12, a 16-prompt evaluation at k 2 (each test
+# file adds its cadence: eval.every, checkpoints).
+SMALL = ["batch_prompts=4", "pool_prompts=12", "eval.max_prompts=16", "eval.k=2"]
+
+
+def small_config(config, name: str, steps: int, *more: str):
+    """`config` (a path, or a name under configs/) at the tests' size, named and sized."""
+    from pcbench.config import load_config
+
+    path = config if Path(config).is_absolute() else ROOT / "configs" / config
+    return load_config(path, [*SMALL, f"name={name}", f"steps={steps}", *more])
+
+
+@pytest.fixture
+def fresh(tiny_engine, verifier, tmp_path):
+    """open_run(cfg) on the session engine, under tmp_path; the engine gets the shipped weights
+    back afterwards (a test's training synced its own into it)."""
+    from pcbench.policy import Policy
+    from pcbench.run import open_run
+
+    yield lambda cfg: open_run(cfg, tmp_path, verifier=verifier)
+    tiny_engine.load_weights(Policy(TINY_POLICY))
+
+
 @pytest.fixture(scope="session")
 def benchmarks() -> Path:
     return BENCHMARKS
@@ -53,7 +83,7 @@ def verifier():
 def tiny_engine():
     """One in-process vLLM engine on the shipped tiny policy for the whole session.
 
-    Made through `make_engine`, so `pcbench.state.setup` with the embedded default's engine
+    Made through `make_engine`, so `pcbench.state.setup_state` with the embedded default's engine
     settings reuses it (vLLM allows one engine per process).
     """
     from pcbench.state import make_engine

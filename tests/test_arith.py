@@ -5,8 +5,14 @@ import polars as pl
 import pytest
 
 from pcbench.schema import PROMPTS
-from pcbench.tasks import ARITH_TEMPLATE, LEVELS, generate, last_boxed, write_splits
-from pcbench.tasks.arith import evaluate, random_problem, reduce_once, render, worked_solution
+from pcbench.tasks import ARITH_TEMPLATE, LEVELS, generate_problems, last_boxed, write_splits
+from pcbench.tasks.arith import (
+    evaluate_expression,
+    random_problem,
+    reduce_once,
+    render,
+    worked_solution,
+)
 
 from conftest import ARITH
 
@@ -22,7 +28,7 @@ def test_rendering_parses_back_to_the_same_value(difficulty):
     rng = random.Random(difficulty)
     for _ in range(300):
         e = random_problem(rng, difficulty)
-        assert python_value(render(e)) == evaluate(e)
+        assert python_value(render(e)) == evaluate_expression(e)
 
 
 def test_worked_solution_steps_are_each_correct():
@@ -34,8 +40,8 @@ def test_worked_solution_steps_are_each_correct():
             chain = solution.replace("\\boxed{", "").removesuffix("}").strip()
             steps = [render(e)] + chain.split(" = ")
             assert len(steps) == LEVELS[difficulty].n_ops + 1
-            assert {python_value(s) for s in steps} == {evaluate(e)}
-            assert last_boxed(solution) == str(evaluate(e))
+            assert {python_value(s) for s in steps} == {evaluate_expression(e)}
+            assert last_boxed(solution) == str(evaluate_expression(e))
 
 
 def test_hand_checked_examples():
@@ -56,13 +62,13 @@ def test_every_intermediate_value_is_in_range(difficulty):
         e = random_problem(rng, difficulty)
         while isinstance(e, tuple):
             assert "--" not in render(e) and not render(e).startswith("-")
-            assert 0 <= evaluate(e) <= level.max_value
+            assert 0 <= evaluate_expression(e) <= level.max_value
             e = reduce_once(e)
         assert 0 <= e <= level.max_value
 
 
 def test_generate_is_a_valid_prompts_frame_with_graded_difficulty():
-    frame = generate(2000, seed=1, split="train")
+    frame = generate_problems(2000, seed=1, split="train")
     PROMPTS.check(frame)
     assert frame["prompt_id"].n_unique() == 2000
     # Long problems are almost all distinct; one-operation facts recur by design.
@@ -84,10 +90,10 @@ def test_generate_is_a_valid_prompts_frame_with_graded_difficulty():
 
 
 def test_weights_select_levels_and_unknown_levels_fail():
-    frame = generate(50, seed=0, split="x", weights={1: 1.0})
+    frame = generate_problems(50, seed=0, split="x", weights={1: 1.0})
     assert frame["difficulty"].unique().to_list() == [1]
     with pytest.raises(ValueError, match="unknown difficulty levels \\[9\\]"):
-        generate(5, seed=0, split="x", weights={9: 1.0})
+        generate_problems(5, seed=0, split="x", weights={9: 1.0})
 
 
 def test_same_seed_gives_byte_identical_files(tmp_path):
@@ -114,11 +120,11 @@ def test_shipped_splits_are_what_the_generator_makes(tmp_path):
 def test_a_noisy_teacher_slips_at_its_rate_and_leaves_problems_and_answers_alone():
     import re
 
-    from pcbench.tasks.arith import generate
+    from pcbench.tasks.arith import generate_problems
 
-    clean = generate(3000, 7, split="t")
-    noisy = generate(3000, 7, split="t", slip={3: 0.2, 4: 0.2, 5: 0.2})
-    final = generate(3000, 7, split="t", slip={4: 0.5}, slip_final_only=True)
+    clean = generate_problems(3000, 7, split="t")
+    noisy = generate_problems(3000, 7, split="t", slip={3: 0.2, 4: 0.2, 5: 0.2})
+    final = generate_problems(3000, 7, split="t", slip={4: 0.5}, slip_final_only=True)
     for frame in (noisy, final):  # same problems, same (true) answers: only solutions differ
         assert frame["prompt"].equals(clean["prompt"]) and frame["answer"].equals(clean["answer"])
 

@@ -12,30 +12,20 @@ import polars as pl
 import pytest
 from safetensors.torch import load_file
 
-from pcbench.config import load_config
 from pcbench.loop import initial_eval, train, train_step
-from pcbench.policy import Policy
 from pcbench.regression import ledger_violations
-from pcbench.run import CheckpointWarning, Run, open_run, verify_manifest
+from pcbench.run import CheckpointWarning, Run, verify_manifest
 
-from conftest import ROOT, TINY_POLICY
+from conftest import ROOT, small_config
 
 pytestmark = pytest.mark.slow
 
 CONFIG = ROOT / "configs" / "tiny-pc.toml"
-SMALL = ["batch_prompts=4", "pool_prompts=12", "eval.every=3", "eval.max_prompts=16",
-         "eval.k=2", "checkpoint_every=1", "keep_checkpoints=2"]  # fmt: skip
+CADENCE = ["eval.every=3", "checkpoint_every=1", "keep_checkpoints=2"]
 
 
 def cfg_for(name, steps, *more):
-    return load_config(CONFIG, [*SMALL, f"name={name}", f"steps={steps}", *more])
-
-
-@pytest.fixture
-def fresh(tiny_engine, verifier, tmp_path):
-    """open_run(cfg) on the session engine; its shipped weights are restored afterwards."""
-    yield lambda cfg: open_run(cfg, tmp_path, verifier=verifier)
-    tiny_engine.load_weights(Policy(TINY_POLICY))
+    return small_config(CONFIG, name, steps, *CADENCE, *more)
 
 
 class Boom(Exception):
@@ -76,6 +66,7 @@ def stages(s, run):
     """(stage, owner, attribute, nth call, expected outcome) for each point of a step."""
     import pcbench.loop as loop
     import pcbench.rounds as rounds
+    import pcbench.steps.update as update_module
 
     return [
         ("pilot and commit generation", s.engine, "generate", 1, UNDONE),
@@ -84,7 +75,7 @@ def stages(s, run):
         ("scoring", rounds, "score", 1, UNDONE),
         ("buffer add", s.buffer, "add", 1, UNDONE),
         ("commit (training groups)", rounds, "training_group", 1, UNDONE),
-        ("update", loop, "update", 1, UNDONE),
+        ("update", update_module, "update", 1, UNDONE),
         ("weight sync", s.engine, "load_weights", 1, APPLIED),
         ("evaluation", loop, "evaluate", 1, APPLIED),
         ("log write", run, "write", 2, APPLIED),
@@ -157,18 +148,18 @@ def test_an_interrupt_at_any_stage_leaves_the_state_consistent(fresh, monkeypatc
 
 
 def test_a_kernel_interrupt_during_the_update_waits_for_it_and_the_sync(fresh, monkeypatch):
-    import pcbench.loop as loop
+    import pcbench.steps.update as update_module
 
     s, run = fresh(cfg_for("sigint", 3))
     cfg = run.config
     train(s, replace(cfg, steps=1), run, progress=False)
-    real = loop.update
+    real = update_module.update
 
     def update_then_interrupt(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGINT)  # what JupyterLab's interrupt button sends
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(loop, "update", update_then_interrupt)
+    monkeypatch.setattr(update_module, "update", update_then_interrupt)
     with pytest.raises(KeyboardInterrupt) as info:
         train_step(s, cfg, run)
     assert "the update was applied" in " ".join(info.value.__notes__)

@@ -23,10 +23,10 @@ from pcbench.engines.requests import request_seeds
 from pcbench.steps.rollouts import requests
 
 from conftest import ROOT, TINY_POLICY
+from conftest import SMALL as TEST_SIZE
 
 CONFIG = ROOT / "configs" / "tiny-pc.toml"
-SMALL = ["batch_prompts=4", "pool_prompts=12", "eval.every=100", "eval.max_prompts=16",
-         "eval.k=2", "checkpoint_every=1", "keep_checkpoints=2"]  # fmt: skip
+SMALL = [*TEST_SIZE, "eval.every=100", "checkpoint_every=1", "keep_checkpoints=2"]
 LOCAL = ["cluster.address='local'", "cluster.engine_cpus=0.5", "cluster.worker_cpus=0.5",
          "cluster.verifier_cpus=0.25"]  # fmt: skip
 
@@ -125,14 +125,6 @@ def ray_local():
     from pcbench.cluster import connect
 
     return connect("local")
-
-
-@pytest.fixture(scope="module")
-def verifier():
-    from pcbench.verify import Verifier
-
-    with Verifier(workers=1) as v:
-        yield v
 
 
 def _counts(ledger: pl.DataFrame) -> pl.DataFrame:
@@ -242,15 +234,15 @@ def test_the_dashboard_steps_a_cluster_state_like_the_loop(ray_local, verifier):
     """A step pressed by hand on the dashboard over two replicas and two ranks makes the
     frames and weights the loop's step makes on the same layout."""
     from pcbench.loop import train_step
-    from pcbench.state import setup
+    from pcbench.state import setup_state
     from pcbench.widgets import Dashboard
 
     cfg = cfg_for("board", 1, "cluster.engines=2", "cluster.train_workers=2")
-    loop = setup(cfg, verifier=verifier)
+    loop = setup_state(cfg, verifier=verifier)
     frames = train_step(loop, cfg)[1]
     weights = {k: v.clone() for k, v in loop.policy.named_weights()}
     loop.policy.data_parallel.shutdown()  # its rank's CPU share goes to the next group
-    hand = setup(cfg, verifier=verifier)
+    hand = setup_state(cfg, verifier=verifier)
     assert hand.engine is loop.engine and hand.policy.data_parallel is not None
     board = Dashboard(hand, cfg)
     while board._in_batch() < cfg.batch_prompts:
@@ -561,7 +553,11 @@ def test_the_verifier_on_ray_actors_judges_as_in_process_and_survives_a_lost_act
     vc = VerifyConfig(workers=1, cache_size=0)
     with Verifier.from_config(vc) as local:
         expected = local.verify(said, gold)
-    with Verifier.from_config(vc, actors=2, address="local", cpus=0.25) as remote:
+    from pcbench.cluster.verifier import RayWorkerPool
+
+    ray_pool = RayWorkerPool(2, vc.workers, vc.timeout_s, int(vc.memory_limit_gb * 2**30),
+                             address="local", cpus=0.25)  # fmt: skip
+    with Verifier.from_config(vc, pool=ray_pool) as remote:
         assert type(remote._pool).__name__ == "RayWorkerPool"
         assert remote.verify(said, gold).equals(expected)
         pool = remote._pool

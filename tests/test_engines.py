@@ -132,7 +132,7 @@ def test_sync_self_check_runs_on_the_first_sync_and_every_nth(tiny_engine):
         ({"prompt": ""}, "empty prompt"),
         ({"prompt": "x" * 400}, "max_model_len is 256"),
         ({"n": 0}, "n = 0, must be >= 1"),
-        ({"phase": "warmup"}, "phase 'warmup' not in"),
+        ({"phase": "warm up!"}, "phase 'warm up!' is not a phase name"),
     ],
 )
 def test_bad_requests_fail_before_generating(tiny_engine, prompts, change, message):

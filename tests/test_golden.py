@@ -3,7 +3,7 @@
 The golden file (../shared/data/golden, see its README) scripts the pilot rewards of every fresh
 prompt, round by round. A scripted engine writes completions whose boxed answer is 1 (correct)
 or 0 (wrong) accordingly, the real Verifier rewards them, and pcbench's own round loop
-(`collect_pilot_commit`) with the real PilotBuffer makes the decisions, which must equal the
+(`strategies.pilot_commit.collect`) with the real PilotBuffer makes the decisions, which must equal the
 recorded ones field by field; so must the same round stages called one at a time, as the
 dashboard's pilot, score and commit buttons call them. The stream hands out the recorded fresh prompts in the recorded
 order (the official shuffle is not reproduced, only the decisions given it).
@@ -17,10 +17,9 @@ import pytest
 from pcbench import rounds
 from pcbench.buffer import PilotBuffer
 from pcbench.config import CommitConfig, PilotConfig, RunConfig, ScoreConfig
-from pcbench.loop import PCBatch, close_batch, collect_pilot_commit
 from pcbench.schema import PROMPTS, ROLLOUTS
 from pcbench.state import State
-from pcbench.verify import Verifier
+from pcbench.strategies.pilot_commit import PCBatch, close_batch, collect
 
 from conftest import SHARED
 
@@ -116,12 +115,6 @@ def _check_round(got, want, step_complete, stale):
     assert sorted(stale) == sorted(ids(want["stale_dropped"]))
 
 
-@pytest.fixture(scope="module")
-def verifier():
-    with Verifier(workers=1) as v:
-        yield v
-
-
 def _collect_by_hand(s, cfg, step) -> PCBatch:
     """The dashboard's presses: pilot (begin + generate), score (classify), commit (finish),
     round after round until the batch is full; then update's close_batch."""
@@ -131,15 +124,13 @@ def _collect_by_hand(s, cfg, step) -> PCBatch:
         r = rounds.begin(s, cfg, step, len(done) + 1, need)
         if r is None:
             return PCBatch(done, None, [], epoch_ended=True)
-        rounds.generate(s, cfg, r)
+        rounds.generate_rollouts(s, cfg, r)
         rounds.classify(s, cfg, r)
         done.append(rounds.finish(s, cfg, r))
     return close_batch(s, step, done)
 
 
-@pytest.mark.parametrize(
-    "collect", [collect_pilot_commit, _collect_by_hand], ids=["loop", "stages"]
-)
+@pytest.mark.parametrize("collect", [collect, _collect_by_hand], ids=["loop", "stages"])
 @pytest.mark.parametrize("case", _cases())
 def test_paper_preset_reproduces_official_decisions(case, collect, verifier):
     cfg = _config(case["config"])

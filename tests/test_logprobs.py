@@ -6,7 +6,8 @@ import polars as pl
 import pytest
 import torch
 
-from pcbench.policy import Policy, _token_logprobs, make_batch
+from pcbench.logprobs import make_batch, token_logprobs
+from pcbench.policy import Policy
 
 from conftest import ARITH, TINY_POLICY
 
@@ -49,7 +50,7 @@ def test_chunked_path_equals_full_in_values_and_gradients(policy_and_batch):
         (lp.sum() / batch.completion_mask.sum()).backward()
         return lp.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
 
-    lean, lean_grads = loss_and_grads(lambda: _token_logprobs(model, batch, "cpu", tiny_chunks))
+    lean, lean_grads = loss_and_grads(lambda: token_logprobs(model, batch, "cpu", tiny_chunks))
     full, full_grads = loss_and_grads(lambda: full_logprobs(model, batch))
     assert (lean - full).abs().max() < 1e-5
     assert lean[batch.completion_mask == 0].abs().max() == 0  # prompt and padding stay 0
@@ -72,5 +73,5 @@ def test_a_150k_vocabulary_is_chunked_and_exact():
     batch = make_batch([ids[0, :9].tolist(), ids[1, :5].tolist()],
                        [ids[0, 9:].tolist(), ids[1, 5:30].tolist()], pad_id=0)  # fmt: skip
     with torch.no_grad():
-        lean = _token_logprobs(model, batch, "cpu", chunk_bytes=8 * 4 * 2 * cfg.vocab_size)
+        lean = token_logprobs(model, batch, "cpu", chunk_bytes=8 * 4 * 2 * cfg.vocab_size)
         assert (lean - full_logprobs(model, batch)).abs().max() < 1e-5

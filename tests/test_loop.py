@@ -4,11 +4,11 @@ import polars as pl
 import pytest
 import torch
 
+from pcbench import strategies
 from pcbench.config import CommitConfig, EvalConfig, PilotConfig, RunConfig
-from pcbench.loop import STEP_FNS, MaxRoundsError, train
+from pcbench.loop import MaxRoundsError, train
 from pcbench.policy import Policy
-from pcbench.state import setup
-from pcbench.verify import Verifier
+from pcbench.state import setup_state
 
 from conftest import ARITH, TINY_POLICY, tiny_engine_config
 
@@ -28,16 +28,10 @@ def _cfg(strategy, **kw):
     return RunConfig(**(base | kw))
 
 
-@pytest.fixture(scope="module")
-def verifier():
-    with Verifier(workers=1) as v:
-        yield v
-
-
 @pytest.fixture
 def state_for(tiny_engine, verifier):
     """setup() reuses the session engine; its shipped weights are restored afterwards."""
-    yield lambda cfg: setup(cfg, verifier=verifier)
+    yield lambda cfg: setup_state(cfg, verifier=verifier)
     tiny_engine.load_weights(Policy(TINY_POLICY))
 
 
@@ -83,10 +77,12 @@ def test_max_rounds_raises_with_advice_or_trains_partial(state_for):
     cfg = _cfg("pilot_commit", score=narrow, max_rounds=2)
     s = state_for(cfg)
     with pytest.raises(MaxRoundsError, match="widen the keep band"):
-        STEP_FNS["pilot_commit"](s, cfg, 1)
+        strategies.get("pilot_commit").step(s, cfg, 1)
     cfg = _cfg("pilot_commit", score=narrow, max_rounds=2, on_max_rounds="train_partial")
     s = state_for(cfg)
-    assert STEP_FNS["pilot_commit"](s, cfg, 1) == {}  # nothing to train on; logged, no crash
+    assert (
+        strategies.get("pilot_commit").step(s, cfg, 1) == {}
+    )  # nothing to train on; logged, no crash
     assert s.ledger.frame()["partial_batch"].to_list() == [0.0] and s.policy.version == 0
 
 
@@ -180,23 +176,23 @@ def test_an_epoch_of_one_pool_is_refused_before_anything_loads(tmp_path):
     pl.read_parquet(ARITH / "train.parquet").head(30).write_parquet(train_file)
     cfg = _cfg("pilot_commit", train=str(train_file), pool_prompts=24)
     with pytest.raises(ConfigError, match="holds 30 prompts, fewer than the 48 .*pool_prompts"):
-        setup(cfg, with_policy=False)
-    assert setup(_cfg("grpo", train=str(train_file), pool_prompts=24), with_policy=False)
+        setup_state(cfg, with_policy=False)
+    assert setup_state(_cfg("grpo", train=str(train_file), pool_prompts=24), with_policy=False)
 
 
 def test_train_prompts_keeps_the_first_prompts_of_the_split(tmp_path):
     from pcbench.config import ConfigError
 
     full = pl.read_parquet(ARITH / "train.parquet")
-    s = setup(_cfg("grpo", train_prompts=50), with_policy=False)
+    s = setup_state(_cfg("grpo", train_prompts=50), with_policy=False)
     assert s.prompts["prompt_id"].to_list() == full["prompt_id"].head(50).to_list()
     assert s.stream.start_epoch() == 50  # every epoch cycles through those 50 only
     with pytest.raises(ConfigError, match="train_prompts = 30 keeps 30 prompts, fewer than the 48"):
-        setup(_cfg("pilot_commit", train_prompts=30, pool_prompts=24), with_policy=False)
+        setup_state(_cfg("pilot_commit", train_prompts=30, pool_prompts=24), with_policy=False)
     small = tmp_path / "train.parquet"
     full.head(10).write_parquet(small)
     with pytest.raises(ConfigError, match="train_prompts = 20, but .* holds only 10 prompts"):
-        setup(_cfg("grpo", train=str(small), train_prompts=20), with_policy=False)
+        setup_state(_cfg("grpo", train=str(small), train_prompts=20), with_policy=False)
     with pytest.raises(ConfigError, match="train_prompts = 0"):
         _cfg("grpo", train_prompts=0)
 
@@ -257,12 +253,12 @@ def test_dapo_max_rounds_raises_or_trains_the_partial_batch(state_for):
     easy = s.prompts.filter(pl.col("difficulty") == 1).head(60)
     s.prompts, s.stream = easy, type(s.stream)(easy, seed=cfg.seed)
     with pytest.raises(MaxRoundsError, match=f"of {G} prompts filled the batch after 1 rounds"):
-        STEP_FNS["dapo"](s, cfg, 1)
+        strategies.get("dapo").step(s, cfg, 1)
     partial = _cfg("dapo", batch_prompts=G, max_rounds=1, on_max_rounds="train_partial",
                    pilot=PilotConfig(n_pilot=2), commit=CommitConfig(n_commit=2, min_commit=0))  # fmt: skip
     s = state_for(partial)
     s.prompts, s.stream = easy, type(s.stream)(easy, seed=cfg.seed)
-    metrics = STEP_FNS["dapo"](s, partial, 1)
+    metrics = strategies.get("dapo").step(s, partial, 1)
     row = s.ledger.rows[1]
     kept = row["filtering_stats/dapo_kept"]
     assert row["partial_batch"] == kept < G and row["rollout_stats/dapo"] == G * 4
@@ -276,6 +272,7 @@ def test_the_engine_sleeps_through_the_update_and_wakes_before_the_sync(state_fo
     """The order matters on a GPU (sleep mode is CUDA-only, so here the calls are recorded on the
     real CPU engine, whose own sleep/wake are no-ops): the update runs while the engine sleeps,
     the sync after it wakes, and a failed update still wakes it."""
+    import pcbench.steps.update as update_module
     from pcbench import loop
 
     cfg = _cfg("grpo", steps=1)
@@ -295,7 +292,7 @@ def test_the_engine_sleeps_through_the_update_and_wakes_before_the_sync(state_fo
     def failing_update(*args):
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr(loop, "update", failing_update)
+    monkeypatch.setattr(update_module, "update", failing_update)
     with pytest.raises(RuntimeError, match="out of memory"):
         loop.train_on(s, cfg, 2, pl.DataFrame())
     assert events[-2:] == [("sleep", 1), ("wake", 1)]  # awake again, and no sync

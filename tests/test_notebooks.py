@@ -42,6 +42,18 @@ SMALL = {
     },  # fmt: skip
     # profile -> plan -> map at toy size (the full profile is 500 prompts x 64)
     "07_will_it_pay.ipynb": {"n": 8, "prompts": 24, "best_at": 16},
+    # a rule of its own beside GRPO and Pilot-Commit: 4 steps (the rule's in two halves: resumed)
+    "08_your_own_strategy.ipynb": {
+        "steps": 4,
+        "overrides": [
+            "batch_prompts=4",
+            "pool_prompts=12",
+            "eval.every=2",
+            "eval.max_prompts=16",
+            "eval.k=2",
+        ],
+        "dashboard_steps": 1,
+    },  # fmt: skip
 }
 
 
@@ -75,6 +87,14 @@ def test_notebook_runs_clean(name, tmp_path):
         source = [c for c in executed.cells if "plan_table(" in c.source][0]
         assert "pilot_commit" in str(source.outputs[-1]["data"]["text/plain"])
         assert "measured cells in" in streams and "predicted advantage" in streams
+    if name == "08_your_own_strategy.ipynb":  # trained, resumed, tabled and checked like the rest
+        assert (
+            "hit_utility-s0: step 2 -> 4" in streams
+            and "hit_utility-s0: ledger identities hold" in streams
+        )
+        compare = next(c for c in executed.cells if 'main(["compare"' in c.source)
+        printed = "".join(o.get("text", "") for o in compare.outputs)
+        assert all(f"{v}-s0" in printed for v in ("grpo", "pc", "hit_utility")), printed
     if name == "03_regression.ipynb":  # every seed had a real target; costs where GRPO peaked
         last = executed.cells[-1].outputs[0]["data"]["text/plain"]
         assert "no signal" not in last, last

@@ -126,7 +126,7 @@ def test_mopps_selects_and_updates_as_the_posterior_sampler_does(case):
     assert sorted(chosen.tolist()) == sorted(case["chosen"])
     picked = np.array(case["chosen"])
     n = np.full(len(picked), case["n"])
-    a, b = mopps.update(alpha[picked], beta[picked], case["successes"], n, case["decay"])
+    a, b = mopps.update_posterior(alpha[picked], beta[picked], case["successes"], n, case["decay"])
     # the public code's success rate is a float32 tensor: its counts are within float32 of ours
     assert a == pytest.approx(case["alpha_after"], rel=1e-6)
     assert b == pytest.approx(case["beta_after"], rel=1e-6)

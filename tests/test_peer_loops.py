@@ -1,24 +1,19 @@
 """The peer strategies' loops (pcbench.peers) on the real engine, verifier and policy: every
 rollout counted, each strategy's per-prompt state as its rules say, an undone step leaving that
-state as it was, and exact resume after SIGKILL (pcbench run in subprocesses)."""
-
-import json
+state as it was and their exact resume are tests/test_resume.py's, for every strategy)."""
 
 import numpy as np
 import polars as pl
 import pytest
-from test_run import _comparable, _final_weights, _kill_after_checkpoint, _pcbench
 
-from pcbench import loop
 from pcbench.algos import knapsack
 from pcbench.config import load_config
-from pcbench.loop import train, train_step
-from pcbench.policy import Policy
+from pcbench.loop import train
 from pcbench.prompt_state import KnapsackRewards
 from pcbench.regression import ledger_violations
-from pcbench.run import Run, open_run
+from pcbench.run import open_run
 
-from conftest import ARITH, ROOT, TINY_POLICY
+from conftest import ARITH, ROOT, SMALL
 
 pytestmark = pytest.mark.slow
 
@@ -45,21 +40,13 @@ def small_train(tmp_path, strategy) -> str:
 
 
 def sets(tmp_path, strategy, steps) -> list[str]:
-    return [f"batch_prompts={B}", "eval.every=2", "eval.max_prompts=16", "eval.k=2",
-            f"steps={steps}", f"train={small_train(tmp_path, strategy)}",
+    return [*SMALL, "eval.every=2", f"steps={steps}", f"train={small_train(tmp_path, strategy)}",
             *PEERS[strategy][1]]  # fmt: skip
 
 
 def cfg_for(tmp_path, strategy, steps, *more):
     config = ROOT / "configs" / f"tiny-{strategy}.toml"
     return load_config(config, [*sets(tmp_path, strategy, steps), *more])
-
-
-@pytest.fixture
-def fresh(tiny_engine, verifier, tmp_path):
-    """open_run(cfg) on the session engine; its shipped weights are restored afterwards."""
-    yield lambda cfg: open_run(cfg, tmp_path / "runs", verifier=verifier)
-    tiny_engine.load_weights(Policy(TINY_POLICY))
 
 
 def groups(rollouts: pl.DataFrame) -> pl.DataFrame:
@@ -143,69 +130,6 @@ def test_a_peer_run_counts_every_rollout_and_keeps_its_rules_state(strategy, fre
     CHECKS[strategy](s, cfg, ledger, rollouts, run.read("metrics"))
 
 
-@pytest.mark.parametrize("strategy", [*STRATEGIES, "pc-history"])
-def test_an_undone_peer_step_leaves_its_per_prompt_state_as_it_was(
-    strategy, fresh, tmp_path, monkeypatch
-):
-    """An interrupt at the update (after the step changed its per-prompt state) undoes the
-    step; its retry trains as if nothing happened."""
-    cfg = cfg_for(tmp_path, strategy, steps=3)
-    s, run = fresh(cfg)
-    train_step(s, cfg, run)
-    before, stream = s.prompt_state.state_dict(), s.stream.state_dict()
-    update = loop.update
-
-    def interrupted(*args):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(loop, "update", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        train_step(s, cfg, run)
-    assert s.step == 1 and s.prompt_state.state_dict() == before
-    assert s.stream.state_dict() == stream
-    monkeypatch.setattr(loop, "update", update)
-    train_step(s, cfg, run)
-    assert s.step == 2 and s.prompt_state.state_dict() != before
-
-
-@pytest.mark.parametrize("strategy", STRATEGIES)
-def test_a_peer_run_resumes_exactly_after_sigkill(strategy, tmp_path):
-    """Killed mid-step and resumed, a peer run ends exactly like one never killed: weights,
-    logs, ledger and the per-prompt state (tests/test_run.py's check, per strategy)."""
-    steps, kill_after = 4, 2
-    config = str(ROOT / "configs" / f"tiny-{strategy}.toml")
-    small = [f"--set={x}" for x in sets(tmp_path, strategy, steps)] + ["--quiet"]
-
-    def start(name, *more):
-        return _pcbench("run", config, "--runs", str(tmp_path), f"--set=name={name}", *small,
-                        *more)  # fmt: skip
-
-    whole = start("whole")
-    out, _ = whole.communicate(timeout=600)
-    assert whole.returncode == 0, out[-3000:]
-    _kill_after_checkpoint(start("killed"), tmp_path / "killed", kill_after)
-    started = int(Run(tmp_path / "killed").checkpoints()[-1].name.split("-")[1])
-    assert kill_after <= started < steps  # there are steps left to redo
-    resumed = start("killed", "--resume")
-    out, _ = resumed.communicate(timeout=600)
-    assert resumed.returncode == 0, out[-3000:]
-    assert f"step {started} of {steps}" in out and "step 0 of" not in out
-
-    a, b = Run(tmp_path / "whole"), Run(tmp_path / "killed")
-    assert _comparable(a.ledger()).equals(_comparable(b.ledger()))
-    for kind in ("rollouts", "evals", "metrics"):
-        assert a.read(kind).equals(b.read(kind)), kind
-    wa, wb = _final_weights(a.path), _final_weights(b.path)
-    assert max((wa[k] - wb[k]).abs().max().item() for k in wa) <= 1e-6
-    state = [
-        json.loads((r.path / "checkpoints" / f"step-{steps:06d}" / "state.json").read_text())
-        for r in (a, b)
-    ]
-    assert state[0]["prompt_state"] == state[1]["prompt_state"]
-    assert len(json.dumps(state[0]["prompt_state"])) > 200  # it was in use
-    assert ledger_violations(b) == []
-
-
 # ---- pcbench's combination: Pilot-Commit behind the history gate (pcbench.algos.gate) ---------
 
 
@@ -250,6 +174,6 @@ def test_a_history_gated_run_learns_each_prompts_posterior_and_skips_only_seen_o
     assert ledger["filtering_stats/evicted"].sum() == 0
     # The posteriors are in the checkpoint: a resumed run gates with the same ones (the gate's
     # draws are seeded by (seed, step, round), so they need no state; the SIGKILL resume of the
-    # same MoppsPosteriors is test_a_peer_run_resumes_exactly_after_sigkill[mopps]).
-    resumed, _ = open_run(cfg, tmp_path / "runs", resume=True, verifier=s.verifier)
+    # same gate's posteriors is tests/test_resume.py's [pc-history] case).
+    resumed, _ = open_run(cfg, tmp_path, resume=True, verifier=s.verifier)
     assert resumed.step == 6 and resumed.prompt_state.state_dict() == posteriors.state_dict()

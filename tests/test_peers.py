@@ -64,9 +64,9 @@ def test_mopps_selection_is_reproducible_and_unseen_prompts_draw_uniformly():
 
 
 def test_mopps_posterior_update_with_and_without_decay():
-    alpha, beta = mopps.update([1, 2], [1, 3], successes=[3, 0], n=[4, 4])
+    alpha, beta = mopps.update_posterior([1, 2], [1, 3], successes=[3, 0], n=[4, 4])
     assert alpha.tolist() == [4, 2] and beta.tolist() == [2, 7]
-    alpha, beta = mopps.update([1, 2], [1, 3], successes=[3, 0], n=[4, 4], lam=0.5)
+    alpha, beta = mopps.update_posterior([1, 2], [1, 3], successes=[3, 0], n=[4, 4], lam=0.5)
     assert alpha.tolist() == [4, 1.5] and beta.tolist() == [2, 6]
 
 
@@ -168,8 +168,9 @@ def test_per_prompt_states_follow_their_rules_and_round_trip_through_json():
     objects apply the rules above."""
     import json
 
+    from pcbench import strategies
     from pcbench.config import from_dict
-    from pcbench.prompt_state import GresoTraces, KnapsackRewards, MoppsPosteriors, prompt_state_for
+    from pcbench.prompt_state import GresoTraces, KnapsackRewards, MoppsPosteriors
 
     traces = GresoTraces()  # groups of GRESO rewards: 1 correct, 0.1 wrong answer, 0 no answer
     traces.record(["a", "b", "c", "d"], [[1.0, 1.0], [0.1, 0.0], [1.0, 0.1], [1.0, 1.0]])
@@ -197,10 +198,10 @@ def test_per_prompt_states_follow_their_rules_and_round_trip_through_json():
 
     for strategy, state in [("greso", traces), ("mopps", posteriors), ("knapsack", rewards)]:
         cfg = from_dict({"strategy": strategy})
-        copy = prompt_state_for(cfg)
+        copy = strategies.get(strategy).new_prompt_state(cfg)
         copy.load_state_dict(json.loads(json.dumps(state.state_dict())))
         assert type(copy) is type(state) and copy.state_dict() == state.state_dict()
-    assert prompt_state_for(from_dict({"strategy": "dapo"})) is None
+    assert strategies.get("dapo").new_prompt_state(from_dict({"strategy": "dapo"})) is None
 
 
 # ---- pcbench's history gate (algos.gate: GRESO's skip with MoPPS's posteriors) ---------------

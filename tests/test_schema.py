@@ -40,8 +40,12 @@ def test_wrong_dtype_is_named():
 
 
 def test_enum_values_and_nulls():
-    with pytest.raises(SchemaError, match="'phase' has values \\['warmup'\\]"):
-        ROLLOUTS.frame([rollout_row(phase="warmup")])
+    # a phase is any strategy's name for its rollouts (the ledger pays for each), never free text
+    assert ROLLOUTS.frame([rollout_row(phase="warmup")]).height == 1
+    with pytest.raises(SchemaError, match="'phase' has values \\['warm up'\\], not names"):
+        ROLLOUTS.frame([rollout_row(phase="warm up")])
+    with pytest.raises(SchemaError, match="'finish' has values \\['paused'\\]"):
+        ROLLOUTS.frame([rollout_row(finish="paused")])
     scores = SCORES.frame(
         [
             dict(

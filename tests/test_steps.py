@@ -13,7 +13,6 @@ from pcbench.config import CommitConfig, EvalConfig, PilotConfig, RunConfig, Upd
 from pcbench.policy import Policy, make_batch
 from pcbench.schema import ROLLOUTS, SCORES
 from pcbench.steps import (
-    advantages,
     eval_summary,
     evaluate,
     generate_round,
@@ -22,10 +21,9 @@ from pcbench.steps import (
     reused_pilot,
     score,
     training_group,
-    update,
 )
+from pcbench.steps.update import advantages, update
 from pcbench.tasks import load_benchmark, template_for
-from pcbench.verify import Verifier
 
 from conftest import ARITH, TINY_POLICY
 
@@ -82,12 +80,6 @@ def test_score_is_pure_and_rescoring_changes_only_verdicts():
 
 
 # ---- real engine ----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def verifier():
-    with Verifier(workers=1) as v:
-        yield v
 
 
 @pytest.fixture(scope="module")

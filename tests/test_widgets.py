@@ -12,7 +12,6 @@ from pcbench.config import CommitConfig, EvalConfig, PilotConfig, RunConfig
 from pcbench.loop import train
 from pcbench.policy import Policy
 from pcbench.run import open_run
-from pcbench.verify import Verifier
 from pcbench.widgets import Controls, Dashboard
 
 from conftest import ARITH, ROOT, TINY_POLICY, tiny_engine_config
@@ -56,12 +55,6 @@ def test_controls_switch_the_allocation_options_and_refuse_bad_ones():
     assert controls.cfg.pilot.stages == (0,) and controls.cfg.pilot.n_pilot == 2
     controls.sequential.value = False
     assert controls.cfg.pilot.stages == () and controls.cfg.commit.allocation == "value_per_cost"
-
-
-@pytest.fixture(scope="module")
-def verifier():
-    with Verifier(workers=1) as v:
-        yield v
 
 
 @pytest.fixture(scope="module")
@@ -125,9 +118,9 @@ def _fill_and_update(board, press=None):
 
 @pytest.mark.slow
 def test_dashboard_over_a_live_state(tiny_engine, verifier):
-    from pcbench.state import setup
+    from pcbench.state import setup_state
 
-    s = setup(CFG, verifier=verifier)
+    s = setup_state(CFG, verifier=verifier)
     board = Dashboard(s, CFG)
     try:
         pilots = board.pilot()
@@ -154,15 +147,15 @@ def test_hand_stepped_dashboard_and_train_step_make_the_same_run(tiny_engine, ve
     """Three steps pressed by hand and three steps of the loop, from the same seed: the same
     ledger (wall times aside), rollouts, scores, evaluations and weights."""
     from pcbench.loop import train_step
-    from pcbench.state import setup
+    from pcbench.state import setup_state
 
     cfg = replace(CFG, steps=3, eval=EvalConfig(every=2, k=2, max_prompts=16))
-    loop, frames = setup(cfg, verifier=verifier), []
+    loop, frames = setup_state(cfg, verifier=verifier), []
     try:
         for _ in range(3):
             frames.append(train_step(loop, cfg)[1])
         loop_weights = {k: v.clone() for k, v in loop.policy.model.state_dict().items()}
-        hand = setup(cfg, verifier=verifier)
+        hand = setup_state(cfg, verifier=verifier)
         board = Dashboard(hand, cfg)
         for step in range(3):
             _fill_and_update(board)
@@ -186,10 +179,10 @@ def test_hand_stepped_dashboard_and_train_step_make_the_same_run(tiny_engine, ve
 
 @pytest.mark.slow
 def test_dashboard_steps_through_a_sequential_pilot(tiny_engine, verifier):
-    from pcbench.state import setup
+    from pcbench.state import setup_state
 
     cfg = replace(CFG, pilot=PilotConfig(n_pilot=4, stages=(2,), prior="flat"))
-    s = setup(cfg, verifier=verifier)
+    s = setup_state(cfg, verifier=verifier)
     board = Dashboard(s, cfg)
     board.controls.delta.value = 0.45  # a flat prior stops 2/2 and 0/2 only when delta is loose
     try:
@@ -209,9 +202,9 @@ def test_dashboard_steps_through_a_sequential_pilot(tiny_engine, verifier):
 def test_dashboard_buttons_in_unusual_orders_refuse_or_do_the_right_thing(tiny_engine, verifier):
     """Each press goes through the button's own handler (Button.click). An out-of-order press
     is refused with a message that says what to press, and changes nothing."""
-    from pcbench.state import setup
+    from pcbench.state import setup_state
 
-    s = setup(CFG, verifier=verifier)
+    s = setup_state(CFG, verifier=verifier)
     board = Dashboard(s, CFG)
     G, n_pilot, B = CFG.pool_prompts, CFG.pilot.n_pilot, CFG.batch_prompts
 
@@ -284,10 +277,10 @@ def test_an_interrupted_or_failing_press_is_shown_and_leaves_the_state_usable(
     """A kernel interrupt or an error inside a button's action: the status line says what
     failed and what was undone; the state is as before the press (or, past the update, the
     step stands and the next press completes it); pressing on works."""
-    import pcbench.loop as loop
-    from pcbench.state import setup
+    import pcbench.steps.update as update_module
+    from pcbench.state import setup_state
 
-    s = setup(CFG, verifier=verifier)
+    s = setup_state(CFG, verifier=verifier)
     board = Dashboard(s, CFG)
     G, n_pilot = CFG.pool_prompts, CFG.pilot.n_pilot
 
@@ -333,7 +326,7 @@ def test_an_interrupted_or_failing_press_is_shown_and_leaves_the_state_usable(
         assert "pilot done" in press("pilot")  # the owed sync ran first
         assert s.unfinished is None and s.engine.policy_version == s.policy.version == 1
         assert s.ledger.rows[1]["rollout_stats/pilot"] == s.ledger.rows[1]["rounds"] * G * n_pilot
-        once(loop, "update", KeyboardInterrupt)
+        once(update_module, "update", KeyboardInterrupt)
         for name in ("score", "commit"):
             press(name)
         while board._in_batch() < CFG.batch_prompts:
@@ -356,12 +349,12 @@ def test_the_dashboard_trains_any_strategy_and_refuses_pilot_commits_stages(
     it (the loop's step) and its allocation plot shows that strategy's own columns; the stage
     buttons, Pilot-Commit's, are refused and change nothing."""
     from pcbench.config import load_config
-    from pcbench.plots import ALLOCATION
-    from pcbench.state import setup
+    from pcbench.plots import allocation_columns
+    from pcbench.state import setup_state
 
     cfg = load_config(ROOT / "configs" / f"tiny-{strategy}.toml",
                       ["batch_prompts=4", "eval.max_prompts=16", "eval.k=2"])  # fmt: skip
-    s = setup(cfg, verifier=verifier)
+    s = setup_state(cfg, verifier=verifier)
     board = Dashboard(s, cfg)
     try:
         board.buttons["pilot"].click()
@@ -371,7 +364,7 @@ def test_the_dashboard_trains_any_strategy_and_refuses_pilot_commits_stages(
         board.buttons["run N steps"].click()
         assert "run N steps done" in board.status.value and s.step == 1
         names = [trace.name for trace in board.allocation.figure.data]
-        assert names == list(ALLOCATION[strategy].values())
+        assert names == list(allocation_columns(strategy).values())
         assert any(y for trace in board.allocation.figure.data for y in trace.y)
     finally:
         tiny_engine.load_weights(Policy(TINY_POLICY))

@@ -2,7 +2,7 @@
 combination of GRESO's pre-rollout skip and MoPPS's posteriors with Pilot-Commit's band), pure.
 
 Each prompt keeps a Beta(alpha, beta) posterior of its success rate from every rollout it has had
-(pilots and commits; MoPPS's update with lambda = 1, `algos.mopps.update`). When a prompt comes up
+(pilots and commits; MoPPS's update with lambda = 1, `algos.mopps.update_posterior`). When a prompt comes up
 in a fresh pool:
 
 - a prompt never rolled out is piloted (GRESO never skips one it has not seen);

@@ -16,7 +16,7 @@ size is the rollouts still missing / (1 - the last round's zero-variance share) 
 prompts, clipped to [min_prompts, round_prompts]; a round predicted to suffice is the last.
 
 GRESO's bookkeeping reads its own reward, 1 / 0.1 / 0 (correct / wrong answer / no answer),
-which pcbench rebuilds from the verifier's `correct` and `verify_status` (peers.greso_rewards):
+which pcbench rebuilds from the verifier's `correct` and `verify_status` (strategies.greso.greso_rewards):
 a trace entry is a group's mean reward, "all-correct" is a mean >= 0.98 and "all-wrong" a mean
 <= 0.11 (so at groups of 64 or more one wrong rollout still counts as all-correct, as there);
 the step's shares count groups whose rewards are all 1 or all 0.1 (an all-no-answer group is

@@ -43,7 +43,7 @@ def select(
     return np.argsort(distance, kind="stable")[:keep]
 
 
-def update(
+def update_posterior(
     alpha: np.ndarray, beta: np.ndarray, successes: np.ndarray, n: np.ndarray, lam: float = 1.0,
     prior: tuple[float, float] = PRIOR,
 ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip

@@ -1,7 +1,7 @@
 """FSDP2 mechanics for a sharded policy ([cluster] train_sharding = "fsdp"): the torch side only.
 
 `fully_shard` per decoder layer, then once more at a root module whose forward computes the
-memory-lean log-probs (`policy._token_logprobs`). The root is needed because those log-probs
+memory-lean log-probs (`logprobs.token_logprobs`). The root is needed because those log-probs
 call the decoder and the head separately: FSDP all-gathers a unit's parameters in its forward
 hook, so the embeddings, final norm and head (tied or not) must belong to a module whose forward
 encloses both calls. The parameters are fp32 shards (they are the AdamW masters); each unit is
@@ -19,17 +19,17 @@ import torch
 
 
 class LogProbs(torch.nn.Module):
-    """Root of a sharded policy: forward = `_token_logprobs` of the wrapped model."""
+    """Root of a sharded policy: forward = `token_logprobs` of the wrapped model."""
 
     def __init__(self, model: torch.nn.Module, device: str):
         super().__init__()
         self.model, self.device = model, device
 
     def forward(self, input_ids, attention_mask, completion_mask) -> torch.Tensor:
-        from pcbench.policy import TokenBatch, _token_logprobs
+        from pcbench.logprobs import TokenBatch, token_logprobs
 
         batch = TokenBatch(input_ids, attention_mask, completion_mask)
-        return _token_logprobs(self.model, batch, self.device)
+        return token_logprobs(self.model, batch, self.device)
 
 
 def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:

@@ -11,7 +11,7 @@ stay equal, which is checked after every update (a checksum per rank).
 
 This is DDP's algorithm (one bucket, reduced after backward) without its module wrapper: DDP
 hooks gradients through the wrapped module's forward, and the log-probs here come from the
-decoder and the head called separately (memory-lean chunks, `policy._token_logprobs`). The
+decoder and the head called separately (memory-lean chunks, `logprobs.token_logprobs`). The
 process group is made directly on a TCPStore (no global default group), so a notebook kernel
 can hold several runs' groups and drop one without restarting.
 

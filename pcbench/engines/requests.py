@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from pcbench.schema import PHASES
+from pcbench.schema import is_phase_name
 
 MAX_PROBLEMS_SHOWN = 10
 
@@ -31,8 +31,10 @@ def validate_requests(requests: pl.DataFrame, tokenizer, max_model_len: int) -> 
             )
         if not isinstance(row["n"], int) or row["n"] < 1:
             problems.append(f"{where}: n = {row['n']}, must be >= 1")
-        if row["phase"] not in PHASES:
-            problems.append(f"{where}: phase {row['phase']!r} not in {sorted(PHASES)}")
+        if not isinstance(row["phase"], str) or not is_phase_name(row["phase"]):
+            problems.append(
+                f"{where}: phase {row['phase']!r} is not a phase name (a lowercase identifier)"
+            )
     if problems:
         more = " ..." if len(problems) > MAX_PROBLEMS_SHOWN else ""
         raise RequestError("; ".join(problems[:MAX_PROBLEMS_SHOWN]) + more)

@@ -177,7 +177,7 @@ class VLLMEngine:
         kwargs = dict(engine_args or {})
         if gpu_memory_utilization:
             kwargs["gpu_memory_utilization"] = gpu_memory_utilization
-        # Colocated training on a GPU sleeps the engine through each update (loop.train_on);
+        # Colocated training on a GPU sleeps the engine through each update (steps.batch.train_on);
         # vLLM has sleep mode on CUDA only, so it is on by default there and off elsewhere.
         if enable_sleep_mode is None:
             enable_sleep_mode = current_platform.is_cuda()

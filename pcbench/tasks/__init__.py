@@ -1,6 +1,6 @@
 """Tasks: the embedded arithmetic task, prompt templates and benchmark loaders."""
 
-from pcbench.tasks.arith import LEVELS, generate, write_splits
+from pcbench.tasks.arith import LEVELS, generate_problems, write_splits
 from pcbench.tasks.benchmarks import Benchmark, DatasetError, load_benchmark
 from pcbench.tasks.boxed import last_boxed
 from pcbench.tasks.stream import PromptStream
@@ -14,7 +14,7 @@ __all__ = [
     "ChatTemplate",
     "DatasetError",
     "TextTemplate",
-    "generate",
+    "generate_problems",
     "last_boxed",
     "load_benchmark",
     "template_for",

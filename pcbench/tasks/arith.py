@@ -50,11 +50,11 @@ LEVELS: dict[int, Level] = {
 Expr = int | tuple
 
 
-def evaluate(e: Expr) -> int:
+def evaluate_expression(e: Expr) -> int:
     if isinstance(e, int):
         return e
     op, a, b = e
-    x, y = evaluate(a), evaluate(b)
+    x, y = evaluate_expression(a), evaluate_expression(b)
     return x + y if op == "+" else x - y if op == "-" else x * y
 
 
@@ -77,7 +77,7 @@ def reduce_once(e: Expr, slip=None) -> Expr:
     value it writes: a noisy teacher's error)."""
     op, a, b = e
     if isinstance(a, int) and isinstance(b, int):
-        value = evaluate(e)
+        value = evaluate_expression(e)
         return slip(value) if slip else value
     if isinstance(a, tuple):
         return (op, reduce_once(a, slip), b)
@@ -120,13 +120,13 @@ def _random_expr(rng: random.Random, level: Level, n_ops: int) -> Expr:
     a = _random_expr(rng, level, n_left)
     b = _random_expr(rng, level, n_ops - 1 - n_left)
     op = rng.choice(level.ops)
-    if op == "-" and evaluate(a) < evaluate(b):
+    if op == "-" and evaluate_expression(a) < evaluate_expression(b):
         a, b = b, a  # keep every intermediate value non-negative
     return (op, a, b)
 
 
 def _values(e: Expr):
-    yield evaluate(e)
+    yield evaluate_expression(e)
     if isinstance(e, tuple):
         yield from _values(e[1])
         yield from _values(e[2])
@@ -141,7 +141,7 @@ def random_problem(rng: random.Random, difficulty: int) -> Expr:
             return e
 
 
-def generate(
+def generate_problems(
     n: int,
     seed: int,
     *,
@@ -171,7 +171,7 @@ def generate(
             {
                 "prompt_id": f"arith/{split}/{i:05d}",
                 "prompt": template.render(render(e)),
-                "answer": str(evaluate(e)),
+                "answer": str(evaluate_expression(e)),
                 "source": "arith",
                 "difficulty": difficulty,
                 "solution": worked_solution(
@@ -191,8 +191,8 @@ def write_splits(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     splits = {
-        "train": generate(n_train, seed, split="train"),
-        "test": generate(n_test, seed + 1, split="test"),
+        "train": generate_problems(n_train, seed, split="train"),
+        "test": generate_problems(n_test, seed + 1, split="test"),
     }
     paths = {}
     for name, frame in splits.items():

@@ -164,15 +164,11 @@ class Verifier:
         self._finalizer = weakref.finalize(self, self._pool.close)
 
     @classmethod
-    def from_config(cls, vc, *, actors: int = 0, address: str = "", cpus: float = 1.0) -> Verifier:
-        """A Verifier with a run config's `[verify]` settings (`config.VerifyConfig`); with
-        `actors` > 0 its judging runs on that many Ray actors (`[cluster] verifier_actors`)."""
-        pool = None
-        if actors > 0:
-            from pcbench.cluster.verifier import RayWorkerPool
-
-            pool = RayWorkerPool(actors, vc.workers, vc.timeout_s,
-                                 int(vc.memory_limit_gb * 2**30), address=address, cpus=cpus)  # fmt: skip
+    def from_config(cls, vc, *, pool=None) -> Verifier:
+        """A Verifier with a run config's `[verify]` settings (`config.VerifyConfig`), judging in
+        worker processes of its own, or in the `pool` it is handed (the run's setup hands it
+        `pcbench.cluster.verifier.RayWorkerPool` for `[cluster] verifier_actors`: the verifier
+        knows no cluster)."""
         return cls(**asdict(vc), pool=pool)
 
     def verify(self, completions: list[str], answers: list[str]) -> pl.DataFrame:

@@ -21,6 +21,7 @@ from pcbench.accounting import verdict_counts
 from pcbench.analysis import accuracy_curve
 from pcbench.config import RunConfig
 from pcbench.ledger import CUMULATIVE
+from pcbench.strategies import registry
 from pcbench.widgets.controls import Controls
 from pcbench.widgets.live import AccuracyPlot, AllocationPlot, PilotHistograms
 
@@ -169,7 +170,7 @@ class Dashboard:
             try:
                 self.status.value = f"running {name} ..."
                 self._refuse_unless(
-                    name not in HAND_STAGES or self.cfg.strategy == "pilot_commit",
+                    name not in HAND_STAGES or registry.get(self.cfg.strategy).hand_stages,
                     f"{name} is a stage of Pilot-Commit's step; this state trains "
                     f"strategy = {self.cfg.strategy!r}, whose step runs whole: press "
                     "'run N steps' (the loop's step, as `pcbench run`)",
@@ -244,7 +245,7 @@ class Dashboard:
                 self._refuse_unless(
                     r is not None, "a fresh epoch holds no pool: see EpochTooSmallError"
                 )
-            rounds.generate(s, cfg, r)
+            rounds.generate_rollouts(s, cfg, r)
         self.rounds, self.round = kept, r
         if note:
             self.status.value = note
@@ -282,7 +283,9 @@ class Dashboard:
         logging and checkpoints with a run): the same code from here on."""
         import time
 
-        from pcbench.loop import close_batch, complete_step, max_rounds_reached, train_batch
+        from pcbench.loop import complete_step
+        from pcbench.steps.batch import max_rounds_reached
+        from pcbench.strategies.pilot_commit import close_batch, train_batch
 
         cfg, s = self.cfg, self.state
         self._owed()

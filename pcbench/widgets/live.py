@@ -11,8 +11,8 @@ import plotly.io as pio
 import polars as pl
 
 from pcbench.plots import (
-    ALLOCATION,
     accuracy_figure,
+    allocation_columns,
     allocation_figure,
     allocation_values,
     pilot_histogram_figure,
@@ -95,7 +95,9 @@ class AllocationPlot(LivePlot):
     def update(self, ledger: pl.DataFrame, preview: dict[str, float] | None = None) -> None:
         steps = [str(s) for s in ledger["step"].to_list()] if ledger.height else []
         with self.updating():
-            for trace, column in zip(self.figure.data, ALLOCATION[self.strategy], strict=True):
+            for trace, column in zip(
+                self.figure.data, allocation_columns(self.strategy), strict=True
+            ):
                 x, y = list(steps), allocation_values(ledger, column, len(steps))
                 if preview is not None:
                     x.append(PREVIEW)
