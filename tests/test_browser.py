@@ -143,10 +143,14 @@ def test_dashboard_in_jupyterlab_reacts_to_sliders(lab, tmp_path):
         )
         page.wait_for_timeout(3000)  # the kernel session attaches
         page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
-        # Done when no cell is queued or running ('[*]') and the last cell has a number.
+        # Done when no cell is queued or running ('[*]') and the last cell has a number, or a
+        # cell raised (run-all stops there: the cells after it never get a number).
         page.wait_for_function(
             """() => { const p = [...document.querySelectorAll('.jp-InputArea-prompt')].map(e => e.textContent);
-                       return p.length && !p.some(t => t.includes('*')) && /\\[\\d+\\]/.test(p[p.length - 1]); }""",
+                       const raised = [...document.querySelectorAll('.jp-OutputArea-output')]
+                           .some(e => e.textContent.includes('Traceback'));
+                       return p.length && !p.some(t => t.includes('*'))
+                           && (raised || /\\[\\d+\\]/.test(p[p.length - 1])); }""",
             timeout=900_000, polling=2000,
         )  # fmt: skip
         outputs = " ".join(page.locator(".jp-OutputArea-output").all_inner_texts())
