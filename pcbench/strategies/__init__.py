@@ -18,11 +18,10 @@ and what a strategy must declare, are in `pcbench.strategies.registry` and docs/
 from pcbench.strategies.registry import (
     Strategy,
     StrategyError,
-    describe,
     get,
     load_plugins,
     names,
     register,
 )
 
-__all__ = ["Strategy", "StrategyError", "describe", "get", "load_plugins", "names", "register"]
+__all__ = ["Strategy", "StrategyError", "get", "load_plugins", "names", "register"]

@@ -27,7 +27,7 @@ import importlib
 import importlib.util
 import sys
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from pcbench import ledger, schema
 
@@ -100,7 +100,8 @@ class Strategy:
 
 
 _REGISTRY: dict[str, Strategy] = {}
-_LOADED: set[str] = set()  # modules and files already imported for their registrations
+_LOADED: set[str] = set()  # plugins (modules, files) already imported for their registrations
+_BUILTINS_LOADED = False
 
 
 def register(name: str):
@@ -195,14 +196,8 @@ def load_plugins(plugins) -> None:
 
 
 def _load_builtins() -> None:
-    if "builtins" not in _LOADED:
-        _LOADED.add("builtins")
+    global _BUILTINS_LOADED
+    if not _BUILTINS_LOADED:
+        _BUILTINS_LOADED = True  # first: a built-in's import may ask the registry again
         for module in BUILTIN.values():
             importlib.import_module(module)
-
-
-def describe(name: str) -> dict[str, Any]:
-    """What a strategy declares, for docs and errors."""
-    s = get(name)
-    return {"name": s.name, "phases": s.phases, "allocation": s.allocation,
-            "table": s.table.__name__ if s.table else None}  # fmt: skip
