@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -59,14 +58,12 @@ class Unfinished:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """What a step may change in State, as plain values (the state_dict protocol)."""
+    """What a step may change in State, as plain values: the fields `state.STEP_STATE` declares
+    (their state dicts), the step number, the pending frames and the policy's version; and the
+    engine's counters, to count what an undone attempt paid for."""
 
     step: int
-    stream: dict
-    buffer: dict
-    prior: dict
-    prompt_state: dict | None  # GRESO / MoPPS / Knapsack-RL (pcbench.prompt_state)
-    ledger_rows: dict
+    parts: dict[str, dict]  # State.step_state()
     pending: dict
     policy_version: int | None
     rollouts_generated: int
@@ -82,11 +79,7 @@ def _copied(state: dict) -> dict:
 def snapshot(s) -> Snapshot:
     return Snapshot(
         step=s.step,
-        stream=_copied(s.stream.state_dict()),
-        buffer=s.buffer.state_dict(),
-        prior=s.prior.state_dict(),
-        prompt_state=None if s.prompt_state is None else s.prompt_state.state_dict(),
-        ledger_rows={k: dict(v) for k, v in s.ledger.rows.items()},
+        parts={name: _copied(part) for name, part in s.step_state().items()},
         pending={k: list(v) for k, v in s.pending.items()},
         policy_version=None if s.policy is None else s.policy.version,
         rollouts_generated=s.engine.rollouts_generated,
@@ -99,12 +92,7 @@ def restore(s, before: Snapshot, step: int) -> tuple[int, int]:
     """Put `s` back to `before`, then count what the attempt paid for at `step`; returns the
     (rollouts, tokens) the engine generated during the attempt."""
     s.step = before.step
-    s.stream.load_state_dict(_copied(before.stream))
-    s.buffer.load_state_dict(before.buffer)
-    s.prior.load_state_dict(before.prior)
-    if s.prompt_state is not None:
-        s.prompt_state.load_state_dict(before.prompt_state)
-    s.ledger.rows = {k: defaultdict(float, v) for k, v in before.ledger_rows.items()}
+    s.load_step_state({name: _copied(part) for name, part in before.parts.items()})
     s.pending = {k: list(v) for k, v in before.pending.items()}
     if s.policy is not None:
         s.policy.discard_gradients()

@@ -33,7 +33,7 @@ def _dropout_off(model: torch.nn.Module) -> None:
                 setattr(module, name, 0.0)
 
 
-_NO_MASTERS = (
+NO_MASTERS = (
     "saved without fp32 master weights (a float32 policy); load it with dtype='float32', or "
     "start a fresh run from it as a model"
 )
@@ -67,22 +67,16 @@ class Policy:
         device: str = "cpu",
         gradient_checkpointing: bool = False,
         reference_path: str | Path | None = None,
-        sharded: bool = False,
     ):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.path, self.device, self.dtype = str(model_path), device, dtype
-        # sharded ([cluster] train_sharding = "fsdp"): loaded whole on the CPU and made fp32,
-        # the AdamW masters (from the compute dtype's values, as one process's masters are);
-        # `shard` then spreads them over the ranks' devices.
-        self.sharded = sharded
-        home = "cpu" if sharded else device
+        home = self._home(device)
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)
         self.model = AutoModelForCausalLM.from_pretrained(
             self.path, dtype=getattr(torch, dtype)
         ).to(home)
-        if sharded:
-            self.model.float()
+        self._loaded()
         # The frozen reference for a KL penalty (one more model in memory); give the original
         # model path, also when resuming from a checkpoint.
         self.reference = None
@@ -104,7 +98,6 @@ class Policy:
         # optimizer updates fp32 master copies and the model is re-cast from them. AdamW on
         # bf16 weights rounds away updates below ~1e-3 relative (lr 1e-6 moved weights by
         # 2.4e-7 in 20 steps instead of ~2e-5). fp16 compute has no loss scaling here: use bf16.
-        # A sharded policy's fp32 parameters are the masters (FSDP casts for compute).
         params = list(self.model.parameters())
         self.mixed = any(p.dtype != torch.float32 for p in params)  # separate master copies
         self.keeps_masters = dtype != "float32"  # its state carries fp32 masters
@@ -120,10 +113,49 @@ class Policy:
         # ranks' gradients before clipping; None in one process. `data_parallel` runs update().
         self.reduce_gradients = None
         self.data_parallel = None
-        # Sharded only: the FSDP roots (after `shard`), this process's rank, and the group that
-        # runs driver-side collective calls on the other ranks (`collective`; rank 0 only).
-        self.root = self.reference_root = None
+        # This process's rank, and the group that runs driver-side collective calls on the other
+        # ranks (`collective`; rank 0 of a sharded group only).
         self.rank, self.peers = 0, None
+
+    # ---- seams a sharded policy (pcbench.cluster.sharded.ShardedPolicy) overrides ----------
+    sharded = False
+
+    def _home(self, device: str) -> str:
+        """Where the weights are loaded."""
+        return device
+
+    def _loaded(self) -> None:
+        """After the weights are loaded, before the masters and optimizer are made."""
+
+    def _logprobs(self, model: torch.nn.Module, batch: TokenBatch) -> torch.Tensor:
+        return token_logprobs(model, batch, self.device)
+
+    def _global_norm(self, norm: torch.Tensor) -> torch.Tensor:
+        """The gradient norm over the whole model (this process holds all of it)."""
+        return norm
+
+    def _weights_to_save(self) -> dict | None:
+        """The weights `save` writes and engines load (None: the model's own)."""
+        return None
+
+    def _state_dict(self, state: dict, weights: bool) -> dict:
+        if weights:
+            state["model"] = self.model.state_dict()
+        if self.keeps_masters:  # the model holds the rounded copy; resuming needs the masters
+            state["masters"] = [m.detach() for m in self.masters]
+        return state
+
+    def _load(self, state: dict) -> None:
+        if "model" in state:  # in fp32 the masters are the model's own parameters
+            self.model.load_state_dict(state["model"])
+        if "masters" in state:  # saved in mixed precision: the fp32 weights are these
+            for m, saved in zip(self.masters, state["masters"], strict=True):
+                m.copy_(saved)
+            if self.mixed:
+                self._cast_masters()
+        elif self.keeps_masters:
+            raise ValueError(NO_MASTERS)
+        self.optimizer.load_state_dict(state["optimizer"])
 
     def _make_optimizer(self, params: list[torch.Tensor]) -> None:
         uc, warmup = self.update, max(1, self.update.warmup_steps)
@@ -134,43 +166,10 @@ class Policy:
             self.optimizer, lambda s: min(1.0, (s + 1) / warmup)
         )
 
-    def shard(self) -> None:
-        """Spread this whole policy over the default process group's ranks (FSDP2); every rank
-        calls it, each with the same state. Weights and AdamW state become shards; the
-        optimizer and schedule continue where they were."""
-        from torch import distributed as dist
-
-        from pcbench.cluster import fsdp
-
-        optimizer, scheduler = self.optimizer.state_dict(), self.scheduler.state_dict()
-        compute = getattr(torch, self.dtype)
-        self.root = fsdp.shard(self.model, self.device, compute)
-        if self.reference is not None:
-            self.reference_root = fsdp.shard(self.reference, self.device, compute)
-        self.rank = dist.get_rank()
-        self.masters = list(self.model.parameters())
-        self._make_optimizer(self.masters)
-        self._load_optimizer(optimizer)
-        self.scheduler.load_state_dict(scheduler)
-
-    def _load_optimizer(self, state: dict) -> None:
-        """AdamW state saved whole (any policy's), laid out as this one's parameters."""
-        from pcbench.cluster.fsdp import like_shard
-
-        state = {**state, "state": dict(state["state"])}
-        for i, p in enumerate(self.masters):
-            if i in state["state"]:
-                state["state"][i] = {
-                    k: v if k == "step" else like_shard(v, p) for k, v in state["state"][i].items()
-                }
-        self.optimizer.load_state_dict(state)
-
     @collective
     def logprobs(self, batch: TokenBatch) -> torch.Tensor:
         """(B, T) log p(x_t | x_<t) for completion tokens, 0 elsewhere (teacher-forced)."""
-        if self.root is not None:
-            return self.root(batch.input_ids, batch.attention_mask, batch.completion_mask)
-        return token_logprobs(self.model, batch, self.device)
+        return self._logprobs(self.model, batch)
 
     @collective
     def reference_logprobs(self, batch: TokenBatch) -> torch.Tensor:
@@ -178,11 +177,7 @@ class Policy:
         if self.reference is None:
             raise RuntimeError("no reference model: create the Policy with reference_path=...")
         with torch.no_grad():
-            if self.reference_root is not None:
-                return self.reference_root(
-                    batch.input_ids, batch.attention_mask, batch.completion_mask
-                )
-            return token_logprobs(self.reference, batch, self.device)
+            return self._logprobs(self.reference, batch)
 
     def step(self, loss: torch.Tensor | None = None, end_of_batch: bool = True) -> float:
         """(Backward,) clip, one AdamW step; returns the pre-clip gradient norm.
@@ -199,11 +194,9 @@ class Policy:
                 p.grad = None
         if self.reduce_gradients is not None:  # every rank then holds the summed gradient
             self.reduce_gradients(self.masters)
-        norm = torch.nn.utils.clip_grad_norm_(self.masters, self.update.grad_clip)
-        if self.root is not None:  # the shards' norm, all-reduced
-            from pcbench.cluster.fsdp import full
-
-            norm = full(norm)
+        norm = self._global_norm(
+            torch.nn.utils.clip_grad_norm_(self.masters, self.update.grad_clip)
+        )
         self.optimizer.step()
         if end_of_batch:
             self.scheduler.step()
@@ -226,25 +219,9 @@ class Policy:
 
     @collective
     def named_weights(self):
-        """(name, tensor) pairs in HF naming, what engines load (sharded: gathered one tensor at
-        a time into CPU memory, in the compute dtype; the other ranks keep nothing)."""
-        if not self.sharded:
-            return list(self.model.state_dict().items())
-        return list(self._gathered(getattr(torch, self.dtype)).items())
-
-    def _gathered(self, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-        """A sharded (or not yet sharded) policy's whole weights in HF naming, each distinct
-        tensor gathered once (tied names share it), on CPU; empty on ranks other than 0."""
-        from pcbench.cluster.fsdp import full
-
-        out, seen = {}, {}
-        for name, t in self.model.state_dict(keep_vars=True).items():
-            if id(t) not in seen:
-                value = full(t.detach())
-                seen[id(t)] = value.to("cpu", dtype) if self.rank == 0 else None
-            if self.rank == 0:
-                out[name] = seen[id(t)]
-        return out
+        """(name, tensor) pairs in HF naming, what engines load."""
+        weights = self._weights_to_save()
+        return list((self.model.state_dict() if weights is None else weights).items())
 
     # ---- the state protocol (state_dict / load_state_dict, as torch) ----------------------
     @collective
@@ -254,69 +231,16 @@ class Policy:
         loadable model directory instead, `save`)."""
         state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                  "version": self.version}  # fmt: skip
-        if self.root is not None:  # shards gathered whole: the same format as one process's
-            return self._gathered_state(state, weights)
-        if weights:
-            state["model"] = self.model.state_dict()
-        if self.keeps_masters:  # the model holds the rounded copy; resuming needs the masters
-            state["masters"] = [m.detach() for m in self.masters]
-        return state
-
-    def _gathered_state(self, state: dict, weights: bool) -> dict:
-        from pcbench.cluster.fsdp import full
-
-        def keep(t):  # every rank gathers; rank 0 keeps
-            whole = full(t)
-            return whole.cpu() if self.rank == 0 else None
-
-        optimizer = state["optimizer"]
-        optimizer["state"] = {
-            i: {k: v if k == "step" else keep(v) for k, v in entry.items()}
-            for i, entry in optimizer["state"].items()
-        }
-        if weights:
-            state["model"] = self._gathered(getattr(torch, self.dtype))
-        if self.keeps_masters:
-            state["masters"] = [keep(m.detach()) for m in self.masters]
-        return state if self.rank == 0 else {}
+        return self._state_dict(state, weights)
 
     @collective
     @torch.no_grad()
     def load_state_dict(self, state: dict) -> None:
         """Restore a `state_dict` in place (without `model`: the weights stay as loaded)."""
-        if self.root is not None:
-            self._load_sharded(state)
-        else:
-            self._load_whole(state)
+        self._load(state)
         self.scheduler.load_state_dict(state["scheduler"])
         self.version = state["version"]
         self.state_loads += 1
-
-    def _load_sharded(self, state: dict) -> None:
-        from pcbench.cluster.fsdp import like_shard
-
-        if "masters" in state:
-            weights = state["masters"]
-        elif self.keeps_masters:
-            raise ValueError(_NO_MASTERS)
-        else:
-            by_name = dict(self.model.named_parameters())
-            weights = [state["model"][name] for name in by_name]
-        for p, w in zip(self.masters, weights, strict=True):
-            p.copy_(like_shard(w, p))
-        self._load_optimizer(state["optimizer"])
-
-    def _load_whole(self, state: dict) -> None:
-        if "model" in state:  # in fp32 the masters are the model's own parameters
-            self.model.load_state_dict(state["model"])
-        if "masters" in state:  # saved in mixed precision: the fp32 weights are these
-            for m, saved in zip(self.masters, state["masters"], strict=True):
-                m.copy_(saved)
-            if self.mixed:
-                self._cast_masters()
-        elif self.keeps_masters:
-            raise ValueError(_NO_MASTERS)
-        self.optimizer.load_state_dict(state["optimizer"])
 
     @collective
     def save(self, out_dir: str | Path) -> Path:
@@ -324,7 +248,7 @@ class Policy:
         (`optimizer.pt`, `policy.json`): what a checkpoint keeps of the policy. A sharded
         policy's is the same, gathered whole by rank 0 (the only rank that writes)."""
         out = Path(out_dir)
-        weights = self._gathered(getattr(torch, self.dtype)) if self.sharded else None
+        weights = self._weights_to_save()
         if self.rank != 0:
             self.state_dict(weights=False)  # the other ranks' part of gathering it
             return out

@@ -119,6 +119,41 @@ def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
     return out
 
 
+def _write_step_state(folder: Path, step: int, parts: dict[str, dict]) -> None:
+    """A step's state (State.step_state) as files: state.json holds the step, each part's plain
+    values and the names of its tables, each table is `<part>/<key>.parquet`."""
+    state: dict = {"step": step, "tables": {}}
+    for name, part in parts.items():
+        tables = sorted(k for k, v in part.items() if isinstance(v, pl.DataFrame))
+        for key in tables:
+            (folder / name).mkdir(exist_ok=True)
+            part[key].write_parquet(folder / name / f"{key}.parquet")
+        state[name] = {k: v for k, v in part.items() if k not in tables}
+        state["tables"][name] = tables
+    (folder / "state.json").write_text(json.dumps(state) + "\n")
+
+
+def _read_step_state(folder: Path) -> dict:
+    """{"step", "parts"} as `_write_step_state` wrote them, or as checkpoints written before it
+    (the buffer in buffer/buffer.{json,parquet}, the ledger in ledger.parquet, no tables list;
+    the oldest have no prior either, and keep the State's)."""
+    state = json.loads((folder / "state.json").read_text())
+    step = state.pop("step")
+    if "tables" not in state:  # before 2026-12-03
+        buffer = json.loads((folder / "buffer" / "buffer.json").read_text())
+        state["buffer"] = buffer | {
+            "rollouts": pl.read_parquet(folder / "buffer" / "buffer.parquet")
+        }
+        state["ledger"] = {"frame": pl.read_parquet(folder / "ledger.parquet")}
+        return {"step": step, "parts": state}
+    tables = state.pop("tables")
+    parts = {
+        name: part | {k: pl.read_parquet(folder / name / f"{k}.parquet") for k in tables[name]}
+        for name, part in state.items()
+    }
+    return {"step": step, "parts": parts}
+
+
 def _config_values(saved: Path | dict) -> dict:
     """config.json (a path, or its parsed contents) without its provenance: the values
     RunConfig is built from."""
@@ -263,21 +298,13 @@ class Run:
         shutil.rmtree(tmp, ignore_errors=True)
         with _loud_write(final, tmp, "the previous checkpoints are untouched"):
             tmp.mkdir(parents=True)
-            # Every stateful object speaks state_dict / load_state_dict; here they become files:
-            # frames as parquet, plain values as JSON, the policy as a loadable model directory.
+            # The policy as a loadable model directory, the torch RNG, and what a step may
+            # change (state.STEP_STATE): each part's tables as parquet, its plain values JSON.
             s.policy.save(tmp / "policy")
-            buffer = s.buffer.state_dict()
-            (tmp / "buffer").mkdir()
-            buffer.pop("rollouts").write_parquet(tmp / "buffer" / "buffer.parquet")
-            (tmp / "buffer" / "buffer.json").write_text(json.dumps(buffer, indent=1) + "\n")
-            s.ledger.state_dict()["frame"].write_parquet(tmp / "ledger.parquet")
             import torch  # checkpoints only: reading a run needs no torch
 
             torch.save({"torch": torch.get_rng_state()}, tmp / "rng.pt")
-            state = {"step": s.step, "stream": s.stream.state_dict(), "prior": s.prior.state_dict()}
-            if s.prompt_state is not None:  # GRESO / MoPPS / Knapsack-RL
-                state["prompt_state"] = s.prompt_state.state_dict()
-            (tmp / "state.json").write_text(json.dumps(state) + "\n")
+            _write_step_state(tmp, s.step, s.step_state())
             (tmp / MANIFEST).write_text(json.dumps(manifest(tmp), indent=1) + "\n")
             shutil.rmtree(final, ignore_errors=True)
             os.rename(tmp, final)
@@ -302,11 +329,7 @@ class Run:
         A damaged newer checkpoint is skipped with a warning naming it; if every checkpoint is
         damaged, CheckpointError (nothing is deleted: restarting from scratch would drop the
         run's logs)."""
-        from pcbench.buffer import PilotBuffer
-        from pcbench.ledger import Ledger
-        from pcbench.policy import Policy
-        from pcbench.prior import PassRatePrior
-        from pcbench.strategies import registry
+        from pcbench.cluster.sharded import policy_for
 
         ckpt, skipped = self.good_checkpoint()
         if skipped and ckpt is None:
@@ -326,38 +349,19 @@ class Run:
         self._truncate_logs(step)
         if ckpt is None:
             return 0
-        ec = cfg.engine
         if s.policy is not None and s.policy.data_parallel is not None:
             s.policy.data_parallel.shutdown()  # its ranks' resources go to the new group
-        s.policy = Policy.load(
-            ckpt / "policy", cfg.update, dtype=ec.dtype, device=ec.device,
-            gradient_checkpointing=ec.gradient_checkpointing,
-            reference_path=cfg.model if cfg.update.kl_coef > 0 else None,
-            sharded=cfg.cluster.sharded,
-        )  # fmt: skip
+        s.policy = policy_for(cfg, ckpt / "policy")
         from pcbench.state import with_data_parallel
 
         with_data_parallel(s.policy, cfg)  # a new group around the restored policy
         s.engine.load_weights(s.policy)
-        buffer = json.loads((ckpt / "buffer" / "buffer.json").read_text())
-        s.buffer = PilotBuffer(buffer["max_staleness"])
-        s.buffer.load_state_dict(
-            buffer | {"rollouts": pl.read_parquet(ckpt / "buffer" / "buffer.parquet")}
-        )
-        s.ledger = Ledger()
-        s.ledger.load_state_dict({"frame": pl.read_parquet(ckpt / "ledger.parquet")})
-        state = json.loads((ckpt / "state.json").read_text())
-        s.stream.load_state_dict(state["stream"])
-        s.prior = PassRatePrior()
-        if "prior" in state:  # checkpoints made before the sequential pilot have none
-            s.prior.load_state_dict(state["prior"])
-        s.prompt_state = registry.get(cfg.strategy).new_prompt_state(cfg)
-        if s.prompt_state is not None:
-            s.prompt_state.load_state_dict(state["prompt_state"])
+        step_state = _read_step_state(ckpt)
+        s.load_step_state(step_state["parts"])
         import torch
 
         torch.set_rng_state(torch.load(ckpt / "rng.pt", weights_only=True)["torch"])
-        s.step, s.pending, s.unfinished, s.broken = state["step"], {}, None, None
+        s.step, s.pending, s.unfinished, s.broken = step_state["step"], {}, None, None
         return step
 
     def _truncate_logs(self, step: int) -> None:

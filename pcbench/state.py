@@ -31,6 +31,16 @@ if TYPE_CHECKING:  # heavy imports (torch, workers) only where they are used
 
 _ENGINES: dict[tuple, Engine] = {}  # one engine per (kind, model, settings) per process
 
+# What a training step may change, declared once: the undo snapshot (pcbench.atomic) and the
+# checkpoint (pcbench.run) both walk these State fields through `step_state` and
+# `load_step_state`, so a field added here is undone with an undone step and resumed with a
+# resumed run, with nothing else to edit. Each speaks state_dict / load_state_dict (plain
+# values, DataFrames for tables); `prompt_state` is None for strategies that keep none. The
+# rest of what a step changes has its own way back, named where it is handled: the step number
+# (both), the policy (atomic: its version, gradients dropped; run: its own directory), the
+# step's pending frames (atomic only: a checkpoint is written between steps, when none are).
+STEP_STATE = ("stream", "buffer", "prior", "prompt_state", "ledger")
+
 
 @dataclass
 class State:
@@ -56,6 +66,23 @@ class State:
     def stash(self, kind: str, frame: pl.DataFrame) -> None:
         """Keep a frame of the step in flight until the step completes and is logged."""
         self.pending.setdefault(kind, []).append(frame)
+
+    def step_state(self) -> dict[str, dict]:
+        """The STEP_STATE fields' state dicts (fields that are None left out)."""
+        return {
+            name: getattr(self, name).state_dict()
+            for name in STEP_STATE
+            if getattr(self, name) is not None
+        }
+
+    def load_step_state(self, parts: dict[str, dict]) -> None:
+        """Load what `step_state` returned into this State's own objects (a field missing from
+        `parts`, such as the prior of a checkpoint older than the sequential pilot, keeps its
+        value)."""
+        for name, part in parts.items():
+            if name not in STEP_STATE:
+                raise KeyError(f"{name!r} is not part of a step's state (STEP_STATE)")
+            getattr(self, name).load_state_dict(part)
 
     def __repr__(self):
         owed = f", step {self.unfinished.step} unfinished" if self.unfinished else ""
@@ -200,7 +227,7 @@ def training_prompts(cfg: RunConfig) -> pl.DataFrame:
 
 def setup_state(cfg: RunConfig, *, verifier=None, with_policy: bool = True) -> State:
     """Data, engine, verifier, policy, stream, buffer and ledger for a fresh run of `cfg`."""
-    from pcbench.policy import Policy
+    from pcbench.cluster.sharded import policy_for
     from pcbench.verify import Verifier
 
     check_files(cfg)
@@ -216,14 +243,7 @@ def setup_state(cfg: RunConfig, *, verifier=None, with_policy: bool = True) -> S
     evals = [load_prompts(p, cfg.model) for p in (cfg.test, *cfg.extra_eval)]
     eval_prompts = pl.concat(evals, how="diagonal_relaxed")
     ec = cfg.engine
-    policy = None
-    if with_policy:
-        policy = Policy(
-            cfg.model, cfg.update, dtype=ec.dtype, device=ec.device,
-            gradient_checkpointing=ec.gradient_checkpointing,
-            reference_path=cfg.model if cfg.update.kl_coef > 0 else None,
-            sharded=cfg.cluster.sharded,
-        )  # fmt: skip
+    policy = policy_for(cfg) if with_policy else None
     if cfg.cluster.uses_ray:  # a layout the cluster cannot hold fails here, not by hanging
         from pcbench.cluster import check_resources
 

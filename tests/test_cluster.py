@@ -371,13 +371,13 @@ def _sharded_rank_work(rank, world, port, rollouts, prompts, uc, dtype, out_dir,
     """One rank of a sharded (FSDP2) update in its own process: records every mini-batch's
     whole gradient (gathered: every rank takes part), trains, saves a checkpoint."""
     from pcbench.cluster.fsdp import full
+    from pcbench.cluster.sharded import ShardedPolicy
     from pcbench.cluster.trainer import default_group
-    from pcbench.policy import Policy
     from pcbench.steps.update import update_shard
 
     default_group("127.0.0.1", port, rank, world, "gloo", 120)
-    policy = Policy(TINY_POLICY, uc, dtype=dtype, sharded=True,
-                    reference_path=TINY_POLICY if uc.kl_coef > 0 else None)  # fmt: skip
+    policy = ShardedPolicy(TINY_POLICY, uc, dtype=dtype,
+                           reference_path=TINY_POLICY if uc.kl_coef > 0 else None)  # fmt: skip
     policy.shard()
     grads, step = [], policy.step
 

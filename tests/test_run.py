@@ -129,7 +129,8 @@ def test_checkpoint_cadence_pruning_no_checkpoint_resume_and_extended_steps(tmp_
       logs, step-0 evaluation included, are rewritten) and it ends like the straight run;
     - a finished 2-step run extended to 4 steps resumes from the final checkpoint of step 2
       (taken because it was the last step, with an evaluation of its own), even from a
-      checkpoint written before the online prior existed, and prunes that checkpoint later.
+      checkpoint in the layout written before the online prior, manifests and STEP_STATE,
+      and prunes that checkpoint later.
     """
     from pcbench.config import load_config
     from pcbench.loop import initial_eval, train, train_step
@@ -164,11 +165,18 @@ def test_checkpoint_cadence_pruning_no_checkpoint_resume_and_extended_steps(tmp_
             s, ext = open_run(cfg("ext", "steps=2"), tmp_path, verifier=verifier)
             train(s, cfg("ext", "steps=2"), ext, progress=False)
             assert steps_of(ext) == [2]
-            state = ext.checkpoints()[0] / "state.json"
-            saved = json.loads(state.read_text())
-            del saved["prior"]  # as written before the sequential pilot existed
-            state.write_text(json.dumps(saved))
-            (state.parent / "manifest.json").unlink()  # ... and before checkpoint manifests
+            # Rewritten as checkpoints were before state.STEP_STATE: the buffer and the ledger
+            # in files of their own, before the sequential pilot (no prior) and before
+            # checkpoint manifests.
+            ckpt = ext.checkpoints()[0]
+            saved = json.loads((ckpt / "state.json").read_text())
+            (ckpt / "buffer" / "buffer.json").write_text(json.dumps(saved.pop("buffer")))
+            (ckpt / "buffer" / "rollouts.parquet").rename(ckpt / "buffer" / "buffer.parquet")
+            (ckpt / "ledger" / "frame.parquet").rename(ckpt / "ledger.parquet")
+            for key in ("ledger", "tables", "prior"):
+                del saved[key]
+            (ckpt / "state.json").write_text(json.dumps(saved))
+            (ckpt / "manifest.json").unlink()
             s, ext = open_run(cfg("ext"), tmp_path, resume=True, verifier=verifier)
             assert s.step == 2 and s.prior.state_dict() == type(s.prior)().state_dict()
             train(s, cfg("ext"), ext, progress=False)

@@ -96,7 +96,7 @@ def summed_gradients(group, device: str) -> Callable[[list[torch.Tensor]], None]
 def checksum(policy) -> float:
     """Sum of |w| over the fp32 weights: equal on every rank after an update (0 for a shard,
     which holds weights no other rank has)."""
-    if policy.root is not None:
+    if policy.sharded and policy.root is not None:
         return 0.0
     with torch.no_grad():
         return float(sum(m.detach().double().abs().sum() for m in policy.masters))
@@ -106,18 +106,13 @@ class TrainRank:
     """Rank r >= 1: a Policy replica in a Ray actor's process (made an actor by DataParallel)."""
 
     def __init__(self, cfg_values: dict, rank: int, world: int, host: str, port: int):
+        from pcbench.cluster.sharded import policy_for
         from pcbench.config import from_dict
-        from pcbench.policy import Policy
 
         torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
         cfg = from_dict(cfg_values, saved=True)
         ec, cc = cfg.engine, cfg.cluster
-        self.policy = Policy(
-            cfg.model, cfg.update, dtype=ec.dtype, device=ec.device,
-            gradient_checkpointing=ec.gradient_checkpointing,
-            reference_path=cfg.model if cfg.update.kl_coef > 0 else None,
-            sharded=cc.sharded,
-        )  # fmt: skip
+        self.policy = policy_for(cfg)
         self.rank, self.world, self.address = rank, world, (host, port)
         backend = "nccl" if ec.device == "cuda" else "gloo"
         self.args = (backend, cc.collective_timeout_s, ec.device)
