@@ -6,7 +6,8 @@ The public names, each loaded on first use (importing pcbench stays light):
     setup_state, State              what a run mutates, built from a config (pcbench.state)
     train, train_step               the loop (pcbench.loop)
     open_run, Run                   run directories: logs, checkpoints, resume (pcbench.run)
-    measure, format_table           the comparison of runs (pcbench.results)
+    measure                         the comparison of runs (pcbench.results)
+    format_table                    it as text (pcbench.tables)
     strategies                      the Strategy protocol and registry (pcbench.strategies)
 """
 
@@ -22,7 +23,7 @@ PUBLIC = {
     "open_run": "pcbench.run",
     "Run": "pcbench.run",
     "measure": "pcbench.results",
-    "format_table": "pcbench.results",
+    "format_table": "pcbench.tables",
 }
 __all__ = [*PUBLIC, "strategies"]
 

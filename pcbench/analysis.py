@@ -1,4 +1,6 @@
-"""One run's curve and what it says: accuracy curves, rollouts to a target, the target's signal.
+"""One run's numbers: its accuracy curve, rollouts to a target, the target's signal, and where
+its rollouts went (informative rollouts, the pilots' shares, spend by pass rate). Comparing runs
+(targets per seed, ratios, seeds folded) is pcbench.results'; text is pcbench.tables'.
 
 The target is the GRPO run's peak eval accuracy (DESIGN §4), read with a `Crossing` rule, the
 same for the target and for every run:
@@ -56,21 +58,37 @@ FIRST_EVAL_SMOOTHED = Crossing(smooth=2, interpolate=False)
 CROSSINGS = {"interpolated": INTERPOLATED, "first-eval": FIRST_EVAL_SMOOTHED}
 
 
+def run_evals(run: Run, benchmark: str | None = None) -> pl.DataFrame:
+    """A run's evaluation rows on one benchmark: `benchmark`, else its test split (the first
+    benchmark it evaluates)."""
+    evals = run.read("evals")
+    if evals.height == 0:
+        return evals
+    return evals.filter(pl.col("benchmark") == (benchmark or evals["benchmark"][0]))
+
+
+def accuracy_at(curve: pl.DataFrame, rollouts: float) -> float:
+    """The curve's accuracy after `rollouts` cumulative rollouts: on the straight line between
+    its evaluations (the same reading as `crossing_point`, the other way round), held at its
+    ends."""
+    import numpy as np
+
+    return float(np.interp(rollouts, curve["cumulative/rollouts"], curve["accuracy"]))
+
+
 def accuracy_curve(run: Run, benchmark: str | None = None, smooth: int = 1) -> pl.DataFrame:
     """(step, accuracy, se, pass@k, cumulative/rollouts, cumulative/tokens, cumulative/seconds)
     per evaluation; `se` is the raw evaluation's standard error over its prompts (sd of per-prompt
     mean@k / sqrt(prompts)); seconds are training wall time (evaluations left out), see Ledger."""
-    evals = run.read("evals")
+    evals = run_evals(run, benchmark)
     if evals.height == 0:
         return pl.DataFrame(
             schema={"step": pl.Int64, "accuracy": pl.Float64, "se": pl.Float64,
                     "pass@k": pl.Float64, "cumulative/rollouts": pl.Float64,
                     "cumulative/tokens": pl.Float64, "cumulative/seconds": pl.Float64}
         )  # fmt: skip
-    benchmark = benchmark or evals["benchmark"][0]  # the test split comes first
     acc = (
-        evals.filter(pl.col("benchmark") == benchmark)
-        .group_by("step")
+        evals.group_by("step")
         .agg(
             pl.col("mean@k").mean().alias("accuracy"),
             (pl.col("mean@k").std() / pl.len().sqrt()).fill_null(0.0).alias("se"),
@@ -134,23 +152,6 @@ def to_target(
     return point | {"rollouts_lo": lo["rollouts"], "rollouts_hi": hi["rollouts"]}
 
 
-def bootstrap_interval(
-    values, level: float = 0.95, resamples: int = 10_000, seed: int = 0
-) -> tuple[float, float] | None:
-    """Percentile bootstrap interval of the mean of `values` (e.g. per-seed ratios): resample
-    the values with replacement. With 3 seeds it is coarse (it cannot be wider than their
-    range); None for fewer than 2 values."""
-    import numpy as np
-
-    x = np.asarray([v for v in values if v is not None], dtype=float)
-    if x.size < 2:
-        return None
-    means = np.random.default_rng(seed).choice(x, size=(resamples, x.size)).mean(axis=1)
-    tail = (1 - level) / 2 * 100
-    lo, hi = np.percentile(means, [tail, 100 - tail])
-    return float(lo), float(hi)
-
-
 def paired_gain(evals: pl.DataFrame, window: list[int]) -> dict:
     """Per prompt, mean@k averaged over the `window` evaluation steps minus its step-0 mean@k:
     the mean of that difference over prompts (`gain`), its standard error sd / sqrt(prompts),
@@ -182,8 +183,7 @@ def target_signal(run: Run, smooth: int = 1, benchmark: str | None = None) -> di
     curve = accuracy_curve(run, benchmark, smooth)
     if curve.height < 2:
         raise ValueError(f"{run.name}: needs evaluations after step 0 to have a target")
-    evals = run.read("evals")
-    evals = evals.filter(pl.col("benchmark") == (benchmark or evals["benchmark"][0]))
+    evals = run_evals(run, benchmark)
     # The earliest peak, as `compare` takes it; a peak at step 0 has gain 0 (nothing learned).
     peak_step = curve.sort("accuracy", descending=True, maintain_order=True)["step"][0]
     window = curve.filter(pl.col("step") <= peak_step)["step"].tail(smooth).to_list()
@@ -192,6 +192,78 @@ def target_signal(run: Run, smooth: int = 1, benchmark: str | None = None) -> di
     return {
         "step": int(peak_step), "target": float(peak["accuracy"]),
         "initial": float(curve["accuracy"][0]), "gain": gain["gain"], "paired_se": gain["se"],
-        "prompts": gain["prompts"], "se": float(peak["se"]) / smooth**0.5,
+        "prompts": gain["prompts"], "se": float(peak["se"]) / len(window) ** 0.5,
         "censored": bool(peak_step == curve["step"].max()),
     }  # fmt: skip
+
+
+# ---- where a run's rollouts went -------------------------------------------------------------
+
+
+def informative_rollouts(run: Run) -> float:
+    """Trained rollouts with a non-zero advantage (their group's rewards differ), summed over
+    steps: what a rollout budget buys that can move the policy."""
+    m = run.read("metrics")
+    if m.height == 0:
+        return 0.0
+    names = ("update/rollouts", "update/zero_advantage_frac")
+    wide = m.filter(pl.col("name").is_in(names)).pivot(on="name", index="step", values="value")
+    if not set(names) <= set(wide.columns):
+        return 0.0
+    return float((wide[names[0]] * (1 - wide[names[1]])).sum())
+
+
+def per_informative(run: Run, ledger: pl.DataFrame | None = None) -> float | None:
+    """Rollouts generated per informative trained rollout (`informative_rollouts`) over the
+    whole run: the cost of one rollout that can move the policy. None with none."""
+    ledger = run.ledger() if ledger is None else ledger
+    informative = informative_rollouts(run)
+    if not informative or ledger.height == 0:
+        return None
+    return float(ledger["cumulative/rollouts"][-1]) / informative
+
+
+MECHANISM = {  # measure column: (ledger numerator, denominator), summed over the run's steps
+    "too_easy_share": ("filtering_stats/too_easy", "filtering_stats/seen"),
+    "too_hard_share": ("filtering_stats/too_hard", "filtering_stats/seen"),
+    "kept_share": ("filtering_stats/kept", "filtering_stats/seen"),
+    "evicted_share": ("filtering_stats/evict_marked", "filtering_stats/seen"),
+    "buffer_age": ("buffer_stats/age_sum", "buffer_stats/take"),
+    "stale_share": ("buffer_stats/stale_drop", "buffer_stats/add"),
+}
+
+
+def mechanism(run: Run, ledger: pl.DataFrame | None = None) -> dict[str, float | None]:
+    """Where a Pilot-Commit run's pilots went: shares of piloted prompts skipped as too easy,
+    deferred as too hard, kept and marked for eviction; the mean age (updates) of a buffered
+    pilot when committed, and the share of buffered pilots dropped as stale. None where the
+    run has no pilots (GRPO, DAPO). `ledger`: the run's, when the caller has read it already."""
+    totals = (run.ledger() if ledger is None else ledger).sum()
+    value = lambda c: float(totals[c][0]) if c in totals.columns else 0.0  # noqa: E731
+    return {
+        name: (value(num) / value(den)) if value(den) else None
+        for name, (num, den) in MECHANISM.items()
+    }
+
+
+PASS_RATE_BUCKETS = ("0", "(0, 0.25]", "(0.25, 0.5]", "(0.5, 0.75]", "(0.75, 1)", "1")
+
+
+def pass_rate_spend(rollouts: pl.DataFrame) -> dict[str, float]:
+    """Share of the rollouts generated at each pass rate, a prompt's pass rate being that of
+    its rollouts in the same step: "0" and "1" are groups that teach nothing, whatever the
+    strategy meant to do with them (a Pilot-Commit pilot that ruled a prompt out is in them)."""
+    p = pl.col("p")
+    bucket = (
+        pl.when(p == 0).then(pl.lit(PASS_RATE_BUCKETS[0])).when(p == 1).then(pl.lit("1"))
+        .when(p <= 0.25).then(pl.lit(PASS_RATE_BUCKETS[1]))
+        .when(p <= 0.5).then(pl.lit(PASS_RATE_BUCKETS[2]))
+        .when(p <= 0.75).then(pl.lit(PASS_RATE_BUCKETS[3]))
+        .otherwise(pl.lit(PASS_RATE_BUCKETS[4]))
+    )  # fmt: skip
+    groups = rollouts.group_by("step", "prompt_id").agg(
+        pl.len().alias("n"), pl.col("correct").cast(pl.Float64).mean().alias("p")
+    )
+    counts = dict(groups.group_by(bucket.alias("bucket")).agg(pl.col("n").sum()).iter_rows())
+    total = sum(counts.values()) or 1
+    return {b: counts.get(b, 0) / total for b in PASS_RATE_BUCKETS}

@@ -225,8 +225,9 @@ def _add_crossing(parser) -> None:
 
 
 def cmd_compare(args) -> None:
-    from pcbench.results import format_table, measure
+    from pcbench.results import measure
     from pcbench.run import Run
+    from pcbench.tables import format_table
 
     crossing = _crossing(args)
     table = measure([Run(p) for p in args.runs], target=args.target, crossing=crossing)
@@ -263,8 +264,9 @@ def cmd_demo(args) -> None:
     from pcbench.config import load_config
     from pcbench.loop import train
     from pcbench.report import write_report
-    from pcbench.results import format_table, measure
+    from pcbench.results import measure
     from pcbench.run import Run, open_run
+    from pcbench.tables import format_table
 
     start, runs = time.perf_counter(), []
     sets = [*DEMO_SETS, *(args.set or [])]  # the user's --set come last and win

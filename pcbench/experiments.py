@@ -21,10 +21,11 @@ from pathlib import Path
 
 import polars as pl
 
-from pcbench.analysis import INTERPOLATED, Crossing
+from pcbench.analysis import INTERPOLATED, Crossing, accuracy_at, accuracy_curve
 from pcbench.config import CONFIGS_DIR, EXPERIMENTS_DIR, RunConfig, load_config
-from pcbench.results import markdown, mean_curves, measure, summarize
+from pcbench.results import first_of_seed, mean_curves, measure, summarize
 from pcbench.run import Run
+from pcbench.tables import markdown, stopped_markdown
 
 DEFAULT_SEEDS = (0, 1, 2)
 GRPO_NAME = "grpo"  # the variant whose runs hold every seed's target, in each runs folder
@@ -324,28 +325,14 @@ def table(
     text = markdown(summary, runs, crossing, left_out(exp, root, seeds, only))
     stops = stopped_runs(exp, root, seeds, only)
     if stops.height:
-        text += "\n\nWhere the stopped runs stood at their last evaluation (GRPO: the same seed's "
-        text += "accuracy after as many rollouts, linear between its evaluations, its last when "
-        text += "it spent fewer in all):\n\n| run | stopped after step | last eval step | "
-        text += (
-            "rollouts by then | accuracy | GRPO at those rollouts |\n|---|---|---|---|---|---|\n"
-        )
-        text += "\n".join(
-            f"| `{r['run']}` | {r['steps']} | {r['eval_step']} | {r['rollouts']:,.0f} | "
-            f"{r['accuracy']:.3f} | {r['grpo_accuracy']:.3f} |"
-            for r in stops.iter_rows(named=True)
-        )
+        text += "\n\n" + stopped_markdown(stops)
     return runs, summary, text
 
 
 def stopped_runs(exp: Experiment, root: str | Path, seeds=DEFAULT_SEEDS, only=None) -> pl.DataFrame:
     """The runs the experiment gave up on (`STOPPED`) whose seed has a finished GRPO run: steps
     done, their last evaluation (step, rollouts, accuracy), and GRPO's accuracy after as many
-    rollouts (linear between its evaluations, on the same smoothing-free curve)."""
-    import numpy as np
-
-    from pcbench.analysis import accuracy_curve
-
+    rollouts (`analysis.accuracy_at`, on the same smoothing-free curve)."""
     root, rows = exp.root(root), []
     for seed in seeds:
         if not run_status(root / GRPO.run_name(seed))[0]:
@@ -360,20 +347,20 @@ def stopped_runs(exp: Experiment, root: str | Path, seeds=DEFAULT_SEEDS, only=No
             rows.append({
                 "run": run.name, "steps": run.summary()["steps"], "eval_step": last["step"],
                 "rollouts": last["cumulative/rollouts"], "accuracy": last["accuracy"],
-                "grpo_accuracy": float(np.interp(last["cumulative/rollouts"],
-                                                 grpo["cumulative/rollouts"], grpo["accuracy"])),
+                "grpo_accuracy": accuracy_at(grpo, last["cumulative/rollouts"]),
             })  # fmt: skip
     return pl.DataFrame(rows)
 
 
 def write_figure(exp: Experiment, root: str | Path, path: str | Path, seeds=DEFAULT_SEEDS) -> Path:
-    """Seed-averaged accuracy vs cumulative rollouts and tokens, one small HTML (plotly.js CDN)."""
+    """Seed-averaged accuracy vs cumulative rollouts and tokens of the runs its table compares
+    (`finished_runs`), one small HTML (plotly.js CDN)."""
     from pcbench.plots import cost_curves_figure
 
-    runs = [Run(p) for v in exp.variants for s in seeds
-            if ((p := exp.root(root) / v.run_name(s)) / "config.json").exists()]  # fmt: skip
+    runs = finished_runs(exp, root, seeds)
+    k = "/".join(sorted({str(r.config.eval.k) for r in runs})) or "k"
     fig = cost_curves_figure(
-        mean_curves(runs), f"{exp.title} — eval mean@4, mean over seeds {list(seeds)}"
+        mean_curves(runs), f"{exp.title} — eval mean@{k}, mean over seeds {list(seeds)}"
     )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -401,19 +388,20 @@ def write_block(doc: str | Path, key: str, text: str) -> Path:
 
 
 def measured_cells(study: Study, root: str | Path) -> pl.DataFrame:
-    """Per cell with finished GRPO and PC runs: n, GRPO's measured all-equal share (its
-    zero-advantage rollouts ÷ trained), PC's mean x_vs_grpo with its bootstrap interval, seeds."""
+    """Per cell with finished GRPO and PC runs: n, GRPO's measured all-equal share (1 − its
+    informative rollouts ÷ generated, `per_informative`'s, mean over seeds), PC's mean x_vs_grpo
+    with its bootstrap interval, seeds."""
     rows = []
     for cell in study.cells:
         runs = per_run(cell, root, seeds=study.seeds)
         if runs.height == 0 or "pc" not in runs["variant"].to_list():
             continue
         pc = summarize(runs).filter(pl.col("variant") == "pc").row(0, named=True)
-        grpo = runs.filter(pl.col("variant") == "grpo")
+        grpo = first_of_seed(runs, pl.col("variant") == GRPO_NAME)
         lo, hi = pc["x_vs_grpo_ci"] or [pc["x_vs_grpo"]] * 2
         rows.append({"label": cell.name.removeprefix(f"{study.name}-"),
                      "n": variant_configs(cell, seeds=(0,))[0][2].group_size,
-                     "uninformative": 1 - grpo["informative"].sum() / grpo["rollouts"].sum(),
+                     "uninformative": (1 - 1 / grpo["per_informative"]).mean(),
                      "ratio": pc["x_vs_grpo"], "lo": lo, "hi": hi, "seeds": pc["seeds"],
                      "reached": pc["reached"]})  # fmt: skip
     return pl.DataFrame(rows, infer_schema_length=None)

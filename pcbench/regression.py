@@ -17,6 +17,7 @@ from __future__ import annotations
 import polars as pl
 
 from pcbench.ledger import is_paid
+from pcbench.results import first_of_seed
 from pcbench.run import Run
 from pcbench.strategies import registry
 
@@ -56,22 +57,14 @@ def cost_verdicts(
     - "PC within tolerance": `variant` reached the target within (1 + tolerance) x GRPO's
       rollouts; anything else raises AssertionError with both costs."""
     out = {}
-    for seed in sorted(table["seed"].unique()):
-        rows = table.filter(pl.col("seed") == seed)
-        grpo, pc = (
-            rows.filter(pl.col("strategy") == "grpo"),
-            rows.filter(pl.col("variant") == variant),
-        )
-        if grpo.height == 0 or pc.height == 0:
-            continue
-        g, p = grpo.row(0, named=True), pc.row(0, named=True)
+    for seed, g, p in _pairs(table, variant):
         why = (f"GRPO's target beats step 0 by {g['target_gain']:+.4f}; the evaluation's paired "
                f"standard error is {g['target_se']:.4f}")  # fmt: skip
         if not g["target_gain"] > g["target_se"]:
             if require_signal:
                 raise AssertionError(f"seed {seed}: no signal to compare costs on: {why}")
             out[seed] = f"no signal ({why}): costs not compared"
-        elif g["target_step"] >= g["steps"]:
+        elif g["target_censored"]:
             out[seed] = (f"GRPO still climbing at its last evaluation (step {g['steps']}; {why}): "
                          "costs not compared, run the default length for them")  # fmt: skip
         else:
@@ -89,15 +82,17 @@ def mechanism_violations(table: pl.DataFrame, variant: str = "pc") -> list[str]:
     """Seeds where `variant` spent at least as many generated rollouts per informative trained
     rollout (non-zero advantage) as GRPO: the one thing Pilot-Commit exists to improve."""
     out = []
-    for seed in sorted(table["seed"].unique()):
-        rows = table.filter(pl.col("seed") == seed)
-        grpo, pc = (
-            rows.filter(pl.col("strategy") == "grpo"),
-            rows.filter(pl.col("variant") == variant),
-        )
-        if grpo.height and pc.height:
-            g, p = grpo["per_informative"][0], pc["per_informative"][0]
-            if g is None or p is None or not p < g:
-                out.append(f"seed {seed}: {variant} spends {p} rollouts per informative one, "
-                           f"GRPO {g}")  # fmt: skip
+    for seed, grpo, pc in _pairs(table, variant):
+        g, p = grpo["per_informative"], pc["per_informative"]
+        if g is None or p is None or not p < g:
+            out.append(f"seed {seed}: {variant} spends {p} rollouts per informative one, "
+                       f"GRPO {g}")  # fmt: skip
     return out
+
+
+def _pairs(table: pl.DataFrame, variant: str):
+    """(seed, GRPO row, `variant` row) per seed that has both, by results.first_of_seed."""
+    grpo = {r["seed"]: r for r in first_of_seed(table, pl.col("strategy") == "grpo").to_dicts()}
+    mine = {r["seed"]: r for r in first_of_seed(table, pl.col("variant") == variant).to_dicts()}
+    for seed in sorted(grpo.keys() & mine.keys()):
+        yield seed, grpo[seed], mine[seed]

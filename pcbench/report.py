@@ -10,8 +10,9 @@ import polars as pl
 
 from pcbench.analysis import INTERPOLATED, Crossing, accuracy_curve
 from pcbench.plots import accuracy_figure, allocation_figure, pilot_histograms_over_time
-from pcbench.results import TABLE_COLUMNS, measure
+from pcbench.results import measure
 from pcbench.run import Run
+from pcbench.tables import cell_text, readable, targets_stated
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
 table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ccc;padding:.3em .6em;
@@ -19,19 +20,17 @@ text-align:right}th{background:#f4f4f4}h2{margin-top:2em}"""
 
 
 def _table_html(table: pl.DataFrame) -> str:
-    def cell(v):
-        if v is None:
-            return "not reached"
-        return (
-            f"{v:,.3f}"
-            if isinstance(v, float) and abs(v) < 100
-            else (f"{v:,.0f}" if isinstance(v, float) else str(v))
-        )
-
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
+    """`measure` rows as `pcbench compare` shows them (tables.readable, tables.cell_text)."""
+    shown = readable(table)
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in shown.columns)
     rows = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(cell(v))}</td>" for v in row) + "</tr>"
-        for row in table.iter_rows()
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(cell_text(v, c))}</td>"
+            for v, c in zip(row, shown.columns, strict=True)
+        )
+        + "</tr>"
+        for row in shown.iter_rows()
     )
     return f"<table><tr>{head}</tr>{rows}</table>"
 
@@ -70,18 +69,12 @@ def write_report(
             f"<h2>{html.escape(title)}</h2>" + fig.to_html(full_html=False, include_plotlyjs=js)
         )
         js = False  # plotly.js once
-    stated = ", ".join(
-        f"{t:.4f} (seed {s})"
-        for s, t in table.select("seed", "target").unique().drop_nulls().sort("seed").iter_rows()
-    )
     body = (
         f"<h1>pcbench report</h1><p>Runs: {', '.join(html.escape(r.name) for r in runs)}. Target "
-        f"accuracy = the seed's peak GRPO eval mean@k = {stated or 'none (no GRPO run)'}; "
+        f"accuracy: {html.escape(targets_stated(table))}; "
         f"crossings read on {html.escape(crossing.describe())}. Rollouts to target: cumulative "
         "training rollouts where the run reaches the target; ratios x_vs_* are the baseline's rollouts to "
-        "target ÷ this run's, per seed (&gt; 1: cheaper).</p>"
-        + _table_html(table.select(TABLE_COLUMNS))
-        + "".join(parts)
+        "target ÷ this run's, per seed (&gt; 1: cheaper).</p>" + _table_html(table) + "".join(parts)
     )
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)

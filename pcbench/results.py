@@ -1,34 +1,43 @@
-"""The results layer: one comparison of runs, used by `pcbench compare`, `pcbench report`,
-`pcbench experiment` and the notebooks.
+"""Comparing runs, used by `pcbench compare`, `pcbench report`, `pcbench experiment`, the plan's
+validation and the notebooks. One run's own numbers are pcbench.analysis'; text is
+pcbench.tables'.
 
 `measure(runs)` gives one row per run against its seed's target (DESIGN §4 per seed): the peak
-of that seed's GRPO run read by a `Crossing` rule (analysis: raw evaluations, the crossing
-interpolated, by default; or one given target for every run). Costs to target are cumulative
-training rollouts, tokens and seconds where the run reaches it (`analysis.to_target`); ratios `x_vs_grpo`, `x_vs_dapo`,
-`x_vs_pc` are per seed (the baseline's rollouts to target ÷ this run's; > 1: this run is
-cheaper), where both reached it. `summarize` folds seeds per variant with bootstrap intervals,
-`markdown` writes the table docs/RESULTS.md carries, `mean_curves` averages curves over seeds.
-Runs are read from their directories only (no model).
+of that seed's reference GRPO run (`first_of_seed`: the first GRPO run of the seed, in the
+order given) read by a `Crossing` rule (analysis: raw evaluations, the crossing interpolated,
+by default; or one given target for every run). Costs to target are cumulative training
+rollouts, tokens and seconds where the run reaches it (`analysis.to_target`); ratios
+`x_vs_grpo`, `x_vs_dapo`, `x_vs_pc` are per seed (the baseline's rollouts to target ÷ this
+run's; > 1: this run is cheaper), where both reached it, the baseline chosen by the same rule.
+`summarize` folds seeds per variant with bootstrap intervals, `mean_curves` averages curves over
+seeds, `predicted_vs_measured` sets the plan's predictions beside what runs measured. Runs are
+read from their directories only (no model).
 """
 
 from __future__ import annotations
 
-import json
 import re
 
 import polars as pl
 
 from pcbench.analysis import (
     INTERPOLATED,
+    MECHANISM,
     Crossing,
     accuracy_curve,
-    bootstrap_interval,
+    informative_rollouts,
+    mechanism,
+    pass_rate_spend,
+    per_informative,
     target_signal,
     to_target,
 )
 from pcbench.run import Run
+from pcbench.tables import RATIOS
 
-RATIOS = ("x_vs_grpo", "x_vs_dapo", "x_vs_pc")
+__all__ = ["bootstrap_interval", "first_of_seed", "measure", "mean_curves",
+           "predicted_vs_measured", "rollouts_by_phase", "spend_by_pass_rate", "summarize",
+           "variant_name"]  # fmt: skip
 PAPER_PC = "pc"  # the variant `x_vs_pc` is measured against (the paper preset's runs)
 _SEED_SUFFIX = re.compile(r"-s\d+$")
 
@@ -48,27 +57,20 @@ def measure(
     went, and per-seed ratios."""
     labels, smooth = labels or {}, crossing.smooth
     configs = {r.path: r.config for r in runs}  # each run's config.json, read once
-    signals = {}  # seed -> the target's signal (from that seed's first GRPO run)
-    for r in runs:
-        seed = configs[r.path].seed
-        if configs[r.path].strategy == "grpo" and seed not in signals:
-            try:
-                signals[seed] = target_signal(r, smooth=smooth, benchmark=benchmark)
-            except ValueError:  # no evaluation after step 0 yet: no target from this run
-                pass
+    signals = {}  # seed -> the target's signal, from the seed's reference GRPO run
+    for seed, r in _first_runs(runs, configs, "grpo").items():
+        try:
+            signals[seed] = target_signal(r, smooth=smooth, benchmark=benchmark)
+        except ValueError:  # no evaluation after step 0 yet: no target for this seed yet
+            pass
     rows = []
     for r in runs:
         cfg = configs[r.path]
         seed, signal = cfg.seed, signals.get(cfg.seed, {})
         goal = target if target is not None else signal.get("target")
-        curve, ledger = accuracy_curve(r, benchmark, smooth), r.ledger()
-        last = ledger.row(-1, named=True) if ledger.height else {}
-        summary = {"steps": int(last.get("step", 0)),
-                   "rollouts": last.get("cumulative/rollouts", 0.0),
-                   "tokens": last.get("cumulative/tokens", 0.0)}  # fmt: skip
+        curve, ledger, summary = accuracy_curve(r, benchmark, smooth), r.ledger(), r.summary()
         goal_se = signal.get("se", 0.0) if target is None else 0.0
         hit = to_target(curve, goal, crossing, goal_se) if goal is not None else {}
-        informative = informative_rollouts(r)
         rows.append(
             {
                 "run": r.name, "variant": variant_name(r), "label": labels.get(variant_name(r), ""),
@@ -77,6 +79,7 @@ def measure(
                 "target": goal, "target_step": signal.get("step"), "target_gain": signal.get("gain"),
                 "target_censored": signal.get("censored") if target is None else None,
                 "target_se": signal.get("paired_se"), "eval_prompts": signal.get("prompts"),
+                "eval_k": cfg.eval.k,
                 "steps": summary["steps"], "rollouts": summary["rollouts"],
                 "tokens": summary["tokens"],
                 "initial_acc": curve["accuracy"][0] if curve.height else None,
@@ -85,8 +88,8 @@ def measure(
                 "rollouts_to_target": hit.get("rollouts"), "tokens_to_target": hit.get("tokens"),
                 "rollouts_to_target_lo": hit.get("rollouts_lo"),
                 "rollouts_to_target_hi": hit.get("rollouts_hi"),
-                "seconds_to_target": hit.get("seconds"), "informative": informative,
-                "per_informative": summary["rollouts"] / informative if informative else None,
+                "seconds_to_target": hit.get("seconds"), "informative": informative_rollouts(r),
+                "per_informative": per_informative(r, ledger),
                 **mechanism(r, ledger),
             }
         )  # fmt: skip
@@ -94,14 +97,29 @@ def measure(
     return _with_seed_ratios(table) if table.height else table
 
 
+def first_of_seed(table: pl.DataFrame, which: pl.Expr) -> pl.DataFrame:
+    """Per seed, the first row of `table` (runs in the order given) that `which` selects: the one
+    rule for a seed's reference run -- the GRPO run holding its target, each ratio's baseline,
+    the rows regression compares."""
+    return table.filter(which).unique("seed", keep="first", maintain_order=True)
+
+
+def _first_runs(runs: list[Run], configs: dict, strategy: str) -> dict[int, Run]:
+    """`first_of_seed` over runs not yet measured: seed -> its first run of `strategy`."""
+    out: dict[int, Run] = {}
+    for r in runs:
+        if configs[r.path].strategy == strategy:
+            out.setdefault(configs[r.path].seed, r)
+    return out
+
+
 def _with_seed_ratios(table: pl.DataFrame) -> pl.DataFrame:
     """Per seed, the baseline's rollouts to target ÷ this run's: the seed's first GRPO run, its
     first DAPO run, and its paper-PC run (variant `pc`)."""
-    first = lambda cond: table.filter(cond).unique("seed", keep="first", maintain_order=True)  # noqa: E731
     refs = {
-        "grpo": first(pl.col("strategy") == "grpo"),
-        "dapo": first(pl.col("strategy") == "dapo"),
-        "pc": first(pl.col("variant") == PAPER_PC),
+        "grpo": first_of_seed(table, pl.col("strategy") == "grpo"),
+        "dapo": first_of_seed(table, pl.col("strategy") == "dapo"),
+        "pc": first_of_seed(table, pl.col("variant") == PAPER_PC),
     }
     for base, ref in refs.items():
         ref = ref.select("seed", pl.col("rollouts_to_target").alias("_ref"))
@@ -115,42 +133,6 @@ def _with_seed_ratios(table: pl.DataFrame) -> pl.DataFrame:
             .drop("_ref")
         )
     return table
-
-
-def informative_rollouts(run: Run) -> float:
-    """Trained rollouts with a non-zero advantage (their group's rewards differ), summed over
-    steps: what a rollout budget buys that can move the policy."""
-    m = run.read("metrics")
-    if m.height == 0:
-        return 0.0
-    names = ("update/rollouts", "update/zero_advantage_frac")
-    wide = m.filter(pl.col("name").is_in(names)).pivot(on="name", index="step", values="value")
-    if not set(names) <= set(wide.columns):
-        return 0.0
-    return float((wide[names[0]] * (1 - wide[names[1]])).sum())
-
-
-MECHANISM = {  # measure column: (ledger numerator, denominator), summed over the run's steps
-    "too_easy_share": ("filtering_stats/too_easy", "filtering_stats/seen"),
-    "too_hard_share": ("filtering_stats/too_hard", "filtering_stats/seen"),
-    "kept_share": ("filtering_stats/kept", "filtering_stats/seen"),
-    "evicted_share": ("filtering_stats/evict_marked", "filtering_stats/seen"),
-    "buffer_age": ("buffer_stats/age_sum", "buffer_stats/take"),
-    "stale_share": ("buffer_stats/stale_drop", "buffer_stats/add"),
-}
-
-
-def mechanism(run: Run, ledger: pl.DataFrame | None = None) -> dict[str, float | None]:
-    """Where a Pilot-Commit run's pilots went: shares of piloted prompts skipped as too easy,
-    deferred as too hard, kept and marked for eviction; the mean age (updates) of a buffered
-    pilot when committed, and the share of buffered pilots dropped as stale. None where the
-    run has no pilots (GRPO, DAPO). `ledger`: the run's, when the caller has read it already."""
-    totals = (run.ledger() if ledger is None else ledger).sum()
-    value = lambda c: float(totals[c][0]) if c in totals.columns else 0.0  # noqa: E731
-    return {
-        name: (value(num) / value(den)) if value(den) else None
-        for name, (num, den) in MECHANISM.items()
-    }
 
 
 def rollouts_by_phase(runs: list[Run]) -> pl.DataFrame:
@@ -170,29 +152,6 @@ def rollouts_by_phase(runs: list[Run]) -> pl.DataFrame:
     )
 
 
-PASS_RATE_BUCKETS = ("0", "(0, 0.25]", "(0.25, 0.5]", "(0.5, 0.75]", "(0.75, 1)", "1")
-
-
-def pass_rate_spend(rollouts: pl.DataFrame) -> dict[str, float]:
-    """Share of the rollouts generated at each pass rate, a prompt's pass rate being that of
-    its rollouts in the same step: "0" and "1" are groups that teach nothing, whatever the
-    strategy meant to do with them (a Pilot-Commit pilot that ruled a prompt out is in them)."""
-    p = pl.col("p")
-    bucket = (
-        pl.when(p == 0).then(pl.lit(PASS_RATE_BUCKETS[0])).when(p == 1).then(pl.lit("1"))
-        .when(p <= 0.25).then(pl.lit(PASS_RATE_BUCKETS[1]))
-        .when(p <= 0.5).then(pl.lit(PASS_RATE_BUCKETS[2]))
-        .when(p <= 0.75).then(pl.lit(PASS_RATE_BUCKETS[3]))
-        .otherwise(pl.lit(PASS_RATE_BUCKETS[4]))
-    )  # fmt: skip
-    groups = rollouts.group_by("step", "prompt_id").agg(
-        pl.len().alias("n"), pl.col("correct").cast(pl.Float64).mean().alias("p")
-    )
-    counts = dict(groups.group_by(bucket.alias("bucket")).agg(pl.col("n").sum()).iter_rows())
-    total = sum(counts.values()) or 1
-    return {b: counts.get(b, 0) / total for b in PASS_RATE_BUCKETS}
-
-
 def spend_by_pass_rate(runs: list[Run]) -> pl.DataFrame:
     """`pass_rate_spend` per variant, the mean over its runs (one row per variant)."""
     rows = [{"variant": variant_name(r)} | pass_rate_spend(r.read("rollouts")) for r in runs]
@@ -208,6 +167,7 @@ def summarize(runs: pl.DataFrame, order: list[str] | None = None) -> pl.DataFram
     """One row per variant (in `order`, else first seen): seeds run and reaching the target,
     mean [min, max] costs, mean ratios with bootstrap 95% intervals over seeds."""
     order = {v: i for i, v in enumerate(order or runs["variant"].unique(maintain_order=True))}
+    reached = pl.col("rollouts_to_target").is_not_null()
     return (
         runs.group_by("variant", "label")
         .agg(
@@ -222,10 +182,11 @@ def summarize(runs: pl.DataFrame, order: list[str] | None = None) -> pl.DataFram
                     pl.col(c).max().alias(c + "_max"),
                 )  # fmt: skip
             ],
-            pl.col("rollouts_to_target_lo").mean(),
-            # a seed whose lower curve never reached the target leaves the mean undefined
-            pl.when(pl.col("rollouts_to_target_hi").null_count() == 0)
-            .then(pl.col("rollouts_to_target_hi").mean())
+            # the reading's interval over the seeds the point is averaged over (those that
+            # reached the target); a reached seed whose lower curve never did leaves hi undefined
+            pl.col("rollouts_to_target_lo").filter(reached).mean(),
+            pl.when(pl.col("rollouts_to_target_hi").filter(reached).null_count() == 0)
+            .then(pl.col("rollouts_to_target_hi").filter(reached).mean())
             .alias("rollouts_to_target_hi"),
             pl.col("pilot_fraction").first(),
             pl.col("rollouts").mean(),
@@ -248,6 +209,23 @@ def summarize(runs: pl.DataFrame, order: list[str] | None = None) -> pl.DataFram
     )
 
 
+def bootstrap_interval(
+    values, level: float = 0.95, resamples: int = 10_000, seed: int = 0
+) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of the mean of `values` (e.g. per-seed ratios): resample
+    the values with replacement. With 3 seeds it is coarse (it cannot be wider than their
+    range); None for fewer than 2 values."""
+    import numpy as np
+
+    x = np.asarray([v for v in values if v is not None], dtype=float)
+    if x.size < 2:
+        return None
+    means = np.random.default_rng(seed).choice(x, size=(resamples, x.size)).mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(means, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
 def _interval(values: pl.Series) -> list[float] | None:
     """Bootstrap 95% interval over seeds of the mean per-seed ratio (None below 2 seeds)."""
     ci = bootstrap_interval(values.drop_nulls().to_list())
@@ -258,8 +236,7 @@ def mean_curves(runs: list[Run], smooth: int = 1) -> dict[str, pl.DataFrame]:
     """Per variant: accuracy and cumulative cost averaged over its runs (seeds) per eval step."""
     by_variant: dict[str, list[pl.DataFrame]] = {}
     for r in runs:
-        curve = accuracy_curve(r, smooth=smooth).with_columns(pl.lit(r.config.seed).alias("seed"))
-        by_variant.setdefault(variant_name(r), []).append(curve)
+        by_variant.setdefault(variant_name(r), []).append(accuracy_curve(r, smooth=smooth))
     return {
         name: pl.concat(curves)
         .group_by("step")
@@ -272,184 +249,48 @@ def mean_curves(runs: list[Run], smooth: int = 1) -> dict[str, pl.DataFrame]:
     }
 
 
-# ---- text ------------------------------------------------------------------------------------
+# ---- the plan's predictions beside what runs measured ----------------------------------------
 
-TABLE_COLUMNS = ("run", "strategy", "seed", "steps", "rollouts", "tokens", "initial_acc",
-                 "best_acc", "final_acc", "rollouts_to_target", "tokens_to_target",
-                 "seconds_to_target", *RATIOS, "per_informative")  # fmt: skip
-COUNTS = ("rollouts", "tokens", "rollouts_to_target", "tokens_to_target")
-FORMATS = ("table", "markdown", "csv", "json")
-SHORT = {  # the text table's columns and headers: within 120 characters for a few runs
-    "run": "run", "seed": "seed", "steps": "steps", "rollouts": "rollouts",
-    "final_acc": "final acc", "rollouts_to_target": "rollouts→target",
-    "tokens_to_target": "tokens→target", "seconds_to_target": "s→target",
-    "x_vs_grpo": "×GRPO", "x_vs_dapo": "×DAPO", "x_vs_pc": "×PC",
-    "per_informative": "per inform.",
-}  # fmt: skip
+VALIDATED = ("rollouts_per_step", "rounds_per_step", "per_informative", "keep_share")
 
 
-def readable(table: pl.DataFrame) -> pl.DataFrame:
-    """The columns a person reads: counts as integers, rates and ratios rounded."""
-    floats = [c for c in TABLE_COLUMNS if c not in ("run", "strategy", "seed", "steps")]
-    # all-null columns get a dtype; 0 / 0 ratios (a target met at step 0) read as missing
-    table = table.select(TABLE_COLUMNS).with_columns(pl.col(floats).cast(pl.Float64).fill_nan(None))
-    return table.with_columns(
-        *(pl.col(c).round(0).cast(pl.Int64) for c in COUNTS),
-        pl.col("seconds_to_target").round(1),
-        *(pl.col(c).round(3) for c in ("initial_acc", "best_acc", "final_acc")),
-        *(pl.col(c).round(2) for c in (*RATIOS, "per_informative")),
-    )
+def predicted_vs_measured(runs: list[Run]) -> pl.DataFrame:
+    """For each finished run, `plan.predict` from the pass rates of its reference GRPO run (the
+    first of its seed in its own runs folder, `first_of_seed`'s rule: its own groups over all
+    its steps, the profile the run met, drift averaged) beside what the run measured, with the
+    relative error of each quantity. Runs without such a GRPO run are profiled from their own
+    unselected groups (`profile` column says which)."""
+    from pcbench.plan import predict
+    from pcbench.profile import profile_run
 
-
-def format_table(table: pl.DataFrame, crossing: Crossing = INTERPOLATED, fmt: str = "table") -> str:
-    """`measure`'s main columns, with the targets stated: an aligned text table ("not
-    reached" where a run missed its target), Markdown, csv or json (nulls as null)."""
-    if fmt not in FORMATS:
-        raise ValueError(f"format {fmt!r}: use one of {FORMATS}")
-    shown = readable(table)
-    if fmt == "csv":
-        return shown.write_csv()
-    if fmt == "json":
-        return json.dumps(shown.to_dicts(), indent=1)
-    targets = table.select("seed", "target").unique().drop_nulls().sort("seed")
-    head = (
-        "target accuracy: "
-        + ", ".join(f"{t:.4f} (seed {s})" for s, t in targets.iter_rows())
-        + f" (peak GRPO mean@k per seed)\ncrossing: {crossing.describe()}"
-        if targets.height
-        else "target: none (no GRPO run)"
-    )
-    # every column stays in csv / json; the text drops ratios whose baseline is absent (the
-    # demo has no paper-preset "pc" variant), which keeps the table within 120 characters
-    kept = [c for c in SHORT if c not in RATIOS or shown[c].null_count() < shown.height]
-    shown = shown.select(kept)
-    cells = [[_cell(v, c) for v, c in zip(row, shown.columns, strict=True)]
-             for row in shown.iter_rows()]  # fmt: skip
-    names = [SHORT[c] for c in kept]
-    if fmt == "markdown":
-        rows = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
-        return head + "\n\n" + "\n".join(rows + ["| " + " | ".join(r) + " |" for r in cells])
-    widths = [max(len(n), *(len(r[i]) for r in cells)) for i, n in enumerate(names)]
-    line = lambda r: "  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True))  # noqa: E731
-    return "\n".join([head, line(names), *map(line, cells)])
-
-
-def _cell(v, column: str) -> str:
-    if v is None:  # a cost to a target the run missed; a ratio without its baseline run
-        return "not reached" if column.endswith("_to_target") else "—"
-    if isinstance(v, float):
-        return f"{v:,.3f}".rstrip("0").rstrip(".") if abs(v) < 100 else f"{v:,.1f}"
-    return f"{v:,}" if isinstance(v, int) else str(v)
-
-
-def _num(x, fmt: str = ",.0f") -> str:
-    return "—" if x is None else format(x, fmt)
-
-
-def _range(row: dict, col: str, fmt: str = ",.0f") -> str:
-    if row[col] is None:
-        return "not reached"
-    lo, hi = row[col + "_min"], row[col + "_max"]
-    return f"{_num(row[col], fmt)} [{_num(lo, fmt)}–{_num(hi, fmt)}]"
-
-
-def _ratio(row: dict, col: str) -> str:
-    ci = row[col + "_ci"]
-    interval = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
-    return _num(row[col], ".2f") + interval
-
-
-def markdown(
-    summary: pl.DataFrame,
-    runs: pl.DataFrame,
-    crossing: Crossing = INTERPOLATED,
-    skipped: list[str] = (),
-) -> str:
-    """The summary as a Markdown table, with the per-seed targets stated above it and the runs
-    it leaves out (`experiments.left_out`) below it."""
-    targets = (
-        runs.select("seed", "target", "target_gain", "target_se", "target_censored")
-        .unique()
-        .sort("seed")
-        .drop_nulls(["target", "target_gain", "target_se"])
-    )
-    prompts = ", ".join(str(n) for n in runs["eval_prompts"].drop_nulls().unique().sort())
-    censored = [str(s) for s, c in targets.select("seed", "target_censored").iter_rows() if c]
-    lines = [
-        f"Target per seed = that seed's GRPO peak of eval mean@4 ({prompts} test prompts); "
-        f"crossings read on {crossing.describe()}; the target's gain over step 0 ± the "
-        "paired standard error (per prompt, peak window minus step 0): "
-        + ", ".join(
-            f"seed {s}: {t:.3f} ({g:+.3f} ± {se:.3f})" for s, t, g, se, _ in targets.iter_rows()
-        )
-        + ". "
-        + (
-            f"Censored (GRPO's peak is its last evaluation, so the target is GRPO's accuracy at "
-            f"the end of its budget, not a peak): seed {', '.join(censored)}. "
-            if censored
-            else ""
-        )
-        + "Costs count training rollouts only; mean [min–max] over the seeds that reached "
-        "the target; seconds are training wall time on this machine (evaluations left out). "
-        "Ratios are per-seed (GRPO, DAPO or paper-PC rollouts ÷ this variant's, seeds where "
-        "both reached the target), averaged, with a bootstrap 95% interval over those seeds "
-        "(coarse with 3 seeds: never wider than their range). "
-        "Rollouts per informative rollout: all rollouts generated ÷ trained rollouts whose "
-        "group's rewards differ (non-zero advantage), mean over seeds.",
-        "",
-        "| variant | what | reached | rollouts to target | tokens to target | seconds to target "
-        "| rollouts (all steps) | best acc | final acc (± sd) | × fewer than GRPO "
-        "| × fewer than DAPO | × fewer than paper-PC | rollouts per informative rollout |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    if crossing.interpolate:  # the reading's uncertainty, in its own column
-        lines[0] = lines[0].replace(". Ratios are", f"; ± {crossing.z:g} SE: the mean rollouts "
-                                      "read on the curves ± z SE of (evaluation − target) "
-                                      "(— where the lower curve never reaches it). Ratios are")  # fmt: skip
-        lines[-2] = lines[-2].replace(
-            " | tokens to target", f" | ± {crossing.z:g} SE | tokens to target"
-        )
-        lines[-1] += "---|"
-    for r in summary.iter_rows(named=True):
-        sd = "" if r["final_acc_sd"] is None else f" ± {r['final_acc_sd']:.3f}"
-        lines.append(
-            f"| `{r['variant']}` | {r['label']} | {r['reached']}/{r['seeds']} "
-            f"| {_range(r, 'rollouts_to_target')} "
-            + (
-                f"| {_num(r['rollouts_to_target_lo'])}–{_num(r['rollouts_to_target_hi'])} "
-                if crossing.interpolate
-                else ""
-            )  # fmt: skip
-            + f"| {_range(r, 'tokens_to_target')} "
-            f"| {_range(r, 'seconds_to_target', ',.1f')} "
-            f"| {_num(r['rollouts'])} | {r['best_acc']:.3f} | {r['final_acc']:.3f}{sd} "
-            f"| {_ratio(r, 'x_vs_grpo')} | {_ratio(r, 'x_vs_dapo')} "
-            f"| {_ratio(r, 'x_vs_pc')} | {_num(r['per_informative'], '.2f')} |"
-        )
-    piloted = [r for r in summary.iter_rows(named=True) if r["kept_share"] is not None]
-    if piloted:
-        lines += [
-            "",
-            "Where the pilots went (Pilot-Commit variants, mean over seeds): shares of piloted "
-            "prompts skipped as too easy, deferred as too hard, kept, and marked for eviction "
-            "(solved by every pilot rollout); a buffered pilot's mean age in updates when "
-            "committed, and the share of buffered pilots dropped as stale.",
-            "",
-            "| variant | too easy | too hard | kept | evict-marked | buffer age at commit "
-            "| stale-dropped |",
-            "|---|---|---|---|---|---|---|",
-            *(f"| `{r['variant']}` | {_num(r['too_easy_share'], '.1%')} "
-              f"| {_num(r['too_hard_share'], '.1%')} | {_num(r['kept_share'], '.1%')} "
-              f"| {_num(r['evicted_share'], '.1%')} | {_num(r['buffer_age'], '.2f')} "
-              f"| {_num(r['stale_share'], '.1%')} |" for r in piloted),
-        ]  # fmt: skip
-    unfinished = [x for x in skipped if "(stopped by " not in x]
-    stopped = [x for x in skipped if "(stopped by " in x]
-    if unfinished:
-        lines += ["", "**Not in this table** (finish them with `pcbench experiment` without "
-                  "`--table-only`): " + "; ".join(unfinished) + "."]  # fmt: skip
-    if stopped:
-        lines += ["", "**Stopped before their last step**, so not compared (the variant cannot go "
-                  "on on its split; `stopped.txt` in the run says why): " + "; ".join(stopped)
-                  + "."]  # fmt: skip
-    return "\n".join(lines)
+    references: dict = {}
+    for folder in dict.fromkeys(r.path.parent for r in runs):
+        mine = [r for r in runs if r.path.parent == folder]
+        configs = {r.path: r.config for r in mine}
+        references |= {(folder, s): r for s, r in _first_runs(mine, configs, "grpo").items()}
+    mixtures: dict = {}
+    rows = []
+    for run in runs:
+        cfg = run.config
+        source = references.get((run.path.parent, cfg.seed), run)
+        if source.path not in mixtures:
+            mixtures[source.path] = profile_run(source).mixture
+        predicted = predict(cfg, mixtures[source.path]).as_dict()
+        ledger = run.ledger().filter(pl.col("step") > 0)  # step 0 is the start, no rollouts
+        steps = ledger.height
+        total = float(ledger["cumulative/rollouts"][-1]) if steps else 0.0
+        measured = {
+            "rollouts_per_step": total / steps if steps else None,
+            "rounds_per_step": float(ledger["rounds"].mean()) if "rounds" in ledger.columns else None,
+            "per_informative": per_informative(run, ledger),
+            "keep_share": mechanism(run, ledger)["kept_share"],
+        }  # fmt: skip
+        row = {"run": f"{run.path.parent.name}/{run.name}", "strategy": cfg.strategy,
+               "profile": source.name,
+               "method": predicted["method"]}  # fmt: skip
+        for q in VALIDATED:
+            p, m = predicted[q], measured[q]
+            row |= {f"{q}_predicted": p, f"{q}_measured": m,
+                    f"{q}_error": (p - m) / m if p is not None and m else None}  # fmt: skip
+        rows.append(row)
+    return pl.DataFrame(rows, infer_schema_length=None)

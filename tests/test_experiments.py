@@ -6,9 +6,16 @@ import pytest
 from test_analysis import _run
 
 from pcbench import experiments as ex
-from pcbench.analysis import FIRST_EVAL_SMOOTHED, Crossing
+from pcbench.analysis import (
+    FIRST_EVAL_SMOOTHED,
+    MECHANISM,
+    Crossing,
+    informative_rollouts,
+    mechanism,
+)
 from pcbench.cli import main
-from pcbench.results import MECHANISM, informative_rollouts, markdown, mechanism, summarize
+from pcbench.results import summarize
+from pcbench.tables import markdown
 
 EXP = ex.Experiment("t", "test", (ex.PC, ex.GRPO, ex.DAPO))
 ORDER = [v.name for v in EXP.variants]
@@ -236,7 +243,7 @@ def test_ratio_intervals_bootstrap_over_seeds(tmp_path):
 
 
 def test_bootstrap_interval_of_a_mean():
-    from pcbench.analysis import bootstrap_interval
+    from pcbench.results import bootstrap_interval
 
     assert bootstrap_interval([1.7]) is None and bootstrap_interval([None, 2.0]) is None
     assert bootstrap_interval([1.5, 1.5, 1.5]) == (1.5, 1.5)

@@ -161,7 +161,8 @@ def test_a_config_profile_through_the_real_engine_and_a_runs_own_profile(tiny_en
     own = profile_run(run)
     assert own.counts.height == 2 * 8 and set(own.counts["n"]) == {16}  # 2 steps x B 8 groups
     assert predict(cfg, own.mixture).rollouts_per_step == 128
-    from pcbench.plan import predicted_vs_measured, validation_markdown
+    from pcbench.results import predicted_vs_measured
+    from pcbench.tables import validation_markdown
 
     checked = predicted_vs_measured([run]).row(0, named=True)  # GRPO from its own groups
     assert checked["rollouts_per_step_measured"] == 128 and checked["rollouts_per_step_error"] == 0

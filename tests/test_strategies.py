@@ -5,6 +5,7 @@ resumes after SIGKILL exactly and appears in `pcbench compare` is tests/test_res
 import ast
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from pcbench import strategies
@@ -175,3 +176,126 @@ def test_the_package_exports_its_public_names_and_no_two_public_functions_share_
                 continue
             assert name not in seen, f"{name}: {seen[name]} and {module}"
             seen[name] = module
+
+
+def test_what_a_step_may_change_is_declared_once_and_both_ways_back_walk_it(tmp_path):
+    """state.STEP_STATE names every State field that keeps state (anything with a state_dict,
+    the policy and engine aside, which have their own ways back); the undo snapshot and the
+    checkpoint files both restore every one of them, tables included (pure logic: no engine)."""
+    from dataclasses import fields
+    from types import SimpleNamespace
+
+    from pcbench import atomic
+    from pcbench.buffer import PilotBuffer
+    from pcbench.prompt_state import MoppsPosteriors
+    from pcbench.run import _read_step_state, _write_step_state
+    from pcbench.state import STEP_STATE, State
+    from pcbench.tasks import PromptStream, arith
+
+    prompts = arith.generate_problems(24, seed=0, split="train")
+    engine = SimpleNamespace(rollouts_generated=0, tokens_generated=0, rollouts_lost=0)
+
+    def made():
+        return State(engine=engine, verifier=None, policy=None, prompts=prompts,
+                     stream=PromptStream(prompts, seed=1), buffer=PilotBuffer(seed=1),
+                     prompt_state=MoppsPosteriors())  # fmt: skip
+
+    s = made()
+    stateful = {f.name for f in fields(State) if hasattr(getattr(s, f.name), "state_dict")}
+    assert stateful - {"policy", "engine"} == set(STEP_STATE)
+
+    def advance(s, step):
+        s.stream.next_pool(5)
+        s.prior.observe(["1"], [0.5])
+        s.prompt_state.alpha[f"p{step}"] = 2.0
+        s.ledger.add(step, "rollout_stats/pilot", 12)
+
+    def plain(s):  # tables as rows, so that == compares them
+        return {name: {k: v.to_dicts() if isinstance(v, pl.DataFrame) else v
+                       for k, v in part.items()} for name, part in s.step_state().items()}  # fmt: skip
+
+    advance(s, 1)
+    seen = plain(s)
+    before = atomic.snapshot(s)
+    advance(s, 2)
+    assert plain(s) != seen
+    atomic.restore(s, before, 2)
+    s.ledger.rows.pop(2)  # restore counted the attempt (nothing generated) under step 2
+    assert plain(s) == seen
+
+    _write_step_state(tmp_path, 1, s.step_state())
+    back = made()
+    loaded = _read_step_state(tmp_path)
+    back.load_step_state(loaded["parts"])
+    assert loaded["step"] == 1
+    assert plain(back) == seen
+
+
+# The package's layers, top first (docs/layout.md draws them): a module imports only from its
+# own layer and the ones below. `name` is that module or package; `name.*` everything under it.
+LAYERS = (
+    ("what people run", ("cli", "notebook", "widgets", "widgets.*", "check", "tiny", "tiny.*")),
+    ("studies", ("experiments", "regression", "report", "testing")),
+    ("comparing runs", ("results", "tables", "plots")),
+    ("one run's numbers", ("analysis", "plan", "profile")),
+    ("the loop and the strategies", ("loop", "strategies.*")),
+    (
+        "the shared steps",
+        ("rounds", "pilots", "steps", "steps.*", "atomic", "accounting", "memory"),
+    ),
+    ("a run", ("state", "run", "cluster", "cluster.*")),
+    (
+        "components",
+        (
+            "policy",
+            "steps.update",
+            "engines",
+            "engines.*",
+            "verify",
+            "verify.*",
+            "buffer",
+            "tracking",
+            "provenance",
+        ),
+    ),  # fmt: skip
+    ("config", ("config",)),
+    ("the strategy registry", ("strategies", "strategies.registry")),
+    (
+        "data and pure math",
+        (
+            "schema",
+            "algos",
+            "algos.*",
+            "ledger",
+            "logprobs",
+            "tasks",
+            "tasks.*",
+            "prior",
+            "prompt_state",
+            "pcbench",
+        ),
+    ),  # fmt: skip
+)
+
+
+def layer_of(module: str) -> int:
+    """The index in LAYERS of `module` (an exact name before a package's `.*`)."""
+    name = "pcbench" if module == "pcbench" else module.removeprefix("pcbench.")
+    exact = [i for i, (_, names) in enumerate(LAYERS) if name in names]
+    under = [i for i, (_, names) in enumerate(LAYERS) for n in names
+             if n.endswith(".*") and name.startswith(n[:-1])]  # fmt: skip
+    if not exact and not under:
+        raise AssertionError(f"{module} is in no layer: add it to LAYERS (and docs/layout.md)")
+    return (exact or under)[0]
+
+
+def test_every_import_goes_down_the_layers():
+    """No arrow up: the strategies use the steps (never the reverse), the policy and the
+    verifier import nothing of cluster/, one run's numbers know nothing of comparing runs."""
+    graph = import_graph()
+    up = [f"{m} -> {d} ({LAYERS[layer_of(m)][0]} -> {LAYERS[layer_of(d)][0]})"
+          for m, deps in sorted(graph.items()) for d in sorted(deps)
+          if layer_of(d) < layer_of(m)]  # fmt: skip
+    assert up == []
+    assert not {d for d in graph["pcbench.policy"] | graph["pcbench.verify.verifier"]
+                if d.startswith("pcbench.cluster")}  # fmt: skip

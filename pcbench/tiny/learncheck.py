@@ -13,9 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import polars as pl
-
-from pcbench.analysis import accuracy_curve, paired_gain
+from pcbench.analysis import accuracy_curve, paired_gain, run_evals
 from pcbench.run import Run
 
 
@@ -29,8 +27,7 @@ class Criteria:
 
 def last_evals_gain(run: Run, last: int = 2, benchmark: str | None = None) -> dict:
     """Gain of the mean of the last `last` evaluations over step 0, per prompt, with its SE."""
-    evals = run.read("evals")
-    evals = evals.filter(pl.col("benchmark") == (benchmark or evals["benchmark"][0]))
+    evals = run_evals(run, benchmark)
     steps = sorted(evals["step"].unique().to_list())
     if len(steps) < 2 or steps[0] != 0:
         raise ValueError(f"{run.name}: needs a step-0 evaluation and at least one more")
