@@ -76,12 +76,19 @@ class State:
         }
 
     def load_step_state(self, parts: dict[str, dict]) -> None:
-        """Load what `step_state` returned into this State's own objects (a field missing from
-        `parts`, such as the prior of a checkpoint older than the sequential pilot, keeps its
-        value)."""
+        """Load what `step_state` returned into this State's own objects. Only the prior may be
+        missing (checkpoints older than the sequential pilot have none: it keeps its value); any
+        other part this State keeps must be there, or a run would resume with it empty."""
+        unknown = set(parts) - set(STEP_STATE)
+        missing = [n for n in STEP_STATE
+                   if n not in parts and n != "prior" and getattr(self, n) is not None]  # fmt: skip
+        if unknown or missing:
+            raise ValueError(
+                f"a step's state with parts {sorted(parts)}: "
+                + (f"{sorted(unknown)} not in STEP_STATE; " if unknown else "")
+                + (f"{missing} missing (this run keeps them)" if missing else "")
+            )
         for name, part in parts.items():
-            if name not in STEP_STATE:
-                raise KeyError(f"{name!r} is not part of a step's state (STEP_STATE)")
             getattr(self, name).load_state_dict(part)
 
     def __repr__(self):

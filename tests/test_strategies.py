@@ -229,6 +229,8 @@ def test_what_a_step_may_change_is_declared_once_and_both_ways_back_walk_it(tmp_
     back.load_step_state(loaded["parts"])
     assert loaded["step"] == 1
     assert plain(back) == seen
+    with pytest.raises(ValueError, match=r"\['prompt_state'\] missing"):  # never resumed empty
+        made().load_step_state({k: v for k, v in loaded["parts"].items() if k != "prompt_state"})
 
 
 # The package's layers, top first (docs/layout.md draws them): a module imports only from its
