@@ -2,9 +2,10 @@
 
 `pcbench.ledger.Ledger` is the store (counters, gauges, timers, cumulative columns); these
 functions say which event adds what. The loop's Pilot-Commit rounds and the dashboard's
-hand-stepped stages (both through `pcbench.rounds`), the GRPO and DAPO baselines, batch closing,
-the peer strategies (pcbench.strategies), training and epoch ends all count here, so a number in a ledger means the same thing whichever
-path made it. Names are listed in the ledger's docstring.
+hand-stepped stages (both through `pcbench.rounds`), the baselines' rounds, dynamic sampling
+(under the strategy's phase name), batch closing, training and epoch ends all count here, so a
+number in a ledger means the same thing whichever path made it. Counters only one strategy
+keeps live in its own module (pcbench.strategies). Names are listed in the ledger's docstring.
 """
 
 from __future__ import annotations
@@ -55,24 +56,23 @@ def count_baseline_round(ledger: Ledger, step: int, rollouts: pl.DataFrame, heal
     ledger.add(step, "rounds")
 
 
-def count_dapo_filter(ledger: Ledger, step: int, seen: int, informative: int, room: int) -> None:
-    """DAPO's dynamic sampling over one round: groups kept, discarded (equal rewards), surplus."""
-    ledger.add(step, "filtering_stats/dapo_kept", min(room, informative))
-    ledger.add(step, "filtering_stats/dapo_discarded", seen - informative)
-    ledger.add(step, "filtering_stats/dapo_surplus", max(0, informative - room))
+def count_dynamic_filter(
+    ledger: Ledger, step: int, phase: str, seen: int, informative: int, room: int
+) -> None:
+    """Dynamic sampling over one round (DAPO's, and GRESO's after rollout), under the
+    strategy's phase name: groups kept, discarded (equal rewards) and surplus."""
+    ledger.add(step, f"filtering_stats/{phase}_kept", min(room, informative))
+    ledger.add(step, f"filtering_stats/{phase}_discarded", seen - informative)
+    ledger.add(step, f"filtering_stats/{phase}_surplus", max(0, informative - room))
 
 
-def count_greso_filter(ledger: Ledger, step: int, seen: int, informative: int, room: int) -> None:
-    """GRESO's round after rollout, as DAPO's: groups kept, discarded (equal rewards), surplus."""
-    ledger.add(step, "filtering_stats/greso_kept", min(room, informative))
-    ledger.add(step, "filtering_stats/greso_discarded", seen - informative)
-    ledger.add(step, "filtering_stats/greso_surplus", max(0, informative - room))
-
-
-def count_greso_skips(ledger: Ledger, step: int, easy: int, hard: int) -> None:
-    """Prompts GRESO skipped before rollout (no rollouts: used up for this epoch)."""
-    ledger.add(step, "filtering_stats/greso_skipped_easy", easy)
-    ledger.add(step, "filtering_stats/greso_skipped_hard", hard)
+def dynamic_filter_violations(cfg, col, phase: str) -> list[str]:
+    """The budget identity of `count_dynamic_filter`'s counts: every generated group of `phase`
+    was kept, discarded or surplus, each n rollouts."""
+    groups = sum(col(f"filtering_stats/{phase}_{k}") for k in ("kept", "discarded", "surplus"))
+    if not (col(f"rollout_stats/{phase}") == groups * cfg.group_size).all():
+        return [f"{phase} rollouts are not n x (kept + discarded + surplus groups)"]
+    return []
 
 
 def count_gate_skips(ledger: Ledger, step: int, easy: int, hard: int) -> None:
@@ -80,21 +80,6 @@ def count_gate_skips(ledger: Ledger, step: int, easy: int, hard: int) -> None:
     epoch), by the side of the band their posterior draw fell on."""
     ledger.add(step, "filtering_stats/gate_skipped_easy", easy)
     ledger.add(step, "filtering_stats/gate_skipped_hard", hard)
-
-
-def count_mopps_selection(ledger: Ledger, step: int, candidates: int, selected: int) -> None:
-    ledger.add(step, "filtering_stats/mopps_selected", selected)
-    ledger.add(step, "filtering_stats/mopps_passed_over", candidates - selected)
-
-
-def count_knapsack_split(ledger: Ledger, step: int, p_hat: list[float | None]) -> None:
-    """The prompts of a Knapsack-RL step by estimate: not known yet (n each), 0 < p < 1 (the DP's
-    extras), p = 0 and p = 1."""
-    known = [p for p in p_hat if p is not None]
-    ledger.add(step, "filtering_stats/knapsack_unknown", len(p_hat) - len(known))
-    ledger.add(step, "filtering_stats/knapsack_informative", sum(0 < p < 1 for p in known))
-    ledger.add(step, "filtering_stats/knapsack_hard", sum(p <= 0 for p in known))
-    ledger.add(step, "filtering_stats/knapsack_easy", sum(p >= 1 for p in known))
 
 
 def count_batch_closed(ledger: Ledger, step: int, stale_dropped: int, buffer_size: int) -> None:

@@ -213,14 +213,10 @@ def informative_rollouts(run: Run) -> float:
     return float((wide[names[0]] * (1 - wide[names[1]])).sum())
 
 
-def per_informative(run: Run, ledger: pl.DataFrame | None = None) -> float | None:
-    """Rollouts generated per informative trained rollout (`informative_rollouts`) over the
-    whole run: the cost of one rollout that can move the policy. None with none."""
-    ledger = run.ledger() if ledger is None else ledger
-    informative = informative_rollouts(run)
-    if not informative or ledger.height == 0:
-        return None
-    return float(ledger["cumulative/rollouts"][-1]) / informative
+def per_informative(rollouts: float, informative: float) -> float | None:
+    """Rollouts generated per informative trained rollout (`informative_rollouts`) over a whole
+    run: the cost of one rollout that can move the policy. None with none. Pure."""
+    return rollouts / informative if informative else None
 
 
 MECHANISM = {  # measure column: (ledger numerator, denominator), summed over the run's steps

@@ -32,7 +32,7 @@ from pcbench.analysis import (
     target_signal,
     to_target,
 )
-from pcbench.run import Run
+from pcbench.run import Run, totals
 from pcbench.tables import RATIOS
 
 __all__ = ["bootstrap_interval", "first_of_seed", "measure", "mean_curves",
@@ -68,7 +68,8 @@ def measure(
         cfg = configs[r.path]
         seed, signal = cfg.seed, signals.get(cfg.seed, {})
         goal = target if target is not None else signal.get("target")
-        curve, ledger, summary = accuracy_curve(r, benchmark, smooth), r.ledger(), r.summary()
+        curve, ledger = accuracy_curve(r, benchmark, smooth), r.ledger()
+        summary, informative = totals(ledger), informative_rollouts(r)
         goal_se = signal.get("se", 0.0) if target is None else 0.0
         hit = to_target(curve, goal, crossing, goal_se) if goal is not None else {}
         rows.append(
@@ -88,8 +89,8 @@ def measure(
                 "rollouts_to_target": hit.get("rollouts"), "tokens_to_target": hit.get("tokens"),
                 "rollouts_to_target_lo": hit.get("rollouts_lo"),
                 "rollouts_to_target_hi": hit.get("rollouts_hi"),
-                "seconds_to_target": hit.get("seconds"), "informative": informative_rollouts(r),
-                "per_informative": per_informative(r, ledger),
+                "seconds_to_target": hit.get("seconds"), "informative": informative,
+                "per_informative": per_informative(summary["rollouts"], informative),
                 **mechanism(r, ledger),
             }
         )  # fmt: skip
@@ -282,7 +283,7 @@ def predicted_vs_measured(runs: list[Run]) -> pl.DataFrame:
         measured = {
             "rollouts_per_step": total / steps if steps else None,
             "rounds_per_step": float(ledger["rounds"].mean()) if "rounds" in ledger.columns else None,
-            "per_informative": per_informative(run, ledger),
+            "per_informative": per_informative(total, informative_rollouts(run)),
             "keep_share": mechanism(run, ledger)["kept_share"],
         }  # fmt: skip
         row = {"run": f"{run.path.parent.name}/{run.name}", "strategy": cfg.strategy,

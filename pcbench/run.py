@@ -119,6 +119,13 @@ def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
     return out
 
 
+def totals(ledger: pl.DataFrame) -> dict:
+    """Steps, cumulative rollouts and tokens of a run's ledger frame (Run.ledger) so far."""
+    last = ledger.row(-1, named=True) if ledger.height else {}
+    return {"steps": int(last.get("step", 0)), "rollouts": last.get("cumulative/rollouts", 0.0),
+            "tokens": last.get("cumulative/tokens", 0.0)}  # fmt: skip
+
+
 def _write_step_state(folder: Path, step: int, parts: dict[str, dict]) -> None:
     """A step's state (State.step_state) as files: state.json holds the step, each part's plain
     values and the names of its tables, each table is `<part>/<key>.parquet`."""
@@ -357,7 +364,10 @@ class Run:
         with_data_parallel(s.policy, cfg)  # a new group around the restored policy
         s.engine.load_weights(s.policy)
         step_state = _read_step_state(ckpt)
-        s.load_step_state(step_state["parts"])
+        try:
+            s.load_step_state(step_state["parts"])
+        except ValueError as e:
+            raise CheckpointError(f"{ckpt}: {e}") from None
         import torch
 
         torch.set_rng_state(torch.load(ckpt / "rng.pt", weights_only=True)["torch"])
@@ -399,16 +409,8 @@ class Run:
 
     def summary(self) -> dict:
         """Steps, cumulative rollouts/tokens and eval accuracy so far (for compare and widgets)."""
-        ledger, evals = self.ledger(), self.read("evals")
-        last = ledger.row(-1, named=True) if ledger.height else {}
-        return {
-            "run": self.name,
-            "strategy": self.config.strategy,
-            "steps": int(last.get("step", 0)),
-            "rollouts": last.get("cumulative/rollouts", 0.0),
-            "tokens": last.get("cumulative/tokens", 0.0),
-            "evals": evals.height,
-        }
+        return {"run": self.name, "strategy": self.config.strategy, **totals(self.ledger()),
+                "evals": self.read("evals").height}  # fmt: skip
 
     def __repr__(self):
         ckpts = self.checkpoints()

@@ -31,7 +31,9 @@ class DAPO(Strategy):
             scores = score(rollouts, cfg)
             room = cfg.batch_prompts - len(kept)
             informative = keep_informative(kept, rollouts, scores, room)
-            accounting.count_dapo_filter(s.ledger, step, scores.height, informative, room)
+            accounting.count_dynamic_filter(
+                s.ledger, step, "dapo", scores.height, informative, room
+            )
             if len(kept) >= cfg.batch_prompts:
                 break
         else:
@@ -42,10 +44,7 @@ class DAPO(Strategy):
         return rounds * cfg.pool_prompts * cfg.group_size
 
     def budget_violations(self, cfg, col):
-        groups = sum(col(f"filtering_stats/dapo_{k}") for k in ("kept", "discarded", "surplus"))
-        if not (col("rollout_stats/dapo") == groups * cfg.group_size).all():
-            return ["DAPO rollouts are not n x (kept + discarded + surplus groups)"]
-        return []
+        return accounting.dynamic_filter_violations(cfg, col, "dapo")
 
     def epoch_need(self, cfg):
         return cfg.pool_prompts, f"one pool of pool_prompts = {cfg.pool_prompts}"

@@ -91,7 +91,9 @@ class GRESO(Strategy):
             traces.record(*greso_rewards(rollouts))  # every group, also those dropped
             room = B - len(kept)
             informative = keep_informative(kept, rollouts, scores, room)
-            accounting.count_greso_filter(s.ledger, step, scores.height, informative, room)
+            accounting.count_dynamic_filter(
+                s.ledger, step, "greso", scores.height, informative, room
+            )
             if len(kept) >= B or last:
                 break
             zero_variance = 1 - informative / scores.height  # this round's share only
@@ -111,10 +113,7 @@ class GRESO(Strategy):
         return rounds * cfg.greso.round_prompts * cfg.group_size
 
     def budget_violations(self, cfg, col):
-        groups = sum(col(f"filtering_stats/greso_{k}") for k in ("kept", "discarded", "surplus"))
-        if not (col("rollout_stats/greso") == groups * cfg.group_size).all():
-            return ["GRESO rollouts are not n x (kept + discarded + surplus groups)"]
-        return []
+        return accounting.dynamic_filter_violations(cfg, col, "greso")
 
     def epoch_need(self, cfg):
         size = cfg.greso.round_prompts
@@ -152,5 +151,7 @@ def survivors(s, cfg, step: int, round: int, size: int) -> pl.DataFrame | None:
             skipped[traces.streak(prompt_id)] += 1
         else:
             picked.append(prompt)
-    accounting.count_greso_skips(s.ledger, step, skipped["easy"], skipped["hard"])
+    # prompts skipped before rollout (no rollouts: used up for this epoch)
+    s.ledger.add(step, "filtering_stats/greso_skipped_easy", skipped["easy"])
+    s.ledger.add(step, "filtering_stats/greso_skipped_hard", skipped["hard"])
     return pl.concat(picked) if len(picked) == size else None

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from pcbench import accounting
 from pcbench.algos import knapsack
 from pcbench.config import positive, require
 from pcbench.prompt_state import KnapsackRewards
@@ -75,7 +74,7 @@ class KnapsackRL(Strategy):
             pl.col("correct").fill_null(False).cast(pl.Float64)
         )
         rewards.observe(visits["prompt_id"], visits["correct"].to_list())
-        accounting.count_knapsack_split(s.ledger, step, p_hat)
+        _count_split(s.ledger, step, p_hat)
         return train_on(s, cfg, step, rollouts)
 
     def rollouts_per_step(self, cfg, rounds=1.0):  # B x n, split unevenly
@@ -101,3 +100,13 @@ class KnapsackRL(Strategy):
 
     def new_prompt_state(self, cfg):
         return KnapsackRewards(cfg.knapsack.window, cfg.knapsack.known_after)
+
+
+def _count_split(ledger, step: int, p_hat: list[float | None]) -> None:
+    """The prompts of a step by estimate: not known yet (n each), 0 < p < 1 (the DP's extras),
+    p = 0 and p = 1."""
+    known = [p for p in p_hat if p is not None]
+    ledger.add(step, "filtering_stats/knapsack_unknown", len(p_hat) - len(known))
+    ledger.add(step, "filtering_stats/knapsack_informative", sum(0 < p < 1 for p in known))
+    ledger.add(step, "filtering_stats/knapsack_hard", sum(p <= 0 for p in known))
+    ledger.add(step, "filtering_stats/knapsack_easy", sum(p >= 1 for p in known))

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pcbench import accounting
 from pcbench.algos import mopps
 from pcbench.config import require
 from pcbench.prompt_state import MoppsPosteriors
@@ -77,7 +76,8 @@ class MoPPS(Strategy):
         rollouts = generate_counted(s, cfg, step, 1, pool, "mopps")
         scores = score(rollouts, cfg)
         posteriors.observe(scores["prompt_id"], scores["n_correct"], scores["n"], mc.decay)
-        accounting.count_mopps_selection(s.ledger, step, candidates.height, len(chosen))
+        s.ledger.add(step, "filtering_stats/mopps_selected", len(chosen))
+        s.ledger.add(step, "filtering_stats/mopps_passed_over", candidates.height - len(chosen))
         return train_on(s, cfg, step, rollouts)
 
     def rollouts_per_step(self, cfg, rounds=1.0):
