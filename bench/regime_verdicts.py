@@ -174,9 +174,16 @@ RULES: dict[str, Callable[[dict, dict], tuple[str, str]]] = {
 PARTIAL = {"where it pays", "group size", "difficulty mix"}  # read per cell or half as they land
 
 
-def per_seed_x(study: ex.Study, root: str | Path) -> dict[str, dict[str, PerSeed]]:
-    """x_vs_grpo per cell, variant and seed, for the cells with finished runs of every seed."""
-    out = {}
+def too_short(peak_steps: list[int], steps: int) -> bool:
+    """The study's length rule: a cell whose GRPO peaks in the first 25% of its steps in 2 of 3
+    seeds is too short, and is not read against the rules."""
+    return sum(p <= 0.25 * steps for p in peak_steps) >= 2
+
+
+def per_seed_x(study: ex.Study, root: str | Path) -> tuple[dict, dict[str, list[int]]]:
+    """(x_vs_grpo per cell, variant and seed, for the cells with finished GRPO and PC runs of
+    every seed; the cells too short by the length rule, with GRPO's peak steps)."""
+    out, short = {}, {}
     for cell in study.cells:
         runs = ex.per_run(cell, root, seeds=study.seeds)
         if runs.height == 0:
@@ -187,28 +194,37 @@ def per_seed_x(study: ex.Study, root: str | Path) -> dict[str, dict[str, PerSeed
                 zip(rows["seed"].to_list(), rows["x_vs_grpo"].to_list(), strict=True)
             )
         name = cell.name.removeprefix(f"{study.name}-")
-        if all(set(by.get(v, {})) >= set(study.seeds) for v in ("grpo", "pc")):
+        if not all(set(by.get(v, {})) >= set(study.seeds) for v in ("grpo", "pc")):
+            continue
+        grpo = runs.filter(pl.col("variant") == ex.GRPO_NAME)
+        if too_short(grpo["target_step"].to_list(), int(grpo["steps"].max())):
+            short[name] = grpo["target_step"].to_list()
+        else:
             out[name] = by
-    return out
+    return out, short
 
 
-def verdicts(study: ex.Study, x: dict, A: dict) -> pl.DataFrame:
+def verdicts(study: ex.Study, x: dict, A: dict, short: dict | None = None) -> pl.DataFrame:
     """One row per block: its verdict by its rule, the numbers it read, or the cells it waits
-    for."""
+    for (a cell too short by the length rule is never read: its blocks say so)."""
     named = {b["name"] for b in study.blocks}
     if named != set(RULES):
         raise ValueError(f"blocks and rules differ: {sorted(named ^ set(RULES))}")
+    short = short or {}
     rows = []
     for b in study.blocks:
-        waiting = [c for c in b["cells"] if c not in x]
+        waiting = [c for c in b["cells"] if c not in x and c not in short]
+        unread = [f"{c} too short (GRPO peaks at {short[c]})" for c in b["cells"] if c in short]
         landed = {c: x[c] for c in b["cells"] if c in x}
+        missing = "; ".join(filter(None, (
+            f"waits for {', '.join(waiting)}" if waiting else "", "; ".join(unread))))  # fmt: skip
         if b["name"] in PARTIAL and landed:
             verdict, read = RULES[b["name"]](landed, A)
-            if waiting:
+            if missing:
                 verdict = "waits" if verdict == "waits" else f"{verdict} so far"
-                read = "; ".join(filter(None, (read, f"waits for {', '.join(waiting)}")))
-        elif waiting:
-            verdict, read = "waits", f"waits for {', '.join(waiting)}"
+                read = "; ".join(filter(None, (read, missing)))
+        elif missing:
+            verdict, read = ("waits" if waiting else "not read"), missing
         else:
             verdict, read = RULES[b["name"]](landed, {c: A[c] for c in b["cells"] if c in A})
         rows.append({"block": b["name"], "verdict": verdict, "read": read})
@@ -221,7 +237,8 @@ def main() -> None:
     args = parser.parse_args()
     study = ex.STUDIES["regime"]
     A = dict(advantage(predictions(study)).select("cell", "A").iter_rows())
-    table = verdicts(study, per_seed_x(study, args.runs), A)
+    x, short = per_seed_x(study, args.runs)
+    table = verdicts(study, x, A, short)
     print("| block | verdict | what the rule read |\n|---|---|---|")
     for r in table.iter_rows(named=True):
         print(f"| {r['block']} | {r['verdict']} | {r['read']} |")

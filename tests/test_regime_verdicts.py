@@ -74,3 +74,17 @@ def test_blocks_wait_for_their_cells_and_halves_are_read_as_they_land():
     # x means 1.37, 0.87, 0.8, 0.6 against A 1.13, 0.88, 0.82, 0.69: same order, all within 25%
     assert table["does the plan predict it"]["verdict"] == "ordering confirmed, level confirmed"
     assert math.isclose(rv.mean_x(full["n64-mixed"]["pc"]), 0.6)
+
+
+def test_a_cell_whose_grpo_peaks_early_is_too_short_and_never_read():
+    assert rv.too_short([20, 15, 80], 90) and not rv.too_short([20, 45, 80], 90)
+    assert rv.too_short([22, 22, 90], 90) and not rv.too_short([23, 23, 90], 90)  # 25% of 90
+    seeds = (0, 1, 2)
+    x = {"n16-shipped": {"grpo": dict.fromkeys(seeds, 1.0), "pc": dict.fromkeys(seeds, 1.6)}}
+    short = {"mb-n16-shipped": [10, 15, 90]}
+    table = {r["block"]: r for r in
+             rv.verdicts(ex.STUDIES["regime"], x, {}, short).iter_rows(named=True)}  # fmt: skip
+    assert table["optimizer steps"]["verdict"] == "not read"
+    assert "mb-n16-shipped too short" in table["optimizer steps"]["read"]
+    assert table["where it pays"]["verdict"] == "pays in n16-shipped so far"
+    assert "mb-n16-shipped too short" in table["where it pays"]["read"]
