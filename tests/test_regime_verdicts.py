@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
+from pcbench import experiments as ex
+
+BENCH = str(Path(__file__).resolve().parents[1] / "bench")
+sys.path.append(BENCH)  # only for this import: bench/ holds module names as plain as `steps`
 import regime_verdicts as rv  # noqa: E402
 
-from pcbench import experiments as ex  # noqa: E402
+sys.path.remove(BENCH)
 
 
 def test_rises_needs_the_mean_two_paired_seeds_and_the_floor():
