@@ -68,26 +68,8 @@ def pays(xs: PerSeed) -> tuple[str, str]:
 
 
 def spearman(a: list[float], b: list[float]) -> float:
-    """Rank correlation (average ranks for ties)."""
-
-    def ranks(v: list[float]) -> list[float]:
-        order = sorted(range(len(v)), key=v.__getitem__)
-        r = [0.0] * len(v)
-        i = 0
-        while i < len(v):
-            j = i
-            while j + 1 < len(v) and v[order[j + 1]] == v[order[i]]:
-                j += 1
-            for k in range(i, j + 1):
-                r[order[k]] = (i + j) / 2
-            i = j + 1
-        return r
-
-    ra, rb = ranks(a), ranks(b)
-    ma, mb = sum(ra) / len(ra), sum(rb) / len(rb)
-    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb, strict=True))
-    var = math.sqrt(sum((x - ma) ** 2 for x in ra) * sum((y - mb) ** 2 for y in rb))
-    return cov / var if var else float("nan")
+    """Rank correlation (average ranks for ties: polars' Spearman)."""
+    return pl.DataFrame({"a": a, "b": b}).select(pl.corr("a", "b", method="spearman")).item()
 
 
 def _f(v: float | None) -> str:
@@ -181,8 +163,9 @@ def too_short(peak_steps: list[int], steps: int) -> bool:
 
 
 def per_seed_x(study: ex.Study, root: str | Path) -> tuple[dict, dict[str, list[int]]]:
-    """(x_vs_grpo per cell, variant and seed, for the cells with finished GRPO and PC runs of
-    every seed; the cells too short by the length rule, with GRPO's peak steps)."""
+    """(x_vs_grpo per cell, variant and seed, for the cells whose every-seed variants (GRPO, PC,
+    pc-noevict: those the rules read) have finished every seed; the cells too short by the
+    length rule, with GRPO's peak steps)."""
     out, short = {}, {}
     for cell in study.cells:
         runs = ex.per_run(cell, root, seeds=study.seeds)
@@ -194,7 +177,8 @@ def per_seed_x(study: ex.Study, root: str | Path) -> tuple[dict, dict[str, list[
                 zip(rows["seed"].to_list(), rows["x_vs_grpo"].to_list(), strict=True)
             )
         name = cell.name.removeprefix(f"{study.name}-")
-        if not all(set(by.get(v, {})) >= set(study.seeds) for v in ("grpo", "pc")):
+        every_seed = [v.name for v in cell.variants if v.seeds is None]  # the rules' variants
+        if not all(set(by.get(v, {})) >= set(study.seeds) for v in every_seed):
             continue
         grpo = runs.filter(pl.col("variant") == ex.GRPO_NAME)
         if too_short(grpo["target_step"].to_list(), int(grpo["steps"].max())):
@@ -214,10 +198,10 @@ def verdicts(study: ex.Study, x: dict, A: dict, short: dict | None = None) -> pl
     rows = []
     for b in study.blocks:
         waiting = [c for c in b["cells"] if c not in x and c not in short]
-        unread = [f"{c} too short (GRPO peaks at {short[c]})" for c in b["cells"] if c in short]
         landed = {c: x[c] for c in b["cells"] if c in x}
-        missing = "; ".join(filter(None, (
-            f"waits for {', '.join(waiting)}" if waiting else "", "; ".join(unread))))  # fmt: skip
+        notes = [f"waits for {', '.join(waiting)}"] if waiting else []
+        notes += [f"{c} too short (GRPO peaks at {short[c]})" for c in b["cells"] if c in short]
+        missing = "; ".join(notes)
         if b["name"] in PARTIAL and landed:
             verdict, read = RULES[b["name"]](landed, A)
             if missing:
