@@ -1,7 +1,10 @@
 """One experiment's runs read by both crossing rules, side by side: what re-reading a table of
 RESULTS §1-§9 under issue 31's rule changes.
 
-    python bench/rule_compare.py EXPERIMENT [--runs runs/results] [--seeds 0 1 2]
+    python bench/rule_compare.py EXPERIMENT [--runs runs/results] [--seeds 0 1 2] [--write MD]
+
+With --write, the reading goes into MD's block `rule-EXPERIMENT` (markers as for every table),
+so a section of RESULTS carries its re-reading beside the table the old rule wrote.
 
 The new rule (`analysis.INTERPOLATED`: raw evaluations, the crossing interpolated in rollouts)
 and the old one (`analysis.FIRST_EVAL_SMOOTHED`: a 2-evaluation trailing mean, read at its first
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 
 import polars as pl
+from common import publish
 
 from pcbench import experiments as ex
 from pcbench.analysis import FIRST_EVAL_SMOOTHED, INTERPOLATED
@@ -77,18 +81,22 @@ def main() -> None:
     parser.add_argument("experiment", help="a name under configs/experiments/ (e.g. ablations)")
     parser.add_argument("--runs", default="runs/results", help="the experiment's runs folder")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(ex.DEFAULT_SEEDS))
+    parser.add_argument("--write", metavar="MD", help="also write it into MD's rule-* block")
     args = parser.parse_args()
     exp = ex.EXPERIMENTS[args.experiment]
     new = ex.per_run(exp, args.runs, args.seeds, INTERPOLATED)
     old = ex.per_run(exp, args.runs, args.seeds, FIRST_EVAL_SMOOTHED)
     if new.height == 0:
         raise SystemExit(f"no finished runs of {args.experiment} under {args.runs}")
-    print(side_by_side(new, old))
-    print(f"\nTargets, new rule (raw peaks): {targets(new)}.")
-    print(f"Targets, old rule (2-evaluation trailing mean): {targets(old)}.")
+    text = "\n".join([
+        side_by_side(new, old),
+        f"\nTargets, new rule (raw peaks): {targets(new)}.",
+        f"Targets, old rule (2-evaluation trailing mean): {targets(old)}.",
+    ])  # fmt: skip
     missing = ex.left_out(exp, args.runs, args.seeds)
     if missing:
-        print(f"Not finished: {', '.join(missing)}.")
+        text += f"\nNot finished: {', '.join(missing)}."
+    publish(text, f"rule-{args.experiment}", args.write)
 
 
 if __name__ == "__main__":
