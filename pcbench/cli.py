@@ -336,16 +336,20 @@ def cmd_experiment(args) -> None:
         )
     print(text)
     if args.write:
-        figure = Path(args.write).parent / "results" / f"{exp.name}.html"
+        # --block: a second table of the same runs (e.g. one seed's side variants) beside the
+        # experiment's own, with its own figure, instead of overwriting them
+        block = args.block or exp.name
+        figure = Path(args.write).parent / "results" / f"{block}.html"
         ex.write_figure(exp, args.runs, figure, seeds)
         command = f"pcbench experiment {exp.name} --seeds {' '.join(map(str, seeds))}"
         if args.crossing != "interpolated" or args.smooth is not None:  # say how it was read
             command += f" --crossing {args.crossing}"
             command += "" if args.smooth is None else f" --smooth {args.smooth}"
+        command += f" --block {block}" if args.block else ""
         text += (
             f"\n\nFigure: [results/{figure.name}](results/{figure.name}). Reproduce: `{command}`."
         )
-        ex.write_block(args.write, exp.name, text)
+        ex.write_block(args.write, block, text)
         print(f"\nwrote {args.write} and {figure}", file=sys.stderr)
     minutes = (time.perf_counter() - start) / 60
     print(f"({minutes:.1f} min; runs in {exp.root(args.runs)}/)", file=sys.stderr)
@@ -458,6 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_crossing(exp)
     exp.add_argument("--write", metavar="MD", help="write the table into this Markdown file")
     exp.add_argument("--table-only", action="store_true", help="do not train; tabulate runs")
+    exp.add_argument("--block", metavar="KEY",
+                     help="with --write: the Markdown block (and figure) name, default NAME")  # fmt: skip
     exp.add_argument("--quiet", action="store_true", help="no progress bars")
     exp.set_defaults(func=cmd_experiment)
 

@@ -163,6 +163,14 @@ def test_cli_tabulates_and_writes_the_doc(root, tmp_path, capsys):
     assert "| `pc` |" in capsys.readouterr().out
     assert "<!-- begin headline -->" in doc.read_text()
     assert (tmp_path / "docs" / "results" / "headline.html").stat().st_size > 1000
+    # --block: a second table of the same runs beside the first, the first left as it was
+    first = doc.read_text()
+    code = main(["experiment", "headline", "--seeds", "0", "--runs", str(root), "--table-only",
+                 "--write", str(doc), "--block", "headline-s0"])  # fmt: skip
+    both = doc.read_text()
+    assert code == 0 and both.startswith(first.rstrip("\n"))
+    assert "<!-- begin headline-s0 -->" in both and "--block headline-s0`" in both
+    assert (tmp_path / "docs" / "results" / "headline-s0.html").stat().st_size > 1000
     # not an experiment, a study or a study cell: refused with the known names, nothing run
     assert main(["experiment", "nope", "--runs", str(root), "--table-only"]) == 2
     assert "known: ablations" in capsys.readouterr().err
