@@ -46,8 +46,8 @@ def hf_config(device: str, seed: int):
 
 
 def subsampled(profile, n: int, prompts: int):
-    """The reference profile cut to its first `prompts` prompts and `n` rollouts a prompt, in
-    expectation: k' = k * n / N is not a count, so the smoke test compares pass rates only."""
+    """The reference profile cut to its first `prompts` prompts; below its N, each count scaled
+    to k * n / N and rounded: a stand-in, not a sample, so only the smoke test uses it."""
     from pcbench.profile import PassRateProfile
 
     counts = profile.counts.head(prompts)
