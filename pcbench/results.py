@@ -264,6 +264,8 @@ def predicted_vs_measured(runs: list[Run]) -> pl.DataFrame:
     from pcbench.plan import predict
     from pcbench.profile import profile_run
 
+    if not runs:  # an empty table has none of the columns a reader indexes: say why instead
+        raise ValueError("predicted_vs_measured: no runs given (is the runs folder empty?)")
     references: dict = {}
     for folder in dict.fromkeys(r.path.parent for r in runs):
         mine = [r for r in runs if r.path.parent == folder]

@@ -168,6 +168,8 @@ def test_a_config_profile_through_the_real_engine_and_a_runs_own_profile(tiny_en
     assert checked["rollouts_per_step_measured"] == 128 and checked["rollouts_per_step_error"] == 0
     assert checked["per_informative_error"] == pytest.approx(0, abs=0.05)
     assert "Largest error" in validation_markdown(predicted_vs_measured([run]))
+    with pytest.raises(ValueError, match="no runs"):
+        predicted_vs_measured([])
 
 
 def test_the_regime_map_rescales_a_profile_to_each_uninformative_share():
