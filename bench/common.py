@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import shlex
@@ -42,3 +43,27 @@ def publish(text: str, key: str, doc: str | None) -> None:
         command = " ".join(["python", f"bench/{Path(sys.argv[0]).name}", *map(shlex.quote, args)])
         write_block(doc, key, f"{text}\n\nMachine: {machine()}. Reproduce: `{command}`.")
         print(f"\nwrote block {key!r} of {doc}", file=sys.stderr)
+
+
+def experiment_args(doc: str, block: str) -> argparse.Namespace:
+    """The arguments of a script that reads one experiment's runs: the experiment, its runs
+    folder, the seeds, and --write MD (into MD's `{block}-EXPERIMENT` block)."""
+    from pcbench.experiments import DEFAULT_SEEDS
+
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("experiment", help="a name under configs/experiments/ (e.g. ablations)")
+    parser.add_argument("--runs", default="runs/results", help="the experiment's runs folder")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS))
+    parser.add_argument("--write", metavar="MD", help=f"also write it into MD's {block}-* block")
+    return parser.parse_args()
+
+
+def publish_reading(text: str, args: argparse.Namespace, block: str) -> None:
+    """`publish` an experiment's reading, naming its runs not finished yet (a partial table is
+    still worth reading, as long as it says what it leaves out)."""
+    from pcbench import experiments as ex
+
+    missing = ex.left_out(ex.EXPERIMENTS[args.experiment], args.runs, args.seeds)
+    if missing:
+        text += f"\nNot finished: {', '.join(missing)}."
+    publish(text, f"{block}-{args.experiment}", args.write)

@@ -10,9 +10,7 @@ folder (`results.predicted_vs_measured`: the profile the runs met, not the step-
 
 from __future__ import annotations
 
-import argparse
-
-from common import publish
+from common import experiment_args, publish_reading
 
 from pcbench import experiments as ex
 from pcbench.results import predicted_vs_measured
@@ -20,21 +18,13 @@ from pcbench.tables import validation_markdown
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("experiment", help="a name under configs/experiments/ (e.g. ablations)")
-    parser.add_argument("--runs", default="runs/results", help="the experiment's runs folder")
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(ex.DEFAULT_SEEDS))
-    parser.add_argument("--write", metavar="MD", help="also write it into MD's plan-* block")
-    args = parser.parse_args()
+    args = experiment_args(__doc__, "plan")
     exp = ex.EXPERIMENTS[args.experiment]
     runs = ex.finished_runs(exp, args.runs, args.seeds)
     if not runs:
         raise SystemExit(f"no finished runs of {args.experiment} under {args.runs}")
     text = validation_markdown(predicted_vs_measured(runs))
-    missing = ex.left_out(exp, args.runs, args.seeds)
-    if missing:
-        text += f"\nNot finished: {', '.join(missing)}."
-    publish(text, f"plan-{args.experiment}", args.write)
+    publish_reading(text, args, "plan")
 
 
 if __name__ == "__main__":

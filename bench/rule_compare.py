@@ -16,10 +16,8 @@ per variant, the new reading first and the old ratio beside it.
 
 from __future__ import annotations
 
-import argparse
-
 import polars as pl
-from common import publish
+from common import experiment_args, publish_reading
 
 from pcbench import experiments as ex
 from pcbench.analysis import FIRST_EVAL_SMOOTHED, INTERPOLATED
@@ -77,12 +75,7 @@ def targets(runs: pl.DataFrame) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("experiment", help="a name under configs/experiments/ (e.g. ablations)")
-    parser.add_argument("--runs", default="runs/results", help="the experiment's runs folder")
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(ex.DEFAULT_SEEDS))
-    parser.add_argument("--write", metavar="MD", help="also write it into MD's rule-* block")
-    args = parser.parse_args()
+    args = experiment_args(__doc__, "rule")
     exp = ex.EXPERIMENTS[args.experiment]
     new = ex.per_run(exp, args.runs, args.seeds, INTERPOLATED)
     old = ex.per_run(exp, args.runs, args.seeds, FIRST_EVAL_SMOOTHED)
@@ -93,10 +86,7 @@ def main() -> None:
         f"\nTargets, new rule (raw peaks): {targets(new)}.",
         f"Targets, old rule (2-evaluation trailing mean): {targets(old)}.",
     ])  # fmt: skip
-    missing = ex.left_out(exp, args.runs, args.seeds)
-    if missing:
-        text += f"\nNot finished: {', '.join(missing)}."
-    publish(text, f"rule-{args.experiment}", args.write)
+    publish_reading(text, args, "rule")
 
 
 if __name__ == "__main__":
