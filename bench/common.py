@@ -58,12 +58,12 @@ def experiment_args(doc: str, block: str) -> argparse.Namespace:
     return parser.parse_args()
 
 
-def publish_reading(text: str, args: argparse.Namespace, block: str) -> None:
-    """`publish` an experiment's reading, naming its runs not finished yet (a partial table is
-    still worth reading, as long as it says what it leaves out)."""
-    from pcbench import experiments as ex
+def publish_reading(text: str, exp, args: argparse.Namespace, block: str) -> None:
+    """`publish` the reading of experiment `exp`, naming its runs not finished yet (a partial
+    table is still worth reading, as long as it says what it leaves out)."""
+    from pcbench.experiments import left_out
 
-    missing = ex.left_out(ex.EXPERIMENTS[args.experiment], args.runs, args.seeds)
+    missing = left_out(exp, args.runs, args.seeds)
     if missing:
         text += f"\nNot finished: {', '.join(missing)}."
     publish(text, f"{block}-{args.experiment}", args.write)

@@ -4,9 +4,9 @@
 
 Runs where torch and transformers are installed and polars is carried as a wheel (the lent GPU
 machines: no vLLM, no polars, no downloads; `pcbench.config` imports the strategy registry,
-which needs polars, since issue 32), so it uses what of pcbench needs nothing more: `Policy` (bf16 compute,
-fp32 master weights and AdamW state, memory-lean log-probs) and the loss and advantages of
-`pcbench.algos`. On a random-init model with Qwen2.5-0.5B's shape and vocabulary (151,936):
+which needs polars, since issue 32), so it uses what of pcbench needs nothing more: `Policy`
+(bf16 compute, fp32 master weights and AdamW state, memory-lean log-probs) and the loss and
+advantages of `pcbench.algos`. On a random-init model with Qwen2.5-0.5B's shape and vocabulary (151,936):
   1. sampling throughput of the compute copy (transformers `generate`, what HFEngine runs);
   2. a few real update steps (GRPO advantages of random rewards, PPO-clip loss over the
      policy's log-probs): step time, peak memory, and how far the fp32 masters move at the

@@ -24,7 +24,7 @@ def main() -> None:
     if not runs:
         raise SystemExit(f"no finished runs of {args.experiment} under {args.runs}")
     text = validation_markdown(predicted_vs_measured(runs))
-    publish_reading(text, args, "plan")
+    publish_reading(text, exp, args, "plan")
 
 
 if __name__ == "__main__":

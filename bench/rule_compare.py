@@ -86,7 +86,7 @@ def main() -> None:
         f"\nTargets, new rule (raw peaks): {targets(new)}.",
         f"Targets, old rule (2-evaluation trailing mean): {targets(old)}.",
     ])  # fmt: skip
-    publish_reading(text, args, "rule")
+    publish_reading(text, exp, args, "rule")
 
 
 if __name__ == "__main__":
